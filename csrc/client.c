@@ -1,0 +1,493 @@
+/* The Client type and the delivery of finished requests to Python. */
+#include "client.h"
+
+#include <string.h>
+
+#include "event.h"
+#include "pyjson.h"
+
+typedef struct {
+    PyObject_HEAD
+    mx_account *account; /* counted reference */
+    PyObject *on_batch;  /* callables while a sync loop runs */
+    PyObject *on_error;
+} ClientObject;
+
+/* ---- construction -------------------------------------------------------- */
+
+static PyObject *Client_new(PyTypeObject *tp, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"homeserver", "access_token", "insecure", NULL};
+    const char *hs, *token = NULL;
+    int insecure = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|zp:Client", kwlist, &hs, &token, &insecure))
+        return NULL;
+    if (strncmp(hs, "http://", 7) != 0 && strncmp(hs, "https://", 8) != 0) {
+        PyErr_Format(PyExc_ValueError,
+                     "the homeserver URL must start with https:// (or http://), not '%s'", hs);
+        return NULL;
+    }
+    if (mx_engine_start() != 0) return PyErr_SetFromErrno(PyExc_OSError);
+    ClientObject *self = (ClientObject *)tp->tp_alloc(tp, 0);
+    if (!self) return NULL;
+    self->account = mx_account_new(hs, token, insecure);
+    if (!self->account) {
+        Py_DECREF(self);
+        return PyErr_NoMemory();
+    }
+    return (PyObject *)self;
+}
+
+static int Client_traverse(ClientObject *self, visitproc visit, void *arg) {
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->on_batch);
+    Py_VISIT(self->on_error);
+    return 0;
+}
+
+static int Client_clear(ClientObject *self) {
+    Py_CLEAR(self->on_batch);
+    Py_CLEAR(self->on_error);
+    return 0;
+}
+
+static void Client_dealloc(ClientObject *self) {
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    Client_clear(self);
+    if (self->account) {
+        /* A running sync loop holds a reference to this object, so we only
+         * get here once it has stopped; this just makes sure. */
+        pthread_mutex_lock(&self->account->lock);
+        self->account->sync_wanted = 0;
+        pthread_mutex_unlock(&self->account->lock);
+        mx_account_decref(self->account);
+    }
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+/* ---- request building ---------------------------------------------------- */
+
+/* Percent-encodes one path segment; caller frees with curl_free. */
+static char *seg(const char *s) { return curl_easy_escape(NULL, s, 0); }
+
+/* Builds and submits a request; `body` (may be NULL) is consumed.
+ * Returns the request id as a Python int, or NULL with an exception set. */
+static PyObject *submit(ClientObject *self, PyObject *fut, mx_method m, const char *path,
+                        cJSON *body, int auth, long timeout_ms) {
+    mx_account *a = self->account;
+    size_t n = strlen(a->homeserver) + strlen(path) + 1;
+    char *url = malloc(n);
+    mx_request *r = NULL;
+    char *printed = NULL;
+    if (!url) goto nomem;
+    snprintf(url, n, "%s%s", a->homeserver, path);
+    r = mx_request_new(m, url, MX_KIND_JSON);
+    free(url);
+    if (!r) goto nomem;
+    if (body) {
+        printed = cJSON_PrintUnformatted(body);
+        if (!printed) goto nomem;
+        r->body = printed;
+        r->body_len = strlen(printed);
+    }
+    if (auth) {
+        r->token = mx_account_token_copy(a);
+        if (!r->token) {
+            PyErr_SetString(PyExc_RuntimeError, "this client is not logged in");
+            goto fail;
+        }
+    }
+    r->insecure = a->insecure;
+    r->timeout_ms = timeout_ms;
+    mx_account_incref(a);
+    r->account = a;
+    r->py_future = Py_NewRef(fut);
+    uint64_t id = r->id;
+    cJSON_Delete(body);
+    mx_engine_submit(r);
+    return PyLong_FromUnsignedLongLong(id);
+nomem:
+    PyErr_NoMemory();
+fail:
+    cJSON_Delete(body);
+    mx_request_free(r);
+    return NULL;
+}
+
+#define DEFAULT_TIMEOUT_MS 60000L
+
+static PyObject *Client_versions(ClientObject *self, PyObject *fut) {
+    return submit(self, fut, MX_GET, "/_matrix/client/versions", NULL, 0, DEFAULT_TIMEOUT_MS);
+}
+
+static PyObject *Client_login_password(ClientObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"future", "user", "password", "device_name", "device_id", NULL};
+    PyObject *fut;
+    const char *user, *password, *device_name = NULL, *device_id = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Oss|zz:login_password", kwlist, &fut, &user,
+                                     &password, &device_name, &device_id))
+        return NULL;
+    cJSON *body = cJSON_CreateObject();
+    cJSON *ident = body ? cJSON_AddObjectToObject(body, "identifier") : NULL;
+    int ok = ident && cJSON_AddStringToObject(body, "type", "m.login.password") &&
+             cJSON_AddStringToObject(ident, "type", "m.id.user") &&
+             cJSON_AddStringToObject(ident, "user", user) &&
+             cJSON_AddStringToObject(body, "password", password) &&
+             (!device_name ||
+              cJSON_AddStringToObject(body, "initial_device_display_name", device_name)) &&
+             (!device_id || cJSON_AddStringToObject(body, "device_id", device_id));
+    if (!ok) {
+        cJSON_Delete(body);
+        return PyErr_NoMemory();
+    }
+    return submit(self, fut, MX_POST, "/_matrix/client/v3/login", body, 0, DEFAULT_TIMEOUT_MS);
+}
+
+static PyObject *Client_whoami(ClientObject *self, PyObject *fut) {
+    return submit(self, fut, MX_GET, "/_matrix/client/v3/account/whoami", NULL, 1,
+                  DEFAULT_TIMEOUT_MS);
+}
+
+static PyObject *Client_logout(ClientObject *self, PyObject *fut) {
+    cJSON *body = cJSON_CreateObject();
+    if (!body) return PyErr_NoMemory();
+    return submit(self, fut, MX_POST, "/_matrix/client/v3/logout", body, 1, DEFAULT_TIMEOUT_MS);
+}
+
+static PyObject *Client_joined_rooms(ClientObject *self, PyObject *fut) {
+    return submit(self, fut, MX_GET, "/_matrix/client/v3/joined_rooms", NULL, 1,
+                  DEFAULT_TIMEOUT_MS);
+}
+
+static PyObject *Client_room_state(ClientObject *self, PyObject *args) {
+    PyObject *fut;
+    const char *room_id;
+    if (!PyArg_ParseTuple(args, "Os:room_state", &fut, &room_id)) return NULL;
+    char *r = seg(room_id);
+    if (!r) return PyErr_NoMemory();
+    size_t n = strlen(r) + 64;
+    char *path = malloc(n);
+    PyObject *res = NULL;
+    if (path) {
+        snprintf(path, n, "/_matrix/client/v3/rooms/%s/state", r);
+        res = submit(self, fut, MX_GET, path, NULL, 1, DEFAULT_TIMEOUT_MS);
+    } else {
+        PyErr_NoMemory();
+    }
+    free(path);
+    curl_free(r);
+    return res;
+}
+
+static PyObject *Client_send_event(ClientObject *self, PyObject *args) {
+    PyObject *fut, *content;
+    const char *room_id, *type, *txn_id;
+    if (!PyArg_ParseTuple(args, "OsssO!:send_event", &fut, &room_id, &type, &txn_id,
+                          &PyDict_Type, &content))
+        return NULL;
+    cJSON *body = mx_py_to_json(content);
+    if (!body) return NULL;
+    char *r = seg(room_id), *t = seg(type), *x = seg(txn_id), *path = NULL;
+    PyObject *res = NULL;
+    if (r && t && x) {
+        size_t n = strlen(r) + strlen(t) + strlen(x) + 64;
+        if ((path = malloc(n))) {
+            snprintf(path, n, "/_matrix/client/v3/rooms/%s/send/%s/%s", r, t, x);
+            res = submit(self, fut, MX_PUT, path, body, 1, DEFAULT_TIMEOUT_MS);
+            body = NULL; /* consumed */
+        }
+    }
+    if (!res && !PyErr_Occurred()) PyErr_NoMemory();
+    cJSON_Delete(body);
+    free(path);
+    curl_free(r);
+    curl_free(t);
+    curl_free(x);
+    return res;
+}
+
+/* ---- session state ------------------------------------------------------- */
+
+static PyObject *Client_set_token(ClientObject *self, PyObject *arg) {
+    const char *token = NULL;
+    if (arg != Py_None && !(token = PyUnicode_AsUTF8(arg))) return NULL;
+    char *copy = token ? strdup(token) : NULL;
+    if (token && !copy) return PyErr_NoMemory();
+    pthread_mutex_lock(&self->account->lock);
+    free(self->account->token);
+    self->account->token = copy;
+    pthread_mutex_unlock(&self->account->lock);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Client_cancel(ClientObject *self, PyObject *arg) {
+    (void)self;
+    unsigned long long id = PyLong_AsUnsignedLongLong(arg);
+    if (id == (unsigned long long)-1 && PyErr_Occurred()) return NULL;
+    mx_engine_cancel((uint64_t)id);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Client_start_sync(ClientObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"on_batch", "on_error", "since", "filter", "timeout_ms", NULL};
+    PyObject *on_batch, *on_error;
+    const char *since = NULL, *filter = NULL;
+    long timeout_ms = 30000;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|zzl:start_sync", kwlist, &on_batch,
+                                     &on_error, &since, &filter, &timeout_ms))
+        return NULL;
+    if (!PyCallable_Check(on_batch) || !PyCallable_Check(on_error)) {
+        PyErr_SetString(PyExc_TypeError, "on_batch and on_error must be callable");
+        return NULL;
+    }
+    if (timeout_ms < 0 || timeout_ms > 600000) {
+        PyErr_SetString(PyExc_ValueError, "timeout_ms must be between 0 and 600000");
+        return NULL;
+    }
+    mx_account *a = self->account;
+    char *s = since ? strdup(since) : NULL, *f = filter ? strdup(filter) : NULL;
+    if ((since && !s) || (filter && !f)) {
+        free(s);
+        free(f);
+        return PyErr_NoMemory();
+    }
+    Py_XSETREF(self->on_batch, Py_NewRef(on_batch));
+    Py_XSETREF(self->on_error, Py_NewRef(on_error));
+    pthread_mutex_lock(&a->lock);
+    free(a->since);
+    free(a->filter);
+    a->since = s;
+    a->filter = f;
+    a->sync_timeout_ms = timeout_ms;
+    a->undelivered = 0;
+    a->sync_wanted = 1;
+    pthread_mutex_unlock(&a->lock);
+    /* The running loop keeps this object alive until it reports it stopped. */
+    if (!a->py_client) a->py_client = Py_NewRef(self);
+    mx_engine_poke_account(a);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Client_stop_sync(ClientObject *self, PyObject *unused) {
+    (void)unused;
+    pthread_mutex_lock(&self->account->lock);
+    self->account->sync_wanted = 0;
+    pthread_mutex_unlock(&self->account->lock);
+    mx_engine_poke_account(self->account);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Client_sync_ack(ClientObject *self, PyObject *unused) {
+    (void)unused;
+    pthread_mutex_lock(&self->account->lock);
+    if (self->account->undelivered > 0) self->account->undelivered--;
+    pthread_mutex_unlock(&self->account->lock);
+    mx_engine_poke_account(self->account);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Client_homeserver(ClientObject *self, void *c) {
+    (void)c;
+    return PyUnicode_FromString(self->account->homeserver);
+}
+
+static PyObject *Client_syncing(ClientObject *self, void *c) {
+    (void)c;
+    pthread_mutex_lock(&self->account->lock);
+    int w = self->account->sync_wanted;
+    pthread_mutex_unlock(&self->account->lock);
+    return PyBool_FromLong(w);
+}
+
+static PyMethodDef Client_methods[] = {
+    {"versions", (PyCFunction)Client_versions, METH_O, "GET /versions (no token)."},
+    {"login_password", (PyCFunction)(void (*)(void))Client_login_password,
+     METH_VARARGS | METH_KEYWORDS, "Password login; resolves with the login response."},
+    {"whoami", (PyCFunction)Client_whoami, METH_O, "GET /account/whoami."},
+    {"logout", (PyCFunction)Client_logout, METH_O, "POST /logout: invalidates the token."},
+    {"joined_rooms", (PyCFunction)Client_joined_rooms, METH_O, "GET /joined_rooms."},
+    {"room_state", (PyCFunction)Client_room_state, METH_VARARGS, "GET /rooms/{id}/state."},
+    {"send_event", (PyCFunction)Client_send_event, METH_VARARGS,
+     "PUT /rooms/{id}/send/{type}/{txn_id}: idempotent for a given txn_id."},
+    {"set_token", (PyCFunction)Client_set_token, METH_O, "Sets or clears the access token."},
+    {"cancel", (PyCFunction)Client_cancel, METH_O, "Cancels a request by id."},
+    {"start_sync", (PyCFunction)(void (*)(void))Client_start_sync, METH_VARARGS | METH_KEYWORDS,
+     "Starts the engine-driven /sync loop."},
+    {"stop_sync", (PyCFunction)Client_stop_sync, METH_NOARGS, "Stops the sync loop."},
+    {"sync_ack", (PyCFunction)Client_sync_ack, METH_NOARGS,
+     "Tells the engine Python finished one batch, so it may fetch more."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Client_getset[] = {
+    {"homeserver", (getter)Client_homeserver, NULL, NULL, NULL},
+    {"syncing", (getter)Client_syncing, NULL, "True while the sync loop should run.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot Client_slots[] = {
+    {Py_tp_doc, "Client(homeserver, access_token=None, insecure=False): one Matrix account."},
+    {Py_tp_new, Client_new},
+    {Py_tp_dealloc, Client_dealloc},
+    {Py_tp_traverse, Client_traverse},
+    {Py_tp_clear, Client_clear},
+    {Py_tp_methods, Client_methods},
+    {Py_tp_getset, Client_getset},
+    {0, NULL},
+};
+
+PyType_Spec mx_Client_spec = {
+    .name = "matridge._core.Client",
+    .basicsize = sizeof(ClientObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = Client_slots,
+};
+
+/* ---- delivery (loop thread, GIL held) ------------------------------------ */
+
+static const char *json_str(const cJSON *obj, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static int set_attr(PyObject *o, const char *name, PyObject *v) {
+    if (!v) return -1;
+    int rc = PyObject_SetAttrString(o, name, v);
+    Py_DECREF(v);
+    return rc;
+}
+
+/* A new exception instance describing a failed request. */
+static PyObject *make_error(mx_state *st, mx_request *r) {
+    if (r->status == MX_ERR_NOMEM) return PyObject_CallFunction(PyExc_MemoryError, "s", r->errbuf);
+    if (r->status == MX_ERR_NETWORK)
+        return PyObject_CallFunction(st->NetworkError, "s", r->errbuf[0] ? r->errbuf : "network error");
+    const char *errcode = json_str(r->json, "errcode");
+    const char *error = json_str(r->json, "error");
+    char msg[CURL_ERROR_SIZE + 512];
+    if (r->status == MX_ERR_PARSE)
+        snprintf(msg, sizeof msg, "HTTP %ld: %s", r->http_status, r->errbuf);
+    else
+        snprintf(msg, sizeof msg, "HTTP %ld %s: %.400s", r->http_status,
+                 errcode ? errcode : "(no errcode)", error ? error : "(no message)");
+    PyObject *e = PyObject_CallFunction(st->MatrixError, "s", msg);
+    if (!e) return NULL;
+    const cJSON *soft = cJSON_GetObjectItemCaseSensitive(r->json, "soft_logout");
+    if (set_attr(e, "status", PyLong_FromLong(r->http_status)) < 0 ||
+        set_attr(e, "errcode", mx_str_or_none(errcode)) < 0 ||
+        set_attr(e, "error", mx_str_or_none(error ? error : r->errbuf)) < 0 ||
+        set_attr(e, "retry_after_ms",
+                 r->retry_after_ms > 0 ? PyLong_FromLong(r->retry_after_ms) : Py_NewRef(Py_None)) < 0 ||
+        set_attr(e, "soft_logout", PyBool_FromLong(cJSON_IsTrue(soft))) < 0) {
+        Py_DECREF(e);
+        return NULL;
+    }
+    return e;
+}
+
+static void call_method(PyObject *fut, const char *name, PyObject *arg) {
+    PyObject *res = PyObject_CallMethod(fut, name, "O", arg);
+    if (!res)
+        PyErr_WriteUnraisable(fut);
+    else
+        Py_DECREF(res);
+}
+
+static void deliver_json(mx_state *st, mx_request *r) {
+    PyObject *fut = r->py_future;
+    r->py_future = NULL;
+    PyObject *done = PyObject_CallMethod(fut, "done", NULL);
+    int is_done = done ? PyObject_IsTrue(done) : 1;
+    Py_XDECREF(done);
+    if (!done) PyErr_WriteUnraisable(fut);
+    if (!is_done) {
+        if (r->status == MX_ERR_CANCELLED) {
+            PyObject *res = PyObject_CallMethod(fut, "cancel", NULL);
+            Py_XDECREF(res);
+            if (!res) PyErr_WriteUnraisable(fut);
+        } else {
+            PyObject *value = r->status == MX_OK ? mx_json_to_py(r->json) : make_error(st, r);
+            if (!value) {
+                /* Conversion itself failed: hand that error to the awaiter. */
+                PyObject *type, *val, *tb;
+                PyErr_Fetch(&type, &val, &tb);
+                PyErr_NormalizeException(&type, &val, &tb);
+                Py_XDECREF(type);
+                Py_XDECREF(tb);
+                if (val) {
+                    call_method(fut, "set_exception", val);
+                    Py_DECREF(val);
+                }
+            } else {
+                call_method(fut, r->status == MX_OK ? "set_result" : "set_exception", value);
+                Py_DECREF(value);
+            }
+        }
+    }
+    Py_DECREF(fut);
+}
+
+static void call_client(ClientObject *c, PyObject *cb, PyObject *arg1, PyObject *arg2) {
+    if (!cb) return;
+    PyObject *res = arg2 ? PyObject_CallFunctionObjArgs(cb, arg1, arg2, NULL)
+                         : PyObject_CallOneArg(cb, arg1);
+    if (!res)
+        PyErr_WriteUnraisable((PyObject *)c);
+    else
+        Py_DECREF(res);
+}
+
+static void deliver_sync(mx_state *st, mx_request *r) {
+    ClientObject *c = r->account->py_client;
+    if (!c || r->status == MX_ERR_CANCELLED) return;
+    if (r->status == MX_OK) {
+        mx_batch *b = r->batch;
+        r->batch = NULL;
+        PyObject *batch = mx_SyncBatch_new(st, b);
+        if (!batch) {
+            PyErr_WriteUnraisable((PyObject *)c);
+            return;
+        }
+        call_client(c, c->on_batch, batch, NULL);
+        Py_DECREF(batch);
+        return;
+    }
+    PyObject *err = make_error(st, r);
+    if (!err) {
+        PyErr_WriteUnraisable((PyObject *)c);
+        return;
+    }
+    int fatal = r->status == MX_ERR_HTTP && (r->http_status == 401 || r->http_status == 403);
+    call_client(c, c->on_error, err, fatal ? Py_True : Py_False);
+    Py_DECREF(err);
+}
+
+static void deliver_sync_stopped(mx_request *r) {
+    mx_account *a = r->account;
+    pthread_mutex_lock(&a->lock);
+    int wanted = a->sync_wanted;
+    pthread_mutex_unlock(&a->lock);
+    /* Restarted in the meantime: the new loop keeps the reference. */
+    if (wanted || !a->py_client) return;
+    ClientObject *c = a->py_client;
+    a->py_client = NULL;
+    Py_CLEAR(c->on_batch);
+    Py_CLEAR(c->on_error);
+    Py_DECREF(c);
+}
+
+void mx_client_deliver(mx_state *st, mx_request *r) {
+    switch (r->kind) {
+    case MX_KIND_JSON:
+        deliver_json(st, r);
+        break;
+    case MX_KIND_SYNC:
+        deliver_sync(st, r);
+        break;
+    case MX_KIND_SYNC_STOPPED:
+        deliver_sync_stopped(r);
+        break;
+    }
+    mx_request_free(r);
+}

@@ -1,0 +1,14 @@
+/* Client: one Matrix account. Every API call becomes an engine request and
+ * returns its request id; the result resolves the asyncio future given. */
+#ifndef MATRIDGE_CLIENT_H
+#define MATRIDGE_CLIENT_H
+
+#include "module.h" /* Python.h first: it sets the feature macros */
+#include "engine.h"
+
+extern PyType_Spec mx_Client_spec;
+
+/* Delivers one finished request to Python (GIL held) and frees it. */
+void mx_client_deliver(mx_state *st, mx_request *r);
+
+#endif

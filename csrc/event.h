@@ -1,0 +1,17 @@
+/* Python views over decoded sync batches: SyncBatch, Room and Event.
+ * Each view holds a reference to the SyncBatch that owns the memory, and
+ * builds Python values only when an attribute is read. */
+#ifndef MATRIDGE_EVENT_H
+#define MATRIDGE_EVENT_H
+
+#include "module.h" /* Python.h first: it sets the feature macros */
+#include "decode.h"
+
+extern PyType_Spec mx_SyncBatch_spec;
+extern PyType_Spec mx_Room_spec;
+extern PyType_Spec mx_Event_spec;
+
+/* Wraps `batch` (ownership moves to the new object, also on failure). */
+PyObject *mx_SyncBatch_new(mx_state *st, mx_batch *batch);
+
+#endif

@@ -1,0 +1,119 @@
+/* matridge._core: module init, module state, exception types, and the
+ * loop-side entry points (the wakeup fd and completion processing). */
+#include "module.h"
+
+#include "client.h"
+#include "engine.h"
+#include "event.h"
+
+static struct PyModuleDef core_module;
+
+mx_state *mx_state_of_type(PyTypeObject *type) {
+    PyObject *m = PyType_GetModuleByDef(type, &core_module);
+    return m ? PyModule_GetState(m) : NULL;
+}
+
+static PyObject *core_wakeup_fd(PyObject *module, PyObject *unused) {
+    (void)module;
+    (void)unused;
+    if (mx_engine_start() != 0) return PyErr_SetFromErrno(PyExc_OSError);
+    return PyLong_FromLong(mx_engine_wakeup_fd());
+}
+
+/* Called by the asyncio reader callback: resolves every finished request. */
+static PyObject *core_process_completions(PyObject *module, PyObject *unused) {
+    (void)unused;
+    mx_state *st = PyModule_GetState(module);
+    mx_engine_clear_wakeup();
+    long n = 0;
+    mx_request *r = mx_engine_take_completions();
+    while (r) {
+        mx_request *next = r->next;
+        mx_client_deliver(st, r);
+        r = next;
+        n++;
+    }
+    return PyLong_FromLong(n);
+}
+
+static PyMethodDef core_methods[] = {
+    {"wakeup_fd", core_wakeup_fd, METH_NOARGS,
+     "The fd that becomes readable when requests finish (starts the engine)."},
+    {"process_completions", core_process_completions, METH_NOARGS,
+     "Resolves the futures of finished requests; returns how many."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyObject *add_type(PyObject *m, PyType_Spec *spec) {
+    PyObject *t = PyType_FromModuleAndSpec(m, spec, NULL);
+    if (!t) return NULL;
+    if (PyModule_AddType(m, (PyTypeObject *)t) < 0) {
+        Py_DECREF(t);
+        return NULL;
+    }
+    return t;
+}
+
+static int core_exec(PyObject *m) {
+    mx_state *st = PyModule_GetState(m);
+    st->MatrixError = PyErr_NewExceptionWithDoc(
+        "matridge._core.MatrixError",
+        "The homeserver answered with an error (attributes: status, errcode, error, "
+        "retry_after_ms, soft_logout).",
+        NULL, NULL);
+    st->NetworkError = PyErr_NewExceptionWithDoc(
+        "matridge._core.NetworkError",
+        "The homeserver could not be reached, or did not answer in time.", NULL, NULL);
+    if (!st->MatrixError || !st->NetworkError) return -1;
+    if (PyModule_AddObjectRef(m, "MatrixError", st->MatrixError) < 0) return -1;
+    if (PyModule_AddObjectRef(m, "NetworkError", st->NetworkError) < 0) return -1;
+    if (!(st->ClientType = (PyTypeObject *)add_type(m, &mx_Client_spec))) return -1;
+    if (!(st->SyncBatchType = (PyTypeObject *)add_type(m, &mx_SyncBatch_spec))) return -1;
+    if (!(st->RoomType = (PyTypeObject *)add_type(m, &mx_Room_spec))) return -1;
+    if (!(st->EventType = (PyTypeObject *)add_type(m, &mx_Event_spec))) return -1;
+    if (PyModule_AddIntConstant(m, "MAX_UNDELIVERED", MX_MAX_UNDELIVERED) < 0) return -1;
+    return 0;
+}
+
+static int core_traverse(PyObject *m, visitproc visit, void *arg) {
+    mx_state *st = PyModule_GetState(m);
+    Py_VISIT(st->MatrixError);
+    Py_VISIT(st->NetworkError);
+    Py_VISIT(st->ClientType);
+    Py_VISIT(st->SyncBatchType);
+    Py_VISIT(st->RoomType);
+    Py_VISIT(st->EventType);
+    return 0;
+}
+
+static int core_clear(PyObject *m) {
+    mx_state *st = PyModule_GetState(m);
+    Py_CLEAR(st->MatrixError);
+    Py_CLEAR(st->NetworkError);
+    Py_CLEAR(st->ClientType);
+    Py_CLEAR(st->SyncBatchType);
+    Py_CLEAR(st->RoomType);
+    Py_CLEAR(st->EventType);
+    return 0;
+}
+
+static void core_free(void *m) { core_clear((PyObject *)m); }
+
+static PyModuleDef_Slot core_slots[] = {
+    {Py_mod_exec, core_exec},
+    {0, NULL},
+};
+
+static struct PyModuleDef core_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "matridge._core",
+    .m_doc = "matridge's Matrix engine: libcurl, cJSON and a thread of its own.",
+    .m_size = sizeof(mx_state),
+    .m_methods = core_methods,
+    .m_slots = core_slots,
+    .m_traverse = core_traverse,
+    .m_clear = core_clear,
+    .m_free = core_free,
+};
+
+PyMODINIT_FUNC PyInit__core(void) { return PyModuleDef_Init(&core_module); }

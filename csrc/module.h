@@ -1,0 +1,20 @@
+/* Module state shared by the extension's Python types. */
+#ifndef MATRIDGE_MODULE_H
+#define MATRIDGE_MODULE_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+typedef struct {
+    PyObject *MatrixError;  /* a homeserver answered with an error */
+    PyObject *NetworkError; /* the homeserver could not be reached in time */
+    PyTypeObject *ClientType;
+    PyTypeObject *SyncBatchType;
+    PyTypeObject *RoomType;
+    PyTypeObject *EventType;
+} mx_state;
+
+/* The state of the module that defined `type` (one of ours). */
+mx_state *mx_state_of_type(PyTypeObject *type);
+
+#endif

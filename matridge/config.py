@@ -1,0 +1,36 @@
+"""matridge's own options.
+
+slidge turns each upper-case NAME below into ``--name`` on the command line,
+``name=`` in its INI files and ``SLIDGE_MATRIDGE_NAME`` in the environment;
+``NAME__DOC`` is its help text.
+"""
+
+SYNC_TIMEOUT_MS = 30000
+SYNC_TIMEOUT_MS__DOC = (
+    "How long, in milliseconds, each /sync long-poll may wait on the homeserver "
+    "for new events before it returns empty and a new one starts."
+)
+
+ALLOW_PLAIN_HTTP = False
+ALLOW_PLAIN_HTTP__DOC = (
+    "Accept homeserver URLs that start with http:// (no encryption). Only for "
+    "homeservers on the same machine or a trusted network, such as tests."
+)
+
+INSECURE_TLS = False
+INSECURE_TLS__DOC = (
+    "Do not verify the homeserver's TLS certificate. Only for local testing with "
+    "self-signed certificates: it lets anyone on the path read the traffic."
+)
+
+DEVICE_NAME = "matridge"
+DEVICE_NAME__DOC = (
+    "The device name the gateway's Matrix sessions get when the user leaves the "
+    "registration form's device name empty."
+)
+
+MESSAGE_ID_MEMORY = 5000
+MESSAGE_ID_MEMORY__DOC = (
+    "How many recent Matrix event ids each session remembers, so that an event "
+    "the homeserver delivers twice reaches XMPP once."
+)

@@ -1,0 +1,35 @@
+"""Builds the C extension matridge._core (metadata lives in pyproject.toml).
+
+Set MATRIDGE_SANITIZE=1 to build with AddressSanitizer and UBSan (then run
+Python with LD_PRELOAD=$(gcc -print-file-name=libasan.so)), and
+MATRIDGE_DEBUG=1 for an unoptimised build with symbols.
+"""
+
+import glob
+import os
+
+from setuptools import Extension, setup
+
+compile_args = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-fvisibility=hidden"]
+link_args: list[str] = []
+
+if os.environ.get("MATRIDGE_SANITIZE"):
+    flags = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g", "-O1"]
+    compile_args += flags
+    link_args += flags
+elif os.environ.get("MATRIDGE_DEBUG"):
+    compile_args += ["-g", "-O0"]
+
+setup(
+    ext_modules=[
+        Extension(
+            "matridge._core",
+            sources=sorted(glob.glob("csrc/*.c")),
+            depends=sorted(glob.glob("csrc/*.h")),
+            include_dirs=["/usr/include/cjson"],
+            libraries=["curl", "cjson", "pthread"],
+            extra_compile_args=compile_args,
+            extra_link_args=link_args,
+        )
+    ],
+)
