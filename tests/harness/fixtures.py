@@ -1,0 +1,39 @@
+"""Session-scoped pytest fixtures for the real servers.
+
+They are plain synchronous fixtures: starting a server blocks briefly but
+touches no event loop, so they work with any pytest-asyncio loop scope.
+Import them into a conftest or test module::
+
+    from tests.harness.fixtures import prosody, synapse  # noqa: F401
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from .prosody import Prosody
+from .synapse import Synapse
+
+__all__ = ["prosody", "synapse"]
+
+
+@pytest.fixture(scope="session")
+def synapse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synapse]:
+    server = Synapse(tmp_path_factory.mktemp("synapse"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def prosody(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prosody]:
+    server = Prosody(tmp_path_factory.mktemp("prosody"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,110 @@
+"""Loopback port and subprocess helpers shared by the server wrappers."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+__all__ = [
+    "free_port",
+    "port_open",
+    "stop_process",
+    "tail",
+    "wait_for",
+    "with_pdeathsig",
+]
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago.
+
+    There is an unavoidable race between closing the probe socket and the
+    server binding it, but on a test machine it is good enough.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    """True if something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    """Last lines of a log file, for error messages."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as e:
+        return f"<cannot read {path}: {e}>"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def wait_for(
+    what: str,
+    check: Callable[[], bool],
+    proc: subprocess.Popen[bytes],
+    logs: list[Path],
+    timeout: float,
+) -> None:
+    """Poll ``check()`` until it is true; fail early if ``proc`` dies.
+
+    The RuntimeError carries the tail of every log so a failing CI run
+    explains itself without digging into temp dirs.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        rc = proc.poll()
+        if rc is not None:
+            raise RuntimeError(
+                f"{what}: process exited with code {rc} during startup\n"
+                + _logs_tail(logs)
+            )
+        if check():
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"{what}: not ready after {timeout:.0f}s\n" + _logs_tail(logs)
+            )
+        time.sleep(0.1)
+
+
+def _logs_tail(logs: list[Path]) -> str:
+    return "\n".join(f"--- tail of {p} ---\n{tail(p)}" for p in logs)
+
+
+def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 10) -> None:
+    """SIGTERM, then SIGKILL if the process does not exit in time."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout)
+
+
+def with_pdeathsig(cmd: list[str]) -> list[str]:
+    """Wrap ``cmd`` so the child gets SIGTERM when this process dies.
+
+    Keeps servers from leaking if pytest is SIGKILLed. Done with util-linux
+    ``setpriv`` rather than a ``preexec_fn``, which can deadlock in a process
+    with other threads (the gateway's engine thread). The kernel fires it when
+    the *thread* that spawned the child exits, so start servers from a
+    long-lived thread (the main thread, as pytest fixtures do).
+    """
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or not sys.platform.startswith("linux"):
+        return cmd
+    return [setpriv, "--pdeathsig", "TERM", "--", *cmd]

@@ -1,0 +1,357 @@
+"""An XMPP test client (slixmpp) that buffers everything it receives.
+
+Runs on the asyncio loop of the test that creates it. Every incoming
+<message/> and <presence/> is recorded; ``wait_message``/``wait_presence``
+take the first *matching* one out of the buffer and leave the others for
+later waits, so a test can look for things in any order.
+"""
+
+# Helpers take explicit timeout= arguments on purpose: tests read better.
+# ruff: noqa: ASYNC109
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar, cast
+from xml.etree import ElementTree as ET
+
+import slixmpp
+from slixmpp import JID, Iq, Message, Presence
+from slixmpp.exceptions import IqError, IqTimeout
+from slixmpp.xmlstream import StanzaBase
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import StanzaPath
+
+__all__ = ["XmppClient", "XmppError"]
+
+log = logging.getLogger(__name__)
+
+NS_MUC = "http://jabber.org/protocol/muc"
+NS_MUC_USER = "http://jabber.org/protocol/muc#user"
+
+_PLUGINS = (
+    "xep_0030",  # disco
+    "xep_0004",  # data forms
+    "xep_0045",  # MUC
+    "xep_0050",  # ad-hoc commands
+    "xep_0077",  # in-band registration
+    "xep_0199",  # ping
+    "xep_0313",  # MAM
+    "xep_0359",  # stanza/origin ids
+    "xep_0308",  # corrections
+    "xep_0461",  # replies
+)
+
+S = TypeVar("S", Message, Presence)
+
+
+class XmppError(Exception):
+    """An error IQ (or presence) from the other side, or a failed login."""
+
+    def __init__(self, condition: str, text: str = "", stanza: Any = None) -> None:
+        super().__init__(f"{condition}: {text}" if text else condition)
+        self.condition = condition
+        self.text = text
+        self.stanza = stanza
+
+    @classmethod
+    def from_iq_error(cls, e: IqError) -> XmppError:
+        err = e.iq["error"]
+        return cls(str(err["condition"]), str(err["text"]), e.iq)
+
+
+def _summary(stanzas: list[Any], limit: int = 10) -> str:
+    """Short dump of (unmatched) stanzas for timeout messages."""
+    shown = [str(s)[:400] for s in stanzas[-limit:]]
+    more = f" (+{len(stanzas) - limit} older)" if len(stanzas) > limit else ""
+    return f"{len(stanzas)} pending{more}:\n  " + "\n  ".join(shown)
+
+
+class XmppClient(slixmpp.ClientXMPP):
+    """Plain-text c2s client for loopback Prosody; create via :meth:`connect_to`."""
+
+    def __init__(self, jid: str, password: str) -> None:
+        super().__init__(jid, password)
+        # No TLS anywhere on loopback: only try the plain TCP connection.
+        self.enable_direct_tls = False
+        self.enable_starttls = False
+        self.enable_plaintext = True
+        self.plugin["feature_mechanisms"].unencrypted_plain = True
+        for name in _PLUGINS:
+            # Tolerate older slixmpp versions lacking some of them.
+            if importlib.util.find_spec(f"slixmpp.plugins.{name}") is None:
+                log.warning("slixmpp plugin %s unavailable", name)
+                continue
+            self.register_plugin(name)
+
+        # Unconsumed stanzas, oldest first, plus a full log for debugging.
+        self.pending_messages: list[Message] = []
+        self.pending_presences: list[Presence] = []
+        self.received: list[Message | Presence] = []
+        self._waiters: set[asyncio.Event] = set()
+        self.roster_iq: Iq | None = None
+
+        self.register_handler(
+            Callback("harness messages", StanzaPath("message"), self._on_message)
+        )
+        self.register_handler(
+            Callback("harness presences", StanzaPath("presence"), self._on_presence)
+        )
+
+    # --- connection -------------------------------------------------------
+
+    @classmethod
+    async def connect_to(
+        cls,
+        jid: str,
+        password: str,
+        host: str = "127.0.0.1",
+        port: int = 5222,
+        timeout: float = 20,
+    ) -> XmppClient:
+        """Connect, authenticate, send initial presence and fetch the roster."""
+        client = cls(jid, password)
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        last_error: list[str] = []
+
+        def on_session_start(_: Any) -> None:
+            if not done.done():
+                done.set_result(None)
+
+        def on_auth_failed(_: Any) -> None:
+            if not done.done():
+                done.set_exception(XmppError("not-authorized", f"login as {jid}"))
+
+        def on_connection_failed(err: Any) -> None:
+            # slixmpp keeps retrying on its own; remember why for the error.
+            last_error.append(str(err))
+
+        client.add_event_handler("session_start", on_session_start)
+        client.add_event_handler("failed_all_auth", on_auth_failed)
+        client.add_event_handler("connection_failed", on_connection_failed)
+        client.connect(host, port)
+        try:
+            await asyncio.wait_for(done, timeout)
+        except (TimeoutError, XmppError) as e:
+            # abort() alone leaves slixmpp's reconnect loop running when no
+            # transport was ever established.
+            client.cancel_connection_attempt()
+            client.abort()
+            if isinstance(e, XmppError):
+                raise
+            raise TimeoutError(
+                f"XMPP login as {jid} via {host}:{port} timed out after "
+                f"{timeout}s; connection errors: {last_error or 'none'}"
+            ) from None
+        finally:
+            client.del_event_handler("session_start", on_session_start)
+            client.del_event_handler("failed_all_auth", on_auth_failed)
+            client.del_event_handler("connection_failed", on_connection_failed)
+
+        client.send_presence()
+        client.roster_iq = await client.get_roster(timeout=timeout)
+        return client
+
+    async def disconnect_and_wait(self, timeout: float = 10) -> None:
+        """Bounded close. (``await client.disconnect()`` also works: slixmpp
+        returns a future and aborts the socket after its ``wait`` seconds.)"""
+        try:
+            await asyncio.wait_for(self.disconnect(), timeout)
+        except TimeoutError:
+            self.abort()
+
+    # --- buffering --------------------------------------------------------
+
+    def _on_message(self, stanza: StanzaBase) -> None:
+        msg = cast(Message, stanza)
+        self.pending_messages.append(msg)
+        self.received.append(msg)
+        self._wake()
+
+    def _on_presence(self, stanza: StanzaBase) -> None:
+        pres = cast(Presence, stanza)
+        self.pending_presences.append(pres)
+        self.received.append(pres)
+        self._wake()
+
+    def _wake(self) -> None:
+        for ev in self._waiters:
+            ev.set()
+
+    async def _wait(
+        self,
+        kind: str,
+        buffer: list[S],
+        predicate: Callable[[S], bool],
+        timeout: float,
+    ) -> S:
+        deadline = time.monotonic() + timeout
+        ev = asyncio.Event()
+        self._waiters.add(ev)
+        try:
+            while True:
+                for i, stanza in enumerate(buffer):
+                    if predicate(stanza):
+                        del buffer[i]
+                        return stanza
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(
+                        f"{self.boundjid}: no matching {kind} after {timeout}s; "
+                        + _summary(buffer)
+                    )
+                ev.clear()
+                try:
+                    await asyncio.wait_for(ev.wait(), remaining)
+                except TimeoutError:
+                    pass  # loop once more, then raise with a summary
+        finally:
+            self._waiters.discard(ev)
+
+    async def wait_message(
+        self, predicate: Callable[[Message], bool] = lambda m: True, timeout: float = 20
+    ) -> Message:
+        """Remove and return the first buffered/incoming matching message."""
+        return await self._wait("message", self.pending_messages, predicate, timeout)
+
+    async def wait_presence(
+        self,
+        predicate: Callable[[Presence], bool] = lambda p: True,
+        timeout: float = 20,
+    ) -> Presence:
+        """Remove and return the first buffered/incoming matching presence."""
+        return await self._wait("presence", self.pending_presences, predicate, timeout)
+
+    # --- requests ---------------------------------------------------------
+
+    async def _send_iq(self, iq: Iq, timeout: float) -> Iq:
+        try:
+            # Iq.send is untyped in slixmpp.
+            return cast(Iq, await iq.send(timeout=timeout))  # type: ignore[no-untyped-call]
+        except IqError as e:
+            raise XmppError.from_iq_error(e) from None
+        except IqTimeout:
+            raise TimeoutError(
+                f"no answer to IQ {iq['type']} to {iq['to']} after {timeout}s"
+            ) from None
+
+    async def register_with(
+        self, gateway_jid: str, fields: Mapping[str, str], timeout: float = 20
+    ) -> Iq:
+        """XEP-0077 registration using the gateway's data form.
+
+        Fields not given keep the form's default value. Raises XmppError
+        (condition, text) if the gateway rejects the registration.
+        """
+        get = self.make_iq_get(queryxmlns="jabber:iq:register", ito=gateway_jid)
+        form_iq = await self._send_iq(get, timeout)
+        form = form_iq["register"]["form"]
+        if form.xml.find("{jabber:x:data}field") is None:
+            raise XmppError(
+                "bad-request", f"{gateway_jid} offered no data form: {form_iq}"
+            )
+        known = set(form.get_fields())
+        unknown = set(fields) - known
+        if unknown:
+            raise ValueError(
+                f"fields {sorted(unknown)} not in {gateway_jid}'s form "
+                f"(has {sorted(known)})"
+            )
+
+        submit = self.make_iq_set(ito=gateway_jid)
+        sub_form = submit["register"]["form"]
+        sub_form["type"] = "submit"
+        for var, field in form.get_fields().items():
+            value = fields.get(var, field["value"])
+            new = sub_form.add_field(var=var, ftype=field["type"])
+            new["value"] = value
+        return await self._send_iq(submit, timeout)
+
+    async def disco_info(
+        self, jid: str, node: str | None = None, timeout: float = 20
+    ) -> Iq:
+        try:
+            result: Iq = await self.plugin["xep_0030"].get_info(
+                jid=JID(jid), node=node, timeout=timeout, cached=False
+            )
+            return result
+        except IqError as e:
+            raise XmppError.from_iq_error(e) from None
+
+    async def disco_items(
+        self, jid: str, node: str | None = None, timeout: float = 20
+    ) -> Iq:
+        try:
+            result: Iq = await self.plugin["xep_0030"].get_items(
+                jid=JID(jid), node=node, timeout=timeout
+            )
+            return result
+        except IqError as e:
+            raise XmppError.from_iq_error(e) from None
+
+    # --- MUC and chat -----------------------------------------------------
+
+    async def join_muc(
+        self,
+        room_jid: str,
+        nick: str,
+        history: int | None = 0,
+        timeout: float = 20,
+    ) -> list[Presence]:
+        """Join and return the room's presences up to our own (code 110).
+
+        ``history`` is sent as maxstanzas; None asks for the room default.
+        History/subject messages stay in the message buffer.
+        """
+        room = JID(room_jid).bare
+        pres = self.make_presence(pto=f"{room}/{nick}")
+        x = ET.SubElement(pres.xml, f"{{{NS_MUC}}}x")
+        if history is not None:
+            ET.SubElement(x, f"{{{NS_MUC}}}history", maxstanzas=str(history))
+        pres.send()
+
+        collected: list[Presence] = []
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                p = await self.wait_presence(
+                    lambda p: p["from"].bare == room,
+                    timeout=max(0.0, deadline - time.monotonic()),
+                )
+            except TimeoutError:
+                raise TimeoutError(
+                    f"{self.boundjid}: no self-presence (110) from {room} after "
+                    f"{timeout}s; room presences so far: {[str(p) for p in collected]}"
+                ) from None
+            if p["type"] == "error":
+                raise XmppError(
+                    str(p["error"]["condition"]), str(p["error"]["text"]), p
+                )
+            collected.append(p)
+            codes = {
+                s.get("code")
+                for s in p.xml.iterfind(f"{{{NS_MUC_USER}}}x/{{{NS_MUC_USER}}}status")
+            }
+            if "110" in codes:
+                return collected
+
+    def _send_body(self, to: str, body: str, mtype: str) -> str:
+        msg = self.make_message(mto=to, mbody=body, mtype=mtype)  # type: ignore[arg-type]
+        msg_id = uuid.uuid4().hex
+        msg["id"] = msg_id
+        # Like modern clients: origin-id == id, which gateways use for dedup.
+        msg["origin_id"]["id"] = msg_id
+        msg.send()
+        return msg_id
+
+    def send_groupchat(self, room_jid: str, body: str) -> str:
+        return self._send_body(JID(room_jid).bare, body, "groupchat")
+
+    def send_chat(self, jid: str, body: str) -> str:
+        return self._send_body(jid, body, "chat")
