@@ -9,6 +9,17 @@ import glob
 import os
 
 from setuptools import Extension, setup
+from setuptools.command.build_py import build_py
+
+
+class BuildWithHelpHook(build_py):
+    """Installs matridge-help.pth beside the package: it lets
+    `slidge --legacy-module=matridge --help` list matridge's options."""
+
+    def run(self) -> None:
+        super().run()
+        self.copy_file("matridge-help.pth", os.path.join(self.build_lib, "matridge-help.pth"))
+
 
 compile_args = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-fvisibility=hidden"]
 link_args: list[str] = []
@@ -21,6 +32,7 @@ elif os.environ.get("MATRIDGE_DEBUG"):
     compile_args += ["-g", "-O0"]
 
 setup(
+    cmdclass={"build_py": BuildWithHelpHook},
     ext_modules=[
         Extension(
             "matridge._core",

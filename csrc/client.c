@@ -180,6 +180,26 @@ static PyObject *Client_room_state(ClientObject *self, PyObject *args) {
     return res;
 }
 
+static PyObject *Client_room_event(ClientObject *self, PyObject *args) {
+    PyObject *fut;
+    const char *room_id, *event_id;
+    if (!PyArg_ParseTuple(args, "Oss:room_event", &fut, &room_id, &event_id)) return NULL;
+    char *r = seg(room_id), *e = seg(event_id), *path = NULL;
+    PyObject *res = NULL;
+    if (r && e) {
+        size_t n = strlen(r) + strlen(e) + 64;
+        if ((path = malloc(n))) {
+            snprintf(path, n, "/_matrix/client/v3/rooms/%s/event/%s", r, e);
+            res = submit(self, fut, MX_GET, path, NULL, 1, DEFAULT_TIMEOUT_MS);
+        }
+    }
+    if (!res && !PyErr_Occurred()) PyErr_NoMemory();
+    free(path);
+    curl_free(r);
+    curl_free(e);
+    return res;
+}
+
 static PyObject *Client_send_event(ClientObject *self, PyObject *args) {
     PyObject *fut, *content;
     const char *room_id, *type, *txn_id;
@@ -308,6 +328,8 @@ static PyMethodDef Client_methods[] = {
     {"logout", (PyCFunction)Client_logout, METH_O, "POST /logout: invalidates the token."},
     {"joined_rooms", (PyCFunction)Client_joined_rooms, METH_O, "GET /joined_rooms."},
     {"room_state", (PyCFunction)Client_room_state, METH_VARARGS, "GET /rooms/{id}/state."},
+    {"room_event", (PyCFunction)Client_room_event, METH_VARARGS,
+     "GET /rooms/{id}/event/{event_id}."},
     {"send_event", (PyCFunction)Client_send_event, METH_VARARGS,
      "PUT /rooms/{id}/send/{type}/{txn_id}: idempotent for a given txn_id."},
     {"set_token", (PyCFunction)Client_set_token, METH_O, "Sets or clears the access token."},

@@ -130,6 +130,12 @@ class MatrixClient:
             raise MatrixError("the homeserver's room state answer is not a list")
         return [e for e in res if isinstance(e, dict)]
 
+    async def room_event(self, room_id: str, event_id: str) -> dict[str, Any]:
+        res = await self._call(self._c.room_event, room_id, event_id)
+        if not isinstance(res, dict):
+            raise MatrixError("the homeserver's event answer is not an object")
+        return res
+
     async def send_event(
         self, room_id: str, event_type: str, content: dict[str, Any], txn_id: str
     ) -> str:

@@ -1,0 +1,140 @@
+"""The gateway component: registration form, credential check, unregistration."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+from slidge import BaseGateway
+from slidge.command import FormField
+from slidge.db.meta import JSONSerializable
+from slixmpp import JID
+from slixmpp.exceptions import XMPPError
+
+from . import config
+from .matrix import MatrixClient, MatrixError, NetworkError
+from .session import Session, xmpp_message_id
+
+log = logging.getLogger(__name__)
+
+# slixmpp events that carry a message the user sends towards Matrix.
+_OUTGOING_MESSAGE_EVENTS = frozenset({"legacy_message", "groupchat_message"})
+
+
+class Gateway(BaseGateway[Session]):
+    COMPONENT_NAME = "Matrix (matridge)"
+    COMPONENT_TYPE = "matrix"
+    COMPONENT_AVATAR = None
+    GROUPS = True
+    ROSTER_GROUP = "Matrix"
+
+    REGISTRATION_INSTRUCTIONS = (
+        "Enter your Matrix homeserver and the user name and password of your "
+        "Matrix account. The password is used once to log in and is not stored."
+    )
+    REGISTRATION_FIELDS = [  # noqa: RUF012  (slidge's declared type)
+        FormField(
+            var="homeserver",
+            label="Homeserver URL (e.g. https://matrix.org)",
+            required=True,
+        ),
+        FormField(
+            var="username",
+            label="User name (e.g. alice or @alice:matrix.org)",
+            required=True,
+        ),
+        FormField(var="password", label="Password", required=True, private=True),
+        FormField(var="device", label="Device name", required=False),
+    ]
+    WELCOME_MESSAGE = (
+        "You are connected to Matrix. Your rooms appear as group chats; send "
+        "'help' to list the commands."
+    )
+
+    def event(self, name: str, data: Any = {}) -> None:  # noqa: B006  (slixmpp's signature)
+        # slixmpp copies the current context into each handler task it starts
+        # here, so the handlers see the XMPP id of the message they carry.
+        if name in _OUTGOING_MESSAGE_EVENTS:
+            token = xmpp_message_id.set(data.get_id() or None)
+            try:
+                super().event(name, data)
+            finally:
+                xmpp_message_id.reset(token)
+        else:
+            super().event(name, data)
+
+    async def validate(
+        self, user_jid: JID, registration_form: dict[str, str | None]
+    ) -> JSONSerializable:
+        homeserver = normalise_homeserver(registration_form.get("homeserver") or "")
+        username = (registration_form.get("username") or "").strip()
+        password = registration_form.get("password") or ""
+        device = (registration_form.get("device") or "").strip() or config.DEVICE_NAME
+
+        client = MatrixClient(homeserver, insecure=config.INSECURE_TLS)
+        try:
+            await client.versions()
+        except NetworkError as e:
+            raise XMPPError(
+                "remote-server-not-found",
+                f"Could not reach a Matrix homeserver at {homeserver} ({e}). "
+                "Check the URL and try again.",
+            ) from e
+        except MatrixError as e:
+            raise XMPPError(
+                "remote-server-not-found",
+                f"{homeserver} does not answer like a Matrix homeserver "
+                f"(HTTP {e.status}). Check the URL and try again.",
+            ) from e
+
+        try:
+            login = await client.login_password(username, password, device)
+        except MatrixError as e:
+            if e.status == 429:
+                text = "Too many login attempts; wait a minute and try again."
+            elif e.status in (401, 403):
+                text = (
+                    "Matrix refused this user name or password. "
+                    "Check them and try again."
+                )
+            else:
+                text = f"Matrix refused the login: {e.error or e}"
+            raise XMPPError("not-authorized", text) from e
+        except NetworkError as e:
+            raise XMPPError(
+                "remote-server-timeout",
+                f"The homeserver stopped answering during login ({e}). Try again.",
+            ) from e
+        log.info("%s logged in to Matrix as %s", user_jid.bare, login.user_id)
+        # Only what the session needs; the password is deliberately not kept.
+        return {
+            "homeserver": login.homeserver,
+            "user_id": login.user_id,
+            "access_token": login.access_token,
+            "device_id": login.device_id,
+        }
+
+    async def unregister(self, session: Session) -> None:
+        await session.end_matrix_session()
+
+
+def normalise_homeserver(raw: str) -> str:
+    """A homeserver URL from what the user typed, or an XMPP error saying why not."""
+    text = raw.strip().rstrip("/")
+    if not text:
+        raise XMPPError("bad-request", "Enter your homeserver's URL.")
+    if "://" not in text:
+        text = "https://" + text
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise XMPPError(
+            "bad-request",
+            f"'{raw}' is not a homeserver URL; it should look like https://matrix.org.",
+        )
+    if parts.scheme == "http" and not config.ALLOW_PLAIN_HTTP:
+        raise XMPPError(
+            "not-acceptable",
+            "This gateway only connects to homeservers over https://.",
+        )
+    return text

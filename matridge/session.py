@@ -1,0 +1,284 @@
+"""One XMPP user's Matrix session: login, the sync consumer, sends.
+
+The engine runs the /sync loop; this module consumes its batches in order,
+routes each event to the right MUC, then persists the batch's token and
+acknowledges it so the engine fetches on. A crash therefore re-delivers the
+last batch instead of losing it, and remembered event ids keep re-delivered
+events from showing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from collections import OrderedDict
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+from slidge import BaseSession
+from slixmpp.exceptions import XMPPError
+
+from . import config
+from .matrix import Event, MatrixClient, MatrixError, NetworkError, SyncBatch, SyncRoom
+from .rooms import RoomInfo
+
+if TYPE_CHECKING:
+    from .group import MUC, Bookmarks
+
+# The id of the XMPP message being handled, set by Gateway.event() so that
+# sends can derive their Matrix transaction id from it.
+xmpp_message_id: ContextVar[str | None] = ContextVar("xmpp_message_id", default=None)
+
+
+class RecentIds:
+    """A bounded set that forgets the oldest ids first."""
+
+    def __init__(self, size: int) -> None:
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._size = max(size, 1)
+
+    def __contains__(self, item: str) -> bool:
+        return item in self._ids
+
+    def add(self, item: str) -> None:
+        self._ids[item] = None
+        self._ids.move_to_end(item)
+        while len(self._ids) > self._size:
+            self._ids.popitem(last=False)
+
+
+class Session(BaseSession):  # type: ignore[type-arg]
+    bookmarks: Bookmarks
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.matrix: MatrixClient = None  # type: ignore[assignment]  # set by login
+        self.user_id: str = str(self.user.legacy_module_data.get("user_id", ""))
+        self._rooms: dict[str, RoomInfo] = {}
+        self._seen = RecentIds(config.MESSAGE_ID_MEMORY)
+        self._sent = RecentIds(config.MESSAGE_ID_MEMORY)
+        self._queue: asyncio.Queue[SyncBatch | None] = asyncio.Queue()
+        self._consumer: asyncio.Task[None] | None = None
+
+    # ---- login / logout --------------------------------------------------
+
+    async def login(self) -> str:
+        data = self.user.legacy_module_data
+        if "password" in data:
+            # Never keep the password: older registrations may have stored it.
+            self.legacy_module_data_set(
+                {k: v for k, v in data.items() if k != "password"}
+            )
+        homeserver = data.get("homeserver")
+        token = data.get("access_token")
+        if not isinstance(homeserver, str) or not isinstance(token, str):
+            raise RuntimeError(
+                "This registration has no Matrix session. Register again with your "
+                "homeserver, user name and password."
+            )
+        self.matrix = MatrixClient(homeserver, token, insecure=config.INSECURE_TLS)
+        try:
+            who = await self.matrix.whoami()
+        except MatrixError as e:
+            if e.status == 401:
+                raise RuntimeError(
+                    "Matrix no longer accepts this gateway's session (it was logged "
+                    "out or revoked). Register again with your password to log in."
+                ) from e
+            raise RuntimeError(f"the homeserver refused us: {e.error}") from e
+        except NetworkError as e:
+            raise RuntimeError(f"could not reach {homeserver}: {e}") from e
+        self.user_id = str(who.get("user_id", self.user_id))
+        self._start_sync()
+        return f"Connected as {self.user_id}"
+
+    def _start_sync(self) -> None:
+        since = self.user.legacy_module_data.get("since")
+        self._queue = asyncio.Queue()
+        self.matrix.start_sync(
+            self._queue.put_nowait,
+            self._on_sync_error,
+            since if isinstance(since, str) else None,
+            config.SYNC_TIMEOUT_MS,
+        )
+        self._consumer = self.create_task(self._consume(), name=f"sync {self.user_id}")
+
+    async def logout(self) -> None:
+        """Stops syncing; the Matrix session itself stays valid for re-login."""
+        if self.matrix is not None:
+            self.matrix.stop_sync()
+        if self._consumer is not None:
+            self._queue.put_nowait(None)
+            consumer, self._consumer = self._consumer, None
+            try:
+                await asyncio.wait_for(consumer, 30)
+            except TimeoutError:
+                consumer.cancel()
+
+    async def end_matrix_session(self) -> None:
+        """Logs the gateway's device out of Matrix (on unregistration)."""
+        await self.logout()
+        if self.matrix is not None:
+            try:
+                await self.matrix.logout()
+            except (MatrixError, NetworkError) as e:
+                self.log.warning("Matrix logout failed: %s", e)
+
+    # ---- Matrix → XMPP ---------------------------------------------------
+
+    def _on_sync_error(self, error: Exception, fatal: bool) -> None:
+        if not fatal:
+            self.log.info("Sync failed, retrying with backoff: %s", error)
+            return
+        self.log.warning("Sync stopped: %s", error)
+        soft = getattr(error, "soft_logout", False)
+        self.send_gateway_message(
+            "Matrix ended this gateway's session"
+            + (" (it asks you to log in again)" if soft else " (logged out or revoked)")
+            + ". Register again with your password to reconnect."
+        )
+        self.send_gateway_status("Disconnected: Matrix session ended", show="dnd")
+        self._queue.put_nowait(None)
+
+    async def _consume(self) -> None:
+        # Routing needs the MUCs that bookmarks.fill() creates after login.
+        await asyncio.shield(self.bookmarks.ready)
+        while (batch := await self._queue.get()) is not None:
+            try:
+                await self._process(batch)
+            except Exception:
+                # One bad batch must not stop the session; it is logged whole.
+                self.log.exception("Could not process a sync batch")
+            self.legacy_module_data_update({"since": batch.next_batch})
+            self.matrix.sync_ack()
+
+    async def _process(self, batch: SyncBatch) -> None:
+        initial = "since" not in self.user.legacy_module_data
+        for room in batch.rooms:
+            if room.membership == "join":
+                await self._process_joined(room, initial)
+            elif room.membership == "leave":
+                await self._process_left(room)
+
+    async def _process_joined(self, room: SyncRoom, initial: bool) -> None:
+        info = self.room_info(room.room_id)
+        for ev in room.state:
+            if ev.invalid is None:
+                info.apply_state(ev.type, ev.state_key, ev.content)
+        if initial:
+            # The first sync's timelines are history, not news: remember the
+            # ids so they are never replayed as live messages.
+            for ev in room.timeline:
+                if ev.event_id:
+                    self._seen.add(ev.event_id)
+            return
+        muc: MUC | None = None
+        for ev in room.timeline:
+            if ev.event_id is None or ev.event_id in self._seen:
+                continue
+            self._seen.add(ev.event_id)
+            if ev.invalid is not None:
+                self.log.warning(
+                    "Skipping unusable event %s in %s: %s",
+                    ev.event_id,
+                    room.room_id,
+                    ev.invalid,
+                )
+                continue
+            if muc is None:
+                # Also covers rooms joined since login, from another client.
+                muc = await self.bookmarks.show(room.room_id)
+                if muc is None:
+                    return
+            await muc.on_matrix_event(ev)
+
+    async def _process_left(self, room: SyncRoom) -> None:
+        if room.room_id not in self.announced_rooms:
+            return
+        muc = await self.bookmarks.by_legacy_id(room.room_id)
+        self.forget_announced(room.room_id)
+        if muc is not None:
+            await self.bookmarks.remove(muc, reason="You left this room on Matrix.")
+
+    def is_own_echo(self, event: Event) -> bool:
+        """True for events this gateway sent: slidge already showed them."""
+        if event.sender != self.user_id:
+            return False
+        # Synapse shows the transaction id only to the device that sent it.
+        return event.transaction_id is not None or (
+            event.event_id is not None and event.event_id in self._sent
+        )
+
+    # ---- room knowledge --------------------------------------------------
+
+    @property
+    def announced_rooms(self) -> set[str]:
+        """Rooms already added to the user's bookmarks or invited to."""
+        rooms = self.user.legacy_module_data.get("announced_rooms")
+        return set(rooms) if isinstance(rooms, list) else set()
+
+    def remember_announced(self, room_id: str) -> None:
+        rooms = self.announced_rooms | {room_id}
+        self._store_announced(rooms)
+
+    def forget_announced(self, room_id: str) -> None:
+        self._store_announced(self.announced_rooms - {room_id})
+
+    def _store_announced(self, rooms: set[str]) -> None:
+        # A JSON list; slidge's JSONSerializable type does not spell lists out.
+        self.legacy_module_data_update({"announced_rooms": sorted(rooms)})  # type: ignore[dict-item]
+
+    def room_info(self, room_id: str) -> RoomInfo:
+        info = self._rooms.get(room_id)
+        if info is None:
+            info = self._rooms[room_id] = RoomInfo(room_id)
+        return info
+
+    async def load_room_state(self, room_id: str) -> RoomInfo:
+        """Refreshes what we know of a room from its full state."""
+        try:
+            state = await self.matrix.room_state(room_id)
+        except MatrixError as e:
+            raise XMPPError(
+                "item-not-found", f"Matrix refused this room's state: {e.error}"
+            ) from e
+        except NetworkError as e:
+            raise XMPPError(
+                "remote-server-timeout", f"The homeserver is unreachable: {e}"
+            ) from e
+        info = self.room_info(room_id)
+        info.apply_state_events(state)
+        return info
+
+    # ---- XMPP → Matrix ---------------------------------------------------
+
+    def _txn_id(self) -> str:
+        """A transaction id derived from the XMPP message id, so that sending
+        the same XMPP message twice never makes two Matrix events."""
+        msg_id = xmpp_message_id.get()
+        if not msg_id:
+            return "m" + uuid.uuid4().hex
+        digest = hashlib.sha256(f"{self.user_jid.bare}\0{msg_id}".encode()).hexdigest()
+        return "x" + digest[:40]
+
+    async def send_to_matrix(
+        self, room_id: str, event_type: str, content: dict[str, Any]
+    ) -> str:
+        try:
+            event_id = await self.matrix.send_event(
+                room_id, event_type, content, self._txn_id()
+            )
+        except MatrixError as e:
+            raise XMPPError(
+                "not-allowed" if e.status == 403 else "service-unavailable",
+                f"Matrix refused the message: {e.error}",
+            ) from e
+        except NetworkError as e:
+            raise XMPPError(
+                "remote-server-timeout",
+                f"The message was not sent: the homeserver is unreachable ({e}).",
+            ) from e
+        self._sent.add(event_id)
+        self._seen.add(event_id)
+        return event_id
