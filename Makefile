@@ -1,0 +1,64 @@
+# matridge developer commands. `make demo` and `make test` work on a fresh
+# Debian machine: they install what is missing first.
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+DEBIAN_PACKAGES := gcc make python3-venv python3-dev prosody libcurl4-openssl-dev libcjson-dev
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all test demo docs build asan lint typecheck check system-deps clean
+
+all: build
+
+# Debian packages: installed only when one is missing.
+system-deps:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+# The venv, with matridge installed editable (its C extension built in place).
+$(VENV)/.installed: pyproject.toml setup.py | system-deps
+	@[ -x $(PY) ] || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e ".[test,dev,docs]"
+	@touch $@
+
+# Rebuilds the extension after C changes (incremental).
+build: $(VENV)/.installed
+	$(PY) setup.py -q build_ext --inplace
+
+# The whole suite, against real Synapse and Prosody started by the tests.
+test: build
+	$(PY) -m pytest -p no:cacheprovider
+
+# A complete local deployment; prints how to connect an XMPP client.
+demo: build
+	$(PY) -m tests.harness.demo
+
+docs: $(VENV)/.installed
+	$(VENV)/bin/sphinx-build -W -q -b html docs docs/_build/html
+	@echo "docs in docs/_build/html/index.html"
+
+# The extension with AddressSanitizer and UBSan. Python itself is not
+# instrumented, so run it with the runtime preloaded (see docs/admin.rst):
+#   LD_PRELOAD=$$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0 .venv/bin/python ...
+asan: $(VENV)/.installed
+	MATRIDGE_SANITIZE=1 $(PY) setup.py -q build_ext --inplace --force
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check matridge tests
+	$(VENV)/bin/ruff format --check matridge tests
+
+typecheck: $(VENV)/.installed
+	$(VENV)/bin/mypy
+
+check: lint typecheck test
+
+clean:
+	rm -rf build *.egg-info matridge/*.so docs/_build docs/api .demo

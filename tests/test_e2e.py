@@ -1,0 +1,230 @@
+"""The walking skeleton, end to end: an XMPP client, Prosody, the gateway
+process, the C engine and Synapse, all real."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+import pytest_asyncio
+from slixmpp import Message
+
+from tests.conftest import Person, new_matrix_user, unique
+from tests.harness.matrix_user import MatrixUser
+from tests.harness.ports import free_port
+from tests.harness.synapse import Synapse
+from tests.harness.xmpp_client import XmppError
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+NS_CONFERENCE = "jabber:x:conference"
+
+
+def groupchat_from(room_jid: str, body: str | None = None):  # type: ignore[no-untyped-def]
+    def match(m: Message) -> bool:
+        return (
+            m["type"] == "groupchat"
+            and m["from"].bare == room_jid
+            and (body is None or m["body"] == body)
+        )
+
+    return match
+
+
+def received_bodies(person: Person, room_jid: str, body: str) -> list[Message]:
+    return [
+        m
+        for m in person.xmpp.received
+        if isinstance(m, Message) and m["from"].bare == room_jid and m["body"] == body
+    ]
+
+
+async def register(person: Person, synapse: Synapse) -> None:
+    await person.xmpp.register_with(
+        person.gateway_jid, person.registration_form(synapse), timeout=60
+    )
+    # The gateway reports the Matrix login in its presence status.
+    await person.xmpp.wait_presence(
+        lambda p: (
+            p["from"].bare == person.gateway_jid and "Connected as" in p["status"]
+        ),
+        timeout=60,
+    )
+
+
+@dataclass
+class Club:
+    """A person registered with the gateway, in a Matrix room with a friend,
+    with the room joined as a MUC."""
+
+    person: Person
+    friend: MatrixUser
+    room_id: str
+    room_jid: str
+    nick: str
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def club(person: Person, synapse: Synapse) -> AsyncIterator[Club]:
+    friend = new_matrix_user(synapse, "friend", "Friendly Fran")
+    room_id = friend.create_room(
+        name="Book club", topic="Reading together", invite=[person.matrix.user_id]
+    )
+    person.matrix.join(room_id)
+    await register(person, synapse)
+    room_jid = person.room_jid(room_id)
+    presences = await person.xmpp.join_muc(room_jid, person.name)
+    yield Club(person, friend, room_id, room_jid, presences[-1]["from"].resource)
+
+
+async def test_a_joined_room_becomes_a_muc_with_its_name_and_members(
+    person: Person, synapse: Synapse
+) -> None:
+    friend = new_matrix_user(synapse, "friend", "Friendly Fran")
+    room_id = friend.create_room(
+        name="Book club", topic="Reading together", invite=[person.matrix.user_id]
+    )
+    person.matrix.join(room_id)
+
+    await register(person, synapse)
+    room_jid = person.room_jid(room_id)
+
+    # No privileged entity in this deployment: the gateway announces the room
+    # with a direct invitation.
+    invite = await person.xmpp.wait_message(
+        lambda m: (
+            (x := m.xml.find(f"{{{NS_CONFERENCE}}}x")) is not None
+            and x.get("jid") == room_jid
+        ),
+        timeout=30,
+    )
+    assert invite["from"].bare == person.gateway_jid
+
+    info = await person.xmpp.disco_info(room_jid)
+    names = [ident[3] for ident in info["disco_info"]["identities"]]
+    assert names == ["Book club"]
+
+    presences = await person.xmpp.join_muc(room_jid, person.name)
+    nicks = {p["from"].resource for p in presences}
+    assert "Friendly Fran" in nicks
+    assert len(nicks) == 2  # Fran and the user themself
+
+    subject = await person.xmpp.wait_message(
+        lambda m: m["from"].bare == room_jid and m["subject"] != "", timeout=20
+    )
+    assert subject["subject"] == "Reading together"
+
+
+async def test_a_matrix_message_reaches_xmpp_with_nick_and_body(club: Club) -> None:
+    event_id = club.friend.send_text(club.room_id, "Has anyone finished chapter 3?")
+    msg = await club.person.xmpp.wait_message(
+        groupchat_from(club.room_jid, "Has anyone finished chapter 3?"), timeout=30
+    )
+    assert msg["from"].resource == "Friendly Fran"
+    assert msg["stanza_id"]["id"] == event_id
+
+
+async def test_an_emote_arrives_as_me(club: Club) -> None:
+    club.friend.send_event(
+        club.room_id, "m.room.message", {"msgtype": "m.emote", "body": "waves"}
+    )
+    msg = await club.person.xmpp.wait_message(
+        groupchat_from(club.room_jid, "/me waves"), timeout=30
+    )
+    assert msg["from"].resource == "Friendly Fran"
+
+
+async def test_an_xmpp_groupchat_message_reaches_matrix_without_echo(
+    club: Club,
+) -> None:
+    body = "I did, it was great " + unique("")
+    club.person.xmpp.send_groupchat(club.room_jid, body)
+
+    event = await club.friend.wait_for_message_async(
+        club.room_id,
+        lambda e: e.get("content", {}).get("body") == body,
+        timeout=30,
+    )
+    assert event["sender"] == club.person.matrix.user_id
+    assert event["content"]["msgtype"] == "m.text"
+
+    # The MUC reflects the user's message once, as their own; a later Matrix
+    # message proves the sync that carried ours back has been processed.
+    club.friend.send_text(club.room_id, "marker after " + body)
+    await club.person.xmpp.wait_message(
+        groupchat_from(club.room_jid, "marker after " + body), timeout=30
+    )
+    copies = received_bodies(club.person, club.room_jid, body)
+    assert [m["from"].resource for m in copies] == [club.nick]
+
+
+async def test_a_wrong_password_is_refused_in_words(
+    person: Person, synapse: Synapse
+) -> None:
+    with pytest.raises(XmppError) as err:
+        await person.xmpp.register_with(
+            person.gateway_jid,
+            person.registration_form(synapse, password="not-the-password"),
+            timeout=60,
+        )
+    assert err.value.condition == "not-authorized"
+    assert "refused this user name or password" in err.value.text
+
+
+async def test_an_unreachable_homeserver_is_refused_in_words(person: Person) -> None:
+    form = {
+        "homeserver": f"http://127.0.0.1:{free_port()}",
+        "username": person.name,
+        "password": person.password,
+    }
+    with pytest.raises(XmppError) as err:
+        await person.xmpp.register_with(person.gateway_jid, form, timeout=60)
+    assert err.value.condition == "remote-server-not-found"
+    assert "Could not reach a Matrix homeserver" in err.value.text
+
+
+async def test_logout_and_login_resume_without_duplicates(club: Club) -> None:
+    xmpp = club.person.xmpp
+    club.friend.send_text(club.room_id, "before the break")
+    await xmpp.wait_message(
+        groupchat_from(club.room_jid, "before the break"), timeout=30
+    )
+
+    xmpp.send_chat(club.person.gateway_jid, "logout")
+    await xmpp.wait_message(
+        lambda m: (
+            m["from"].bare == club.person.gateway_jid
+            and "Disconnected from Matrix" in m["body"]
+        ),
+        timeout=30,
+    )
+    club.friend.send_text(club.room_id, "while you were away")
+    await asyncio.sleep(1)
+    assert received_bodies(club.person, club.room_jid, "while you were away") == []
+
+    relogin_at = len(xmpp.received)
+    xmpp.send_chat(club.person.gateway_jid, "re-login")
+    await xmpp.wait_presence(
+        lambda p: (
+            p["from"].bare == club.person.gateway_jid and "Connected as" in p["status"]
+        ),
+        timeout=60,
+    )
+    club.friend.send_text(club.room_id, "welcome back")
+    # Logging out took the user out of the MUC; like any client, rejoin and
+    # catch up from the room's history.
+    await xmpp.join_muc(club.room_jid, club.person.name, history=None)
+    await xmpp.wait_message(
+        groupchat_from(club.room_jid, "while you were away"), timeout=30
+    )
+    await xmpp.wait_message(groupchat_from(club.room_jid, "welcome back"), timeout=30)
+
+    for body in ("before the break", "while you were away", "welcome back"):
+        got = received_bodies(club.person, club.room_jid, body)
+        since_relogin = [m for m in got if xmpp.received.index(m) >= relogin_at]
+        # Once after re-login (live, or as history on rejoin), never twice,
+        # and every copy is the same message (the same Matrix event).
+        assert len(since_relogin) == 1, (body, [str(m) for m in since_relogin])
+        assert len({m["stanza_id"]["id"] for m in got}) == 1
