@@ -43,7 +43,8 @@ def test_the_matridge_command_lists_its_options() -> None:
 def test_slidge_with_the_module_lists_them_through_the_pth_hook() -> None:
     hook = (ROOT / "matridge-help.pth").read_text()
     text = help_text(
-        "import sys; sys.argv = ['/usr/bin/slidge', '--legacy-module=matridge', '--help']\n"
+        "import sys\n"
+        "sys.argv = ['/usr/bin/slidge', '--legacy-module=matridge', '--help']\n"
         + hook
         + "import slidge.main; slidge.main.main()"
     )
