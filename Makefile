@@ -33,8 +33,9 @@ $(VENV)/.installed: pyproject.toml setup.py | system-deps
 build: $(VENV)/.installed
 	$(PY) setup.py -q build_ext --inplace
 
-# The whole suite, against real Synapse and Prosody started by the tests.
-test: build
+# Lint, types, then the whole suite against real Synapse and Prosody
+# started by the tests.
+test: build lint typecheck
 	$(PY) -m pytest -p no:cacheprovider
 
 # A complete local deployment; prints how to connect an XMPP client.

@@ -1,7 +1,8 @@
 """matridge's own options.
 
 slidge turns each upper-case NAME below into ``--name`` on the command line,
-``name=`` in its INI files and ``SLIDGE_MATRIDGE_NAME`` in the environment;
+``name=`` in its INI files and ``SLIDGE__MATRIDGE_NAME`` in the environment
+(two underscores: slidge appends ``_MATRIDGE_`` to ``SLIDGE_``);
 ``NAME__DOC`` is its help text.
 """
 

@@ -121,6 +121,12 @@ class MUC(LegacyMUC[Participant]):
                 "feature-not-implemented",
                 "Sending files to Matrix is not supported by this gateway yet.",
             )
+        if self.get_room().encrypted:
+            raise XMPPError(
+                "not-acceptable",
+                "This Matrix room is end-to-end encrypted and this gateway cannot "
+                "encrypt yet, so it will not send your message there in clear text.",
+            )
         body = message.body or ""
         if len(body.encode()) > MAX_BODY_BYTES:
             raise XMPPError(

@@ -20,8 +20,8 @@ def install() -> None:
     from . import config
 
     class PluginOptions(ConfigModule):
-        # slidge's main() reads plugin options under this prefix.
-        ENV_VAR_PREFIX = "SLIDGE_MATRIDGE_"
+        # slidge's main() appends "_MATRIDGE_" to "SLIDGE_" for plugin options.
+        ENV_VAR_PREFIX = "SLIDGE__MATRIDGE_"
 
     original = slidge.main.get_configurator
     if getattr(original, "matridge_help", False):

@@ -41,6 +41,15 @@ SYNC_FILTER = json.dumps(
 _attached_loop: asyncio.AbstractEventLoop | None = None
 
 
+def bad_answer(what: str) -> MatrixError:
+    """A MatrixError for a 2xx answer we cannot use, with the same attributes
+    the engine sets on the errors it raises."""
+    e = MatrixError(f"unusable answer from the homeserver: {what}")
+    e.status, e.errcode, e.error = 200, None, what
+    e.retry_after_ms, e.soft_logout = None, False
+    return e
+
+
 def _attach(loop: asyncio.AbstractEventLoop) -> None:
     """Makes `loop` resolve the engine's completions (once per loop)."""
     global _attached_loop
@@ -105,7 +114,7 @@ class MatrixClient:
                 homeserver=self.homeserver,
             )
         except (KeyError, TypeError) as e:
-            raise MatrixError(f"the homeserver's login answer lacks {e}") from e
+            raise bad_answer(f"the homeserver's login answer lacks {e}") from e
         self._c.set_token(login.access_token)
         return login
 
@@ -121,19 +130,19 @@ class MatrixClient:
         res = await self._call(self._c.joined_rooms)
         rooms = res.get("joined_rooms") if isinstance(res, dict) else None
         if not isinstance(rooms, list):
-            raise MatrixError("the homeserver's joined_rooms answer has no list")
+            raise bad_answer("the homeserver's joined_rooms answer has no list")
         return [r for r in rooms if isinstance(r, str)]
 
     async def room_state(self, room_id: str) -> list[dict[str, Any]]:
         res = await self._call(self._c.room_state, room_id)
         if not isinstance(res, list):
-            raise MatrixError("the homeserver's room state answer is not a list")
+            raise bad_answer("the homeserver's room state answer is not a list")
         return [e for e in res if isinstance(e, dict)]
 
     async def room_event(self, room_id: str, event_id: str) -> dict[str, Any]:
         res = await self._call(self._c.room_event, room_id, event_id)
         if not isinstance(res, dict):
-            raise MatrixError("the homeserver's event answer is not an object")
+            raise bad_answer("the homeserver's event answer is not an object")
         return res
 
     async def send_event(
@@ -143,7 +152,7 @@ class MatrixClient:
         res = await self._call(self._c.send_event, room_id, event_type, txn_id, content)
         event_id = res.get("event_id") if isinstance(res, dict) else None
         if not isinstance(event_id, str):
-            raise MatrixError("the homeserver's send answer has no event_id")
+            raise bad_answer("the homeserver's send answer has no event_id")
         return event_id
 
     def start_sync(

@@ -31,6 +31,7 @@ class RoomInfo:
     topic: str | None = None
     canonical_alias: str | None = None
     is_space: bool = False
+    encrypted: bool = False
     power_levels: dict[str, int] = field(default_factory=dict)
     members: dict[str, Member] = field(default_factory=dict)
 
@@ -46,6 +47,8 @@ class RoomInfo:
             self.topic = _str(content.get("topic"))
         elif event_type == "m.room.canonical_alias":
             self.canonical_alias = _str(content.get("alias"))
+        elif event_type == "m.room.encryption":
+            self.encrypted = True  # it can never be turned off again
         elif event_type == "m.room.create":
             self.is_space = content.get("type") == "m.space"
         elif event_type == "m.room.power_levels":

@@ -28,7 +28,7 @@ def assert_lists_every_option(text: str) -> None:
     assert "matridge options" in text
     for name in OPTIONS:
         assert "--" + name.lower().replace("_", "-") in text
-        assert "SLIDGE_MATRIDGE_" + name in text
+        assert "SLIDGE__MATRIDGE_" + name in text
 
 
 def test_the_matridge_command_lists_its_options() -> None:

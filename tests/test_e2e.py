@@ -228,3 +228,30 @@ async def test_logout_and_login_resume_without_duplicates(club: Club) -> None:
         # and every copy is the same message (the same Matrix event).
         assert len(since_relogin) == 1, (body, [str(m) for m in since_relogin])
         assert len({m["stanza_id"]["id"] for m in got}) == 1
+
+
+async def test_nothing_is_sent_in_clear_text_to_an_encrypted_room(
+    person: Person, synapse: Synapse
+) -> None:
+    friend = new_matrix_user(synapse, "friend", "Friendly Fran")
+    room_id = friend.create_room(name="Secret club", invite=[person.matrix.user_id])
+    friend.send_state(
+        room_id, "m.room.encryption", {"algorithm": "m.megolm.v1.aes-sha2"}
+    )
+    person.matrix.join(room_id)
+    await register(person, synapse)
+    room_jid = person.room_jid(room_id)
+    await person.xmpp.join_muc(room_jid, person.name)
+
+    msg_id = person.xmpp.send_groupchat(room_jid, "this must stay private")
+    error = await person.xmpp.wait_message(
+        lambda m: m["type"] == "error" and m["id"] == msg_id, timeout=30
+    )
+    assert error["error"]["condition"] == "not-acceptable"
+    assert "end-to-end encrypted" in error["error"]["text"]
+    sent_by_person = [
+        e
+        for e in friend.messages(room_id)
+        if e["sender"] == person.matrix.user_id and e["type"] == "m.room.message"
+    ]
+    assert sent_by_person == []
