@@ -66,13 +66,20 @@ class Club:
     nick: str
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def club(person: Person, synapse: Synapse) -> AsyncIterator[Club]:
+def book_club(person: Person, synapse: Synapse) -> tuple[MatrixUser, str]:
+    """A friend's named room with a topic, which the person's Matrix account
+    has joined; returns the friend and the room id."""
     friend = new_matrix_user(synapse, "friend", "Friendly Fran")
     room_id = friend.create_room(
         name="Book club", topic="Reading together", invite=[person.matrix.user_id]
     )
     person.matrix.join(room_id)
+    return friend, room_id
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def club(person: Person, synapse: Synapse) -> AsyncIterator[Club]:
+    friend, room_id = book_club(person, synapse)
     await register(person, synapse)
     room_jid = person.room_jid(room_id)
     presences = await person.xmpp.join_muc(room_jid, person.name)
@@ -82,12 +89,7 @@ async def club(person: Person, synapse: Synapse) -> AsyncIterator[Club]:
 async def test_a_joined_room_becomes_a_muc_with_its_name_and_members(
     person: Person, synapse: Synapse
 ) -> None:
-    friend = new_matrix_user(synapse, "friend", "Friendly Fran")
-    room_id = friend.create_room(
-        name="Book club", topic="Reading together", invite=[person.matrix.user_id]
-    )
-    person.matrix.join(room_id)
-
+    _, room_id = book_club(person, synapse)
     await register(person, synapse)
     room_jid = person.room_jid(room_id)
 
