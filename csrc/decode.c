@@ -5,92 +5,380 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* ---- small readers: wrong types read as absent ---------------------------- */
+
+static const cJSON *get(const cJSON *obj, const char *key) {
+    return cJSON_IsObject(obj) ? cJSON_GetObjectItemCaseSensitive(obj, key) : NULL;
+}
+
 static const char *str_field(const cJSON *obj, const char *key) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    const cJSON *v = get(obj, key);
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-void mx_decode_event(const cJSON *node, mx_event *ev) {
+static const cJSON *obj_field(const cJSON *obj, const char *key) {
+    const cJSON *v = get(obj, key);
+    return cJSON_IsObject(v) ? v : NULL;
+}
+
+/* A non-negative integer below 2^53, else -1 (huge, negative, fractional or
+ * not a number). */
+static int64_t uint_field(const cJSON *obj, const char *key) {
+    const cJSON *v = get(obj, key);
+    if (!cJSON_IsNumber(v)) return -1;
+    double d = v->valuedouble;
+    if (!(d >= 0 && d < 9007199254740992.0) || d != (double)(int64_t)d) return -1;
+    return (int64_t)d;
+}
+
+/* ---- event kinds ---------------------------------------------------------- */
+
+static const struct {
+    const char *type;
+    mx_event_kind kind;
+} KINDS[] = {
+    {"m.room.message", MX_EV_MESSAGE},
+    {"m.sticker", MX_EV_STICKER},
+    {"m.reaction", MX_EV_REACTION},
+    {"m.room.redaction", MX_EV_REDACTION},
+    {"m.room.encrypted", MX_EV_ENCRYPTED},
+    {"m.room.member", MX_EV_MEMBER},
+    {"m.room.name", MX_EV_NAME},
+    {"m.room.topic", MX_EV_TOPIC},
+    {"m.room.avatar", MX_EV_AVATAR},
+    {"m.room.canonical_alias", MX_EV_CANONICAL_ALIAS},
+    {"m.room.power_levels", MX_EV_POWER_LEVELS},
+    {"m.room.encryption", MX_EV_ENCRYPTION},
+    {"m.room.tombstone", MX_EV_TOMBSTONE},
+    {"m.room.create", MX_EV_CREATE},
+    {"m.room.join_rules", MX_EV_JOIN_RULES},
+    {"m.room.pinned_events", MX_EV_PINNED},
+    {"m.space.child", MX_EV_SPACE_CHILD},
+    {"m.space.parent", MX_EV_SPACE_PARENT},
+    {"m.typing", MX_EV_TYPING},
+    {"m.receipt", MX_EV_RECEIPT},
+    {"m.presence", MX_EV_PRESENCE},
+    {"m.direct", MX_EV_DIRECT},
+};
+
+static mx_event_kind kind_of(const char *type) {
+    /* Every known type starts with "m."; most traffic is m.room.message. */
+    if (!type || type[0] != 'm' || type[1] != '.') return MX_EV_OTHER;
+    for (size_t i = 0; i < sizeof KINDS / sizeof KINDS[0]; i++)
+        if (strcmp(type, KINDS[i].type) == 0) return KINDS[i].kind;
+    return MX_EV_OTHER;
+}
+
+/* ---- message content ------------------------------------------------------ */
+
+/* The plain body without the rich-reply fallback: the leading "> " lines and
+ * the blank line after them (only when the event is a reply). */
+static const char *strip_reply_fallback(const char *body, size_t *len) {
+    const char *p = body;
+    if (*p != '>') return body;
+    while (*p == '>') {
+        const char *nl = strchr(p, '\n');
+        if (!nl) return body; /* nothing but quote: keep it all */
+        p = nl + 1;
+    }
+    if (*p == '\n') p++;
+    *len -= (size_t)(p - body);
+    return p;
+}
+
+static int decode_message(mx_arena *arena, const cJSON *content, int is_reply, mx_message **out) {
+    mx_message *m = mx_arena_alloc(arena, sizeof *m);
+    if (!m) return -1;
+    m->msgtype = str_field(content, "msgtype");
+    m->body = str_field(content, "body");
+    m->format = str_field(content, "format");
+    m->formatted_body = str_field(content, "formatted_body");
+    m->url = str_field(content, "url");
+    const cJSON *file = obj_field(content, "file");
+    if (!m->url && file) {
+        m->url = str_field(file, "url");
+        m->encrypted_file = 1;
+    }
+    m->filename = str_field(content, "filename");
+    m->geo_uri = str_field(content, "geo_uri");
+    const cJSON *info = obj_field(content, "info");
+    m->mimetype = str_field(info, "mimetype");
+    m->thumbnail_url = str_field(info, "thumbnail_url");
+    m->size = uint_field(info, "size");
+    m->width = uint_field(info, "w");
+    m->height = uint_field(info, "h");
+    m->duration = uint_field(info, "duration");
+    m->mentions = obj_field(content, "m.mentions");
+    if (m->body) {
+        size_t len = strlen(m->body);
+        m->text = is_reply ? strip_reply_fallback(m->body, &len) : m->body;
+        m->text_len = len;
+    }
+    *out = m;
+    return 0;
+}
+
+/* ---- one event ------------------------------------------------------------ */
+
+static void decode_relation(mx_event *ev) {
+    const cJSON *rel = obj_field(ev->content, "m.relates_to");
+    if (!rel) return;
+    ev->rel_type = str_field(rel, "rel_type");
+    ev->relates_to = str_field(rel, "event_id");
+    ev->in_reply_to = str_field(obj_field(rel, "m.in_reply_to"), "event_id");
+    ev->is_falling_back = cJSON_IsTrue(get(rel, "is_falling_back"));
+    if (ev->rel_type && strcmp(ev->rel_type, "m.annotation") == 0)
+        ev->reaction_key = str_field(rel, "key");
+    if (ev->rel_type && !ev->relates_to) ev->rel_type = NULL; /* a relation to nothing */
+}
+
+/* The first reason the event cannot be used, or NULL. */
+static const char *check(const mx_event *ev, const cJSON *content, mx_shape shape) {
+    if (!ev->type) return "the event has no string 'type'";
+    if (!content) return "the event has no 'content'";
+    if (!cJSON_IsObject(content)) return "the event's 'content' is not an object";
+    if (shape == MX_SHAPE_BASIC) return NULL;
+    if (!ev->sender) return "the event has no string 'sender'";
+    if (shape == MX_SHAPE_STRIPPED) {
+        return ev->state_key ? NULL : "the stripped state event has no string 'state_key'";
+    }
+    if (!ev->event_id) return "the event has no string 'event_id'";
+    if (ev->redacted) return NULL; /* content was emptied by a redaction */
+    switch (ev->kind) {
+    case MX_EV_MESSAGE:
+        if (!ev->body) return "the message has no string 'body'";
+        if (!ev->msgtype) return "the message has no string 'msgtype'";
+        break;
+    case MX_EV_STICKER:
+        if (!ev->message || !ev->message->url) return "the sticker has no string 'url'";
+        break;
+    case MX_EV_REACTION:
+        if (!ev->reaction_key) return "the reaction has no annotation key";
+        break;
+    case MX_EV_REDACTION:
+        if (!ev->redacts) return "the redaction names no event";
+        break;
+    case MX_EV_MEMBER:
+        if (!ev->membership) return "the member event has no string 'membership'";
+        if (!ev->state_key) return "the member event has no 'state_key'";
+        break;
+    default:
+        break;
+    }
+    return NULL;
+}
+
+int mx_decode_event(mx_arena *arena, const cJSON *node, mx_shape shape, mx_event *ev) {
     memset(ev, 0, sizeof *ev);
     ev->node = node;
     if (!cJSON_IsObject(node)) {
         ev->invalid = "the event is not a JSON object";
-        return;
+        return 0;
     }
     ev->type = str_field(node, "type");
+    ev->kind = kind_of(ev->type);
     ev->sender = str_field(node, "sender");
     ev->event_id = str_field(node, "event_id");
-    const cJSON *sk = cJSON_GetObjectItemCaseSensitive(node, "state_key");
-    ev->state_key = cJSON_IsString(sk) ? sk->valuestring : NULL;
-    const cJSON *ts = cJSON_GetObjectItemCaseSensitive(node, "origin_server_ts");
-    if (cJSON_IsNumber(ts) && ts->valuedouble >= 0 && ts->valuedouble < 9.0e15)
-        ev->origin_server_ts = (int64_t)ts->valuedouble;
-    const cJSON *content = cJSON_GetObjectItemCaseSensitive(node, "content");
+    ev->state_key = str_field(node, "state_key");
+    int64_t ts = uint_field(node, "origin_server_ts");
+    ev->origin_server_ts = ts < 0 ? 0 : ts;
+    const cJSON *content = get(node, "content");
+    const cJSON *unsig = obj_field(node, "unsigned");
+    ev->txn_id = str_field(unsig, "transaction_id");
+    ev->redacted = obj_field(unsig, "redacted_because") != NULL;
+    ev->prev_membership = str_field(obj_field(unsig, "prev_content"), "membership");
     if (cJSON_IsObject(content)) {
         ev->content = content;
         ev->msgtype = str_field(content, "msgtype");
         ev->body = str_field(content, "body");
+        decode_relation(ev);
+        switch (ev->kind) {
+        case MX_EV_MESSAGE:
+        case MX_EV_STICKER:
+            if (!ev->redacted &&
+                decode_message(arena, content, ev->in_reply_to != NULL, &ev->message) != 0)
+                return -1;
+            if (ev->rel_type && strcmp(ev->rel_type, "m.replace") == 0) {
+                const cJSON *nc = obj_field(content, "m.new_content");
+                if (nc && decode_message(arena, nc, 0, &ev->new_message) != 0) return -1;
+            }
+            break;
+        case MX_EV_REDACTION:
+            /* Room v11 moved `redacts` into the content; older rooms have it
+             * at the top level. */
+            ev->redacts = str_field(content, "redacts");
+            if (!ev->redacts) ev->redacts = str_field(node, "redacts");
+            ev->reason = str_field(content, "reason");
+            break;
+        case MX_EV_MEMBER:
+            ev->membership = str_field(content, "membership");
+            ev->reason = str_field(content, "reason");
+            break;
+        default:
+            break;
+        }
     }
-    const cJSON *unsig = cJSON_GetObjectItemCaseSensitive(node, "unsigned");
-    if (cJSON_IsObject(unsig)) ev->txn_id = str_field(unsig, "transaction_id");
-
-    if (!ev->type)
-        ev->invalid = "the event has no string 'type'";
-    else if (!ev->sender)
-        ev->invalid = "the event has no string 'sender'";
-    else if (!content)
-        ev->invalid = "the event has no 'content'";
-    else if (!cJSON_IsObject(content))
-        ev->invalid = "the event's 'content' is not an object";
+    ev->invalid = check(ev, content, shape);
+    return 0;
 }
 
-/* Decodes `array` (may be NULL or of the wrong type) into an owned array. */
-static int decode_events(const cJSON *array, mx_event **out, size_t *n_out) {
+int mx_decode_events(mx_arena *arena, const cJSON *array, mx_shape shape, mx_events *out) {
+    out->events = NULL;
+    out->n = 0;
+    if (!cJSON_IsArray(array)) return 0;
+    size_t n = 0;
+    for (const cJSON *e = array->child; e; e = e->next) n++;
+    if (n == 0) return 0;
+    if (n > SIZE_MAX / sizeof(mx_event)) return -1;
+    mx_event *evs = mx_arena_alloc(arena, n * sizeof *evs);
+    if (!evs) return -1;
+    size_t i = 0;
+    for (const cJSON *e = array->child; e; e = e->next)
+        if (mx_decode_event(arena, e, shape, &evs[i++]) != 0) return -1;
+    out->events = evs;
+    out->n = n;
+    return 0;
+}
+
+/* ---- rooms ---------------------------------------------------------------- */
+
+/* The string items of a JSON array, in an arena array. */
+static int str_array(mx_arena *arena, const cJSON *array, const char ***out, size_t *n_out) {
     *out = NULL;
     *n_out = 0;
     if (!cJSON_IsArray(array)) return 0;
-    size_t n = (size_t)cJSON_GetArraySize(array);
+    size_t n = 0;
+    for (const cJSON *c = array->child; c; c = c->next) n += cJSON_IsString(c) ? 1 : 0;
     if (n == 0) return 0;
-    mx_event *evs = calloc(n, sizeof *evs);
-    if (!evs) return -1;
+    const char **items = mx_arena_alloc(arena, n * sizeof *items);
+    if (!items) return -1;
     size_t i = 0;
-    for (const cJSON *e = array->child; e && i < n; e = e->next) mx_decode_event(e, &evs[i++]);
-    *out = evs;
-    *n_out = i;
+    for (const cJSON *c = array->child; c; c = c->next)
+        if (cJSON_IsString(c)) items[i++] = c->valuestring;
+    *out = items;
+    *n_out = n;
     return 0;
 }
 
-static const cJSON *path(const cJSON *obj, const char *a, const char *b) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, a);
-    return b ? cJSON_GetObjectItemCaseSensitive(v, b) : v;
+static size_t count_receipts(const cJSON *content) {
+    size_t n = 0;
+    for (const cJSON *ev = content->child; ev; ev = ev->next)
+        if (cJSON_IsObject(ev))
+            for (const cJSON *type = ev->child; type; type = type->next)
+                if (cJSON_IsObject(type)) n += (size_t)cJSON_GetArraySize(type);
+    return n;
 }
 
-static int decode_section(const cJSON *section, mx_membership m, mx_room *rooms, size_t *n) {
-    if (!cJSON_IsObject(section)) return 0;
-    for (const cJSON *r = section->child; r; r = r->next) {
-        if (!cJSON_IsObject(r) || !r->string) continue; /* a malformed room is skipped */
-        mx_room *room = &rooms[(*n)++];
-        room->room_id = r->string;
-        room->membership = m;
-        int rc;
-        if (m == MX_ROOM_INVITE) {
-            rc = decode_events(path(r, "invite_state", "events"), &room->state, &room->n_state);
-        } else {
-            const cJSON *tl = cJSON_GetObjectItemCaseSensitive(r, "timeline");
-            room->limited = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(tl, "limited"));
-            room->prev_batch = str_field(tl, "prev_batch");
-            rc = decode_events(cJSON_GetObjectItemCaseSensitive(tl, "events"), &room->timeline,
-                               &room->n_timeline);
-            if (rc == 0)
-                rc = decode_events(path(r, "state", "events"), &room->state, &room->n_state);
+/* m.receipt content: {event_id: {receipt_type: {user_id: {ts, thread_id}}}}. */
+static int decode_receipts(mx_arena *arena, const cJSON *content, mx_room *room) {
+    size_t n = count_receipts(content);
+    if (n == 0) return 0;
+    mx_receipt *out = mx_arena_alloc(arena, (room->n_receipts + n) * sizeof *out);
+    if (!out) return -1;
+    if (room->n_receipts) memcpy(out, room->receipts, room->n_receipts * sizeof *out);
+    size_t i = room->n_receipts;
+    for (const cJSON *ev = content->child; ev; ev = ev->next) {
+        if (!cJSON_IsObject(ev) || !ev->string) continue;
+        for (const cJSON *type = ev->child; type; type = type->next) {
+            if (!cJSON_IsObject(type) || !type->string) continue;
+            for (const cJSON *user = type->child; user; user = user->next) {
+                if (!user->string) continue;
+                mx_receipt *r = &out[i++];
+                r->event_id = ev->string;
+                r->receipt_type = type->string;
+                r->user_id = user->string;
+                r->ts = uint_field(user, "ts");
+                r->thread_id = str_field(user, "thread_id");
+            }
         }
-        if (rc != 0) return -1;
+    }
+    room->receipts = out;
+    room->n_receipts = i;
+    return 0;
+}
+
+static int decode_ephemeral(mx_arena *arena, const cJSON *array, mx_room *room) {
+    if (mx_decode_events(arena, array, MX_SHAPE_BASIC, &room->ephemeral) != 0) return -1;
+    for (size_t i = 0; i < room->ephemeral.n; i++) {
+        const mx_event *ev = &room->ephemeral.events[i];
+        if (ev->invalid) continue;
+        if (ev->kind == MX_EV_TYPING) {
+            room->has_typing = 1;
+            if (str_array(arena, get(ev->content, "user_ids"), &room->typing, &room->n_typing))
+                return -1;
+        } else if (ev->kind == MX_EV_RECEIPT) {
+            if (decode_receipts(arena, ev->content, room) != 0) return -1;
+        }
     }
     return 0;
+}
+
+static int decode_room(mx_arena *arena, const cJSON *r, mx_membership m, mx_room *room) {
+    room->room_id = r->string;
+    room->membership = m;
+    room->notification_count = room->highlight_count = -1;
+    room->joined_member_count = room->invited_member_count = -1;
+    if (m == MX_ROOM_INVITE)
+        return mx_decode_events(arena, get(obj_field(r, "invite_state"), "events"),
+                                MX_SHAPE_STRIPPED, &room->state);
+    if (m == MX_ROOM_KNOCK)
+        return mx_decode_events(arena, get(obj_field(r, "knock_state"), "events"),
+                                MX_SHAPE_STRIPPED, &room->state);
+    const cJSON *tl = obj_field(r, "timeline");
+    room->limited = cJSON_IsTrue(get(tl, "limited"));
+    room->prev_batch = str_field(tl, "prev_batch");
+    const cJSON *unread = obj_field(r, "unread_notifications");
+    room->notification_count = uint_field(unread, "notification_count");
+    room->highlight_count = uint_field(unread, "highlight_count");
+    const cJSON *summary = obj_field(r, "summary");
+    room->joined_member_count = uint_field(summary, "m.joined_member_count");
+    room->invited_member_count = uint_field(summary, "m.invited_member_count");
+    if (str_array(arena, get(summary, "m.heroes"), &room->heroes, &room->n_heroes) != 0 ||
+        mx_decode_events(arena, get(tl, "events"), MX_SHAPE_ROOM, &room->timeline) != 0 ||
+        mx_decode_events(arena, get(obj_field(r, "state"), "events"), MX_SHAPE_ROOM,
+                         &room->state) != 0 ||
+        mx_decode_events(arena, get(obj_field(r, "account_data"), "events"), MX_SHAPE_BASIC,
+                         &room->account_data) != 0)
+        return -1;
+    return decode_ephemeral(arena, get(obj_field(r, "ephemeral"), "events"), room);
 }
 
 static size_t count_members(const cJSON *obj) {
     return cJSON_IsObject(obj) ? (size_t)cJSON_GetArraySize(obj) : 0;
+}
+
+static int decode_section(mx_arena *arena, const cJSON *section, mx_membership m, mx_batch *b) {
+    if (!cJSON_IsObject(section)) return 0;
+    for (const cJSON *r = section->child; r; r = r->next) {
+        if (!cJSON_IsObject(r) || !r->string) continue; /* a malformed room is skipped */
+        if (decode_room(arena, r, m, &b->rooms[b->n_rooms++]) != 0) return -1;
+    }
+    return 0;
+}
+
+static int decode_batch(mx_batch *b, const cJSON *root) {
+    mx_arena *a = &b->arena;
+    const cJSON *rooms = obj_field(root, "rooms");
+    const cJSON *join = get(rooms, "join"), *invite = get(rooms, "invite");
+    const cJSON *leave = get(rooms, "leave"), *knock = get(rooms, "knock");
+    size_t total =
+        count_members(join) + count_members(invite) + count_members(leave) + count_members(knock);
+    if (total && !(b->rooms = mx_arena_alloc(a, total * sizeof *b->rooms))) return -1;
+    const cJSON *devices = obj_field(root, "device_lists");
+    if (decode_section(a, join, MX_ROOM_JOIN, b) != 0 ||
+        decode_section(a, invite, MX_ROOM_INVITE, b) != 0 ||
+        decode_section(a, leave, MX_ROOM_LEAVE, b) != 0 ||
+        decode_section(a, knock, MX_ROOM_KNOCK, b) != 0 ||
+        mx_decode_events(a, get(obj_field(root, "account_data"), "events"), MX_SHAPE_BASIC,
+                         &b->account_data) != 0 ||
+        mx_decode_events(a, get(obj_field(root, "presence"), "events"), MX_SHAPE_BASIC,
+                         &b->presence) != 0 ||
+        mx_decode_events(a, get(obj_field(root, "to_device"), "events"), MX_SHAPE_BASIC,
+                         &b->to_device) != 0 ||
+        str_array(a, get(devices, "changed"), &b->devices_changed, &b->n_devices_changed) != 0 ||
+        str_array(a, get(devices, "left"), &b->devices_left, &b->n_devices_left) != 0)
+        return -1;
+    return 0;
 }
 
 int mx_decode_sync(cJSON *root, mx_batch **out, const char **reason) {
@@ -109,21 +397,8 @@ int mx_decode_sync(cJSON *root, mx_batch **out, const char **reason) {
         *reason = "out of memory";
         return -1;
     }
-    const cJSON *rooms = cJSON_GetObjectItemCaseSensitive(root, "rooms");
-    const cJSON *join = cJSON_GetObjectItemCaseSensitive(rooms, "join");
-    const cJSON *invite = cJSON_GetObjectItemCaseSensitive(rooms, "invite");
-    const cJSON *leave = cJSON_GetObjectItemCaseSensitive(rooms, "leave");
-    size_t total = count_members(join) + count_members(invite) + count_members(leave);
-    if (total && !(b->rooms = calloc(total, sizeof *b->rooms))) {
-        free(b);
-        *reason = "out of memory";
-        return -1;
-    }
-    if (decode_section(join, MX_ROOM_JOIN, b->rooms, &b->n_rooms) != 0 ||
-        decode_section(invite, MX_ROOM_INVITE, b->rooms, &b->n_rooms) != 0 ||
-        decode_section(leave, MX_ROOM_LEAVE, b->rooms, &b->n_rooms) != 0) {
-        b->root = NULL; /* root stays the caller's on failure */
-        mx_batch_free(b);
+    if (decode_batch(b, root) != 0) {
+        mx_batch_free(b); /* root stays the caller's on failure: not yet attached */
         *reason = "out of memory";
         return -1;
     }
@@ -135,11 +410,7 @@ int mx_decode_sync(cJSON *root, mx_batch **out, const char **reason) {
 
 void mx_batch_free(mx_batch *b) {
     if (!b) return;
-    for (size_t i = 0; i < b->n_rooms; i++) {
-        free(b->rooms[i].timeline);
-        free(b->rooms[i].state);
-    }
-    free(b->rooms);
+    mx_arena_free(&b->arena);
     cJSON_Delete(b->root);
     free(b);
 }

@@ -41,6 +41,8 @@ static PyMethodDef core_methods[] = {
      "The fd that becomes readable when requests finish (starts the engine)."},
     {"process_completions", core_process_completions, METH_NOARGS,
      "Resolves the futures of finished requests; returns how many."},
+    {"decode_sync", mx_core_decode_sync, METH_O,
+     "decode_sync(data): a SyncBatch from a /sync body, decoded with the GIL released."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -71,6 +73,9 @@ static int core_exec(PyObject *m) {
     if (!(st->SyncBatchType = (PyTypeObject *)add_type(m, &mx_SyncBatch_spec))) return -1;
     if (!(st->RoomType = (PyTypeObject *)add_type(m, &mx_Room_spec))) return -1;
     if (!(st->EventType = (PyTypeObject *)add_type(m, &mx_Event_spec))) return -1;
+    if (!(st->MessageType = (PyTypeObject *)add_type(m, &mx_Message_spec))) return -1;
+    if (!(st->ReceiptType = PyStructSequence_NewType(&mx_Receipt_desc))) return -1;
+    if (PyModule_AddObjectRef(m, "Receipt", (PyObject *)st->ReceiptType) < 0) return -1;
     if (PyModule_AddIntConstant(m, "MAX_UNDELIVERED", MX_MAX_UNDELIVERED) < 0) return -1;
     return 0;
 }
@@ -83,6 +88,8 @@ static int core_traverse(PyObject *m, visitproc visit, void *arg) {
     Py_VISIT(st->SyncBatchType);
     Py_VISIT(st->RoomType);
     Py_VISIT(st->EventType);
+    Py_VISIT(st->MessageType);
+    Py_VISIT(st->ReceiptType);
     return 0;
 }
 
@@ -94,6 +101,8 @@ static int core_clear(PyObject *m) {
     Py_CLEAR(st->SyncBatchType);
     Py_CLEAR(st->RoomType);
     Py_CLEAR(st->EventType);
+    Py_CLEAR(st->MessageType);
+    Py_CLEAR(st->ReceiptType);
     return 0;
 }
 

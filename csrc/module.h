@@ -12,6 +12,8 @@ typedef struct {
     PyTypeObject *SyncBatchType;
     PyTypeObject *RoomType;
     PyTypeObject *EventType;
+    PyTypeObject *MessageType;
+    PyTypeObject *ReceiptType; /* a struct sequence */
 } mx_state;
 
 /* The state of the module that defined `type` (one of ours). */
