@@ -282,7 +282,7 @@ static int decode_receipts(mx_arena *arena, const cJSON *content, mx_room *room)
         for (const cJSON *type = ev->child; type; type = type->next) {
             if (!cJSON_IsObject(type) || !type->string) continue;
             for (const cJSON *user = type->child; user; user = user->next) {
-                if (!user->string) continue;
+                if (!cJSON_IsObject(user) || !user->string) continue;
                 mx_receipt *r = &out[i++];
                 r->event_id = ev->string;
                 r->receipt_type = type->string;
