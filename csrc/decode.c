@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jsonparse.h"
+
 /* ---- small readers: wrong types read as absent ---------------------------- */
 
 static const cJSON *get(const cJSON *obj, const char *key) {
@@ -381,37 +383,68 @@ static int decode_batch(mx_batch *b, const cJSON *root) {
     return 0;
 }
 
-int mx_decode_sync(cJSON *root, mx_batch **out, const char **reason) {
-    *out = NULL;
-    if (!cJSON_IsObject(root)) {
+/* Checks the top level of `b->root` and decodes it. */
+static int decode_root(mx_batch *b, const char **reason) {
+    if (!cJSON_IsObject(b->root)) {
         *reason = "the body is not a JSON object";
         return -1;
     }
-    const char *next = str_field(root, "next_batch");
-    if (!next) {
+    b->next_batch = str_field(b->root, "next_batch");
+    if (!b->next_batch) {
         *reason = "it has no 'next_batch' token";
         return -1;
     }
+    if (decode_batch(b, b->root) != 0) {
+        *reason = "out of memory";
+        return -1;
+    }
+    return 0;
+}
+
+int mx_decode_sync_body(const char *data, size_t len, mx_batch **out, const char **reason) {
+    *out = NULL;
     mx_batch *b = calloc(1, sizeof *b);
     if (!b) {
         *reason = "out of memory";
         return -1;
     }
-    if (decode_batch(b, root) != 0) {
-        mx_batch_free(b); /* root stays the caller's on failure: not yet attached */
+    b->root = mx_json_parse_in_arena(data, len, &b->arena);
+    b->root_malloced = !MX_JSON_IN_ARENA;
+    if (!b->root) {
+        *reason = "it is not valid JSON";
+        mx_batch_free(b);
+        return -1;
+    }
+    if (decode_root(b, reason) != 0) {
+        mx_batch_free(b);
+        return -1;
+    }
+    *out = b;
+    return 0;
+}
+
+int mx_decode_sync(cJSON *root, mx_batch **out, const char **reason) {
+    *out = NULL;
+    mx_batch *b = calloc(1, sizeof *b);
+    if (!b) {
         *reason = "out of memory";
         return -1;
     }
     b->root = root;
-    b->next_batch = next;
+    if (decode_root(b, reason) != 0) {
+        b->root = NULL; /* root stays the caller's on failure */
+        mx_batch_free(b);
+        return -1;
+    }
+    b->root_malloced = 1;
     *out = b;
     return 0;
 }
 
 void mx_batch_free(mx_batch *b) {
     if (!b) return;
+    if (b->root_malloced) cJSON_Delete(b->root);
     mx_arena_free(&b->arena);
-    cJSON_Delete(b->root);
     free(b);
 }
 

@@ -141,7 +141,8 @@ typedef struct {
 } mx_room;
 
 typedef struct mx_batch {
-    cJSON *root; /* owned */
+    cJSON *root;      /* owned: in the arena, or (root_malloced) by cJSON */
+    int root_malloced; /* root must be freed with cJSON_Delete */
     mx_arena arena; /* owns rooms, events, messages and converted text */
     const char *next_batch;
     mx_room *rooms; /* arena array */
@@ -153,7 +154,12 @@ typedef struct mx_batch {
     size_t n_devices_changed, n_devices_left;
 } mx_batch;
 
-/* Decodes a /sync body. On success takes ownership of `root`, stores the
+/* Parses (into the batch's arena) and decodes a /sync body. On success
+ * stores the batch in *out and returns 0; on failure returns -1 with *reason
+ * set to a static explanation. */
+int mx_decode_sync_body(const char *data, size_t len, mx_batch **out, const char **reason);
+
+/* Decodes an already parsed /sync body. On success takes ownership of `root`, stores the
  * batch in *out and returns 0. On failure returns -1, leaves `root` to the
  * caller and sets *reason to a static explanation. */
 int mx_decode_sync(cJSON *root, mx_batch **out, const char **reason);

@@ -1,6 +1,10 @@
 /* SyncBatch, Room, Event and Message: lazy, read-only views of a decoded
  * batch. Every view holds a reference to the SyncBatch that owns the memory
- * and builds Python values only when an attribute is read. */
+ * and builds Python values only when an attribute is read.
+ *
+ * None of these types takes part in the cyclic GC: a SyncBatch references no
+ * Python object and views reference only their SyncBatch, so no cycle can
+ * form, and a 100k-event batch does not trigger GC passes while it is read. */
 #include "event.h"
 
 #include <stddef.h>
@@ -74,11 +78,10 @@ static PyObject *json_str_tuple(const cJSON *array) {
 }
 
 static PyObject *new_event(PyTypeObject *tp, PyObject *owner, const mx_event *ev) {
-    EventObject *e = PyObject_GC_New(EventObject, tp);
+    EventObject *e = PyObject_New(EventObject, tp);
     if (!e) return NULL;
     e->owner = Py_NewRef(owner);
     e->ev = ev;
-    PyObject_GC_Track(e);
     return (PyObject *)e;
 }
 
@@ -100,24 +103,17 @@ static PyObject *events_tuple(PyObject *owner, const mx_events *evs) {
 /* ---- SyncBatch ----------------------------------------------------------- */
 
 PyObject *mx_SyncBatch_new(mx_state *st, mx_batch *batch) {
-    SyncBatchObject *self = PyObject_GC_New(SyncBatchObject, st->SyncBatchType);
+    SyncBatchObject *self = PyObject_New(SyncBatchObject, st->SyncBatchType);
     if (!self) {
         mx_batch_free(batch);
         return NULL;
     }
     self->batch = batch;
-    PyObject_GC_Track(self);
     return (PyObject *)self;
-}
-
-static int SyncBatch_traverse(SyncBatchObject *self, visitproc visit, void *arg) {
-    Py_VISIT(Py_TYPE(self));
-    return 0;
 }
 
 static void SyncBatch_dealloc(SyncBatchObject *self) {
     PyTypeObject *tp = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
     mx_batch_free(self->batch);
     tp->tp_free(self);
     Py_DECREF(tp);
@@ -136,14 +132,13 @@ static PyObject *SyncBatch_rooms(SyncBatchObject *self, void *c) {
     PyObject *t = PyTuple_New((Py_ssize_t)self->batch->n_rooms);
     if (!t) return NULL;
     for (size_t i = 0; i < self->batch->n_rooms; i++) {
-        RoomObject *r = PyObject_GC_New(RoomObject, st->RoomType);
+        RoomObject *r = PyObject_New(RoomObject, st->RoomType);
         if (!r) {
             Py_DECREF(t);
             return NULL;
         }
         r->owner = Py_NewRef(self);
         r->room = &self->batch->rooms[i];
-        PyObject_GC_Track(r);
         PyTuple_SET_ITEM(t, (Py_ssize_t)i, (PyObject *)r);
     }
     return t;
@@ -184,7 +179,6 @@ static PyGetSetDef SyncBatch_getset[] = {
 static PyType_Slot SyncBatch_slots[] = {
     {Py_tp_doc, "One decoded /sync response."},
     {Py_tp_dealloc, SyncBatch_dealloc},
-    {Py_tp_traverse, SyncBatch_traverse},
     {Py_tp_getset, SyncBatch_getset},
     {0, NULL},
 };
@@ -192,7 +186,7 @@ static PyType_Slot SyncBatch_slots[] = {
 PyType_Spec mx_SyncBatch_spec = {
     .name = "matridge._core.SyncBatch",
     .basicsize = sizeof(SyncBatchObject),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE |
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE |
              Py_TPFLAGS_DISALLOW_INSTANTIATION,
     .slots = SyncBatch_slots,
 };
@@ -204,21 +198,9 @@ typedef struct {
     PyObject *owner;
 } ViewObject;
 
-static int View_traverse(ViewObject *self, visitproc visit, void *arg) {
-    Py_VISIT(Py_TYPE(self));
-    Py_VISIT(self->owner);
-    return 0;
-}
-
-static int View_clear(ViewObject *self) {
-    Py_CLEAR(self->owner);
-    return 0;
-}
-
 static void View_dealloc(ViewObject *self) {
     PyTypeObject *tp = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
-    View_clear(self);
+    Py_CLEAR(self->owner);
     tp->tp_free(self);
     Py_DECREF(tp);
 }
@@ -329,8 +311,6 @@ static PyGetSetDef Room_getset[] = {
 static PyType_Slot Room_slots[] = {
     {Py_tp_doc, "One room's part of a SyncBatch."},
     {Py_tp_dealloc, View_dealloc},
-    {Py_tp_traverse, View_traverse},
-    {Py_tp_clear, View_clear},
     {Py_tp_getset, Room_getset},
     {0, NULL},
 };
@@ -338,7 +318,7 @@ static PyType_Slot Room_slots[] = {
 PyType_Spec mx_Room_spec = {
     .name = "matridge._core.Room",
     .basicsize = sizeof(RoomObject),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE |
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE |
              Py_TPFLAGS_DISALLOW_INSTANTIATION,
     .slots = Room_slots,
 };
@@ -348,11 +328,10 @@ PyType_Spec mx_Room_spec = {
 static PyObject *new_message(PyObject *owner, const mx_message *msg) {
     if (!msg) Py_RETURN_NONE;
     mx_state *st = mx_state_of_type(Py_TYPE(owner));
-    MessageObject *m = PyObject_GC_New(MessageObject, st->MessageType);
+    MessageObject *m = PyObject_New(MessageObject, st->MessageType);
     if (!m) return NULL;
     m->owner = Py_NewRef(owner);
     m->msg = msg;
-    PyObject_GC_Track(m);
     return (PyObject *)m;
 }
 
@@ -458,8 +437,6 @@ static PyGetSetDef Message_getset[] = {
 static PyType_Slot Message_slots[] = {
     {Py_tp_doc, "The displayable content of an m.room.message or m.sticker (or an edit)."},
     {Py_tp_dealloc, View_dealloc},
-    {Py_tp_traverse, View_traverse},
-    {Py_tp_clear, View_clear},
     {Py_tp_getset, Message_getset},
     {Py_tp_repr, Message_repr},
     {0, NULL},
@@ -468,7 +445,7 @@ static PyType_Slot Message_slots[] = {
 PyType_Spec mx_Message_spec = {
     .name = "matridge._core.Message",
     .basicsize = sizeof(MessageObject),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE |
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE |
              Py_TPFLAGS_DISALLOW_INSTANTIATION,
     .slots = Message_slots,
 };
@@ -707,8 +684,6 @@ static PyGetSetDef Event_getset[] = {
 static PyType_Slot Event_slots[] = {
     {Py_tp_doc, "One Matrix event, a lazy view of a decoded record."},
     {Py_tp_dealloc, View_dealloc},
-    {Py_tp_traverse, View_traverse},
-    {Py_tp_clear, View_clear},
     {Py_tp_getset, Event_getset},
     {Py_tp_repr, Event_repr},
     {0, NULL},
@@ -717,7 +692,7 @@ static PyType_Slot Event_slots[] = {
 PyType_Spec mx_Event_spec = {
     .name = "matridge._core.Event",
     .basicsize = sizeof(EventObject),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE |
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE |
              Py_TPFLAGS_DISALLOW_INSTANTIATION,
     .slots = Event_slots,
 };
@@ -750,11 +725,7 @@ PyObject *mx_core_decode_sync(PyObject *module, PyObject *arg) {
     const char *reason = NULL;
     Py_BEGIN_ALLOW_THREADS
     /* The buffer stays exported, hence unchanged, until released below. */
-    cJSON *root = cJSON_ParseWithLength(view.buf, (size_t)view.len);
-    if (!root)
-        reason = "it is not valid JSON";
-    else if (mx_decode_sync(root, &batch, &reason) != 0)
-        cJSON_Delete(root);
+    mx_decode_sync_body(view.buf, (size_t)view.len, &batch, &reason);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&view);
     if (!batch) {

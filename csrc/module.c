@@ -5,6 +5,7 @@
 #include "client.h"
 #include "engine.h"
 #include "event.h"
+#include "jsonparse.h"
 
 static struct PyModuleDef core_module;
 
@@ -58,6 +59,7 @@ static PyObject *add_type(PyObject *m, PyType_Spec *spec) {
 
 static int core_exec(PyObject *m) {
     mx_state *st = PyModule_GetState(m);
+    mx_json_install_hooks(); /* before the engine thread can exist */
     st->MatrixError = PyErr_NewExceptionWithDoc(
         "matridge._core.MatrixError",
         "The homeserver answered with an error (attributes: status, errcode, error, "

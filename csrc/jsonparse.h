@@ -1,0 +1,27 @@
+/* Parsing JSON into an arena. cJSON allocates every node and string with
+ * its own malloc; for a /sync body that is millions of calls, and as many
+ * frees later. Parsing into the batch's arena makes both a few big blocks. */
+#ifndef MATRIDGE_JSONPARSE_H
+#define MATRIDGE_JSONPARSE_H
+
+#include <cjson/cJSON.h>
+#include <stddef.h>
+
+#include "arena.h"
+
+/* Sanitizer builds parse with plain malloc, so ASan sees every node. */
+#ifndef MX_JSON_IN_ARENA
+#define MX_JSON_IN_ARENA 1
+#endif
+
+/* Routes cJSON's allocations through matridge's hooks. Call once, before
+ * any other thread uses cJSON (module init does). Outside
+ * mx_json_parse_in_arena the hooks are plain malloc and free. */
+void mx_json_install_hooks(void);
+
+/* Parses `data` with every node and string in `arena`. The tree is freed
+ * with the arena; only when MX_JSON_IN_ARENA is 0 must the caller
+ * cJSON_Delete it. NULL when the data is not JSON (or memory ran out). */
+cJSON *mx_json_parse_in_arena(const char *data, size_t len, mx_arena *arena);
+
+#endif
