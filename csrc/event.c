@@ -77,20 +77,20 @@ static PyObject *json_str_tuple(const cJSON *array) {
     return t;
 }
 
-static PyObject *new_event(PyTypeObject *tp, PyObject *owner, const mx_event *ev) {
-    EventObject *e = PyObject_New(EventObject, tp);
+PyObject *mx_Event_new(PyObject *owner, const mx_event *ev) {
+    mx_state *st = mx_state_of_type(Py_TYPE(owner));
+    EventObject *e = PyObject_New(EventObject, st->EventType);
     if (!e) return NULL;
     e->owner = Py_NewRef(owner);
     e->ev = ev;
     return (PyObject *)e;
 }
 
-static PyObject *events_tuple(PyObject *owner, const mx_events *evs) {
-    mx_state *st = mx_state_of_type(Py_TYPE(owner));
+PyObject *mx_events_tuple(PyObject *owner, const mx_events *evs) {
     PyObject *t = PyTuple_New((Py_ssize_t)evs->n);
     if (!t) return NULL;
     for (size_t i = 0; i < evs->n; i++) {
-        PyObject *e = new_event(st->EventType, owner, &evs->events[i]);
+        PyObject *e = mx_Event_new(owner, &evs->events[i]);
         if (!e) {
             Py_DECREF(t);
             return NULL;
@@ -147,7 +147,7 @@ static PyObject *SyncBatch_rooms(SyncBatchObject *self, void *c) {
 /* Getter for an mx_events field of mx_batch; closure = offset. */
 static PyObject *SyncBatch_events(SyncBatchObject *self, void *offset) {
     const mx_events *evs = (const mx_events *)((const char *)self->batch + (size_t)offset);
-    return events_tuple((PyObject *)self, evs);
+    return mx_events_tuple((PyObject *)self, evs);
 }
 
 static PyObject *SyncBatch_devices_changed(SyncBatchObject *self, void *c) {
@@ -231,7 +231,7 @@ static PyObject *Room_prev_batch(RoomObject *self, void *c) {
 /* Getter for an mx_events field of mx_room; closure = offset. */
 static PyObject *Room_events(RoomObject *self, void *offset) {
     const mx_events *evs = (const mx_events *)((const char *)self->room + (size_t)offset);
-    return events_tuple(self->owner, evs);
+    return mx_events_tuple(self->owner, evs);
 }
 
 /* Getter for an int64_t count of mx_room (-1 = absent); closure = offset. */

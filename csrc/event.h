@@ -17,6 +17,11 @@ extern PyStructSequence_Desc mx_Receipt_desc;
 /* Wraps `batch` (ownership moves to the new object, also on failure). */
 PyObject *mx_SyncBatch_new(mx_state *st, mx_batch *batch);
 
+/* An Event view of `ev`, kept alive by `owner` (one of this module's
+ * objects owning the memory), and a tuple of such views. */
+PyObject *mx_Event_new(PyObject *owner, const mx_event *ev);
+PyObject *mx_events_tuple(PyObject *owner, const mx_events *evs);
+
 /* _core.decode_sync(data): parses and decodes a /sync body on the calling
  * thread with the GIL released (for tests and benchmarks; the engine decodes
  * on its own thread). */

@@ -5,6 +5,7 @@
 #include "client.h"
 #include "engine.h"
 #include "event.h"
+#include "historyobj.h"
 #include "jsonparse.h"
 
 static struct PyModuleDef core_module;
@@ -44,6 +45,10 @@ static PyMethodDef core_methods[] = {
      "Resolves the futures of finished requests; returns how many."},
     {"decode_sync", mx_core_decode_sync, METH_O,
      "decode_sync(data): a SyncBatch from a /sync body, decoded with the GIL released."},
+    {"history_from_pages", (PyCFunction)(void (*)(void))mx_core_history_from_pages,
+     METH_VARARGS | METH_KEYWORDS,
+     "history_from_pages(pages, *, backwards=True, until_event_id=None, until_ts=-1, "
+     "limit=0): a History from /messages bodies."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -77,6 +82,7 @@ static int core_exec(PyObject *m) {
     if (!(st->EventType = (PyTypeObject *)add_type(m, &mx_Event_spec))) return -1;
     if (!(st->MessageType = (PyTypeObject *)add_type(m, &mx_Message_spec))) return -1;
     if (!(st->ReceiptType = PyStructSequence_NewType(&mx_Receipt_desc))) return -1;
+    if (!(st->HistoryType = (PyTypeObject *)add_type(m, &mx_History_spec))) return -1;
     if (PyModule_AddObjectRef(m, "Receipt", (PyObject *)st->ReceiptType) < 0) return -1;
     if (PyModule_AddIntConstant(m, "MAX_UNDELIVERED", MX_MAX_UNDELIVERED) < 0) return -1;
     return 0;
@@ -92,6 +98,7 @@ static int core_traverse(PyObject *m, visitproc visit, void *arg) {
     Py_VISIT(st->EventType);
     Py_VISIT(st->MessageType);
     Py_VISIT(st->ReceiptType);
+    Py_VISIT(st->HistoryType);
     return 0;
 }
 
@@ -105,6 +112,7 @@ static int core_clear(PyObject *m) {
     Py_CLEAR(st->EventType);
     Py_CLEAR(st->MessageType);
     Py_CLEAR(st->ReceiptType);
+    Py_CLEAR(st->HistoryType);
     return 0;
 }
 

@@ -14,6 +14,7 @@ typedef struct {
     PyTypeObject *EventType;
     PyTypeObject *MessageType;
     PyTypeObject *ReceiptType; /* a struct sequence */
+    PyTypeObject *HistoryType;
 } mx_state;
 
 /* The state of the module that defined `type` (one of ours). */

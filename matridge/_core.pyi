@@ -1,6 +1,6 @@
 """Type stubs of the C extension matridge._core (see csrc/)."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, final
 
 MAX_UNDELIVERED: int
@@ -291,3 +291,31 @@ class Event:
     def currently_active(self) -> bool | None: ...
     @property
     def direct(self) -> dict[str, Any] | None: ...
+
+def history_from_pages(
+    pages: Sequence[bytes],
+    *,
+    backwards: bool = ...,
+    until_event_id: str | None = ...,
+    until_ts: int = ...,
+    limit: int = ...,
+) -> History: ...
+
+@final
+class History:
+    @property
+    def events(self) -> tuple[Event, ...]: ...
+    @property
+    def state(self) -> tuple[Event, ...]: ...
+    @property
+    def end(self) -> str | None: ...
+    @property
+    def stopped(
+        self,
+    ) -> Literal["incomplete", "event", "timestamp", "count", "end"]: ...
+    @property
+    def fetched(self) -> int: ...
+    @property
+    def pages(self) -> int: ...
+    def replacement(self, event_id: str, /) -> Event | None: ...
+    def reactions(self, event_id: str, /) -> dict[str, list[str]]: ...
