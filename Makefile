@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 DEBIAN_PACKAGES := gcc make python3-venv python3-dev prosody libcurl4-openssl-dev libcjson-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all test demo docs build asan lint typecheck check system-deps clean
+.PHONY: all test demo docs build asan fuzz lint typecheck check system-deps clean
 
 all: build
 
@@ -52,6 +52,13 @@ docs: $(VENV)/.installed
 asan: $(VENV)/.installed
 	MATRIDGE_SANITIZE=1 $(PY) setup.py -q build_ext --inplace --force
 
+# libFuzzer harnesses (clang, ASan + UBSan) over the decoder and history
+# pager, each for FUZZ_SECONDS; see docs/reliability.rst.
+FUZZ_SECONDS ?= 30
+fuzz:
+	@$(MAKE) -s system-deps DEBIAN_PACKAGES="clang libclang-rt-14-dev libcjson-dev"
+	$(MAKE) -C fuzz run FUZZ_SECONDS=$(FUZZ_SECONDS)
+
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check matridge tests
 	$(VENV)/bin/ruff format --check matridge tests
@@ -62,4 +69,4 @@ typecheck: $(VENV)/.installed
 check: lint typecheck test
 
 clean:
-	rm -rf build *.egg-info matridge/*.so docs/_build docs/api .demo
+	rm -rf build *.egg-info matridge/*.so docs/_build docs/api .demo fuzz/build
