@@ -60,8 +60,8 @@ fuzz:
 	$(MAKE) -C fuzz run FUZZ_SECONDS=$(FUZZ_SECONDS)
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check matridge tests
-	$(VENV)/bin/ruff format --check matridge tests
+	$(VENV)/bin/ruff check matridge tests fuzz
+	$(VENV)/bin/ruff format --check matridge tests fuzz
 
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy
