@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 DEBIAN_PACKAGES := gcc make python3-venv python3-dev prosody libcurl4-openssl-dev libcjson-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all test demo docs build asan fuzz lint typecheck check system-deps clean
+.PHONY: all test test-asan demo docs build asan fuzz lint typecheck check system-deps clean
 
 all: build
 
@@ -51,6 +51,15 @@ docs: $(VENV)/.installed
 #   LD_PRELOAD=$$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0 .venv/bin/python ...
 asan: $(VENV)/.installed
 	MATRIDGE_SANITIZE=1 $(PY) setup.py -q build_ext --inplace --force
+
+# The whole suite against the ASan/UBSan build (the gateway and Synapse
+# subprocesses inherit the preloaded runtime), then the normal build again.
+# UBSan findings abort; ASan reports any memory error and fails the run.
+ASAN_ENV = LD_PRELOAD=$$(gcc -print-file-name=libasan.so) \
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+test-asan: asan
+	$(ASAN_ENV) $(PY) -m pytest -p no:cacheprovider -x; rc=$$?; \
+	$(PY) setup.py -q build_ext --inplace --force; exit $$rc
 
 # libFuzzer harnesses (clang, ASan + UBSan) over the decoder and history
 # pager, each for FUZZ_SECONDS; see docs/reliability.rst.
