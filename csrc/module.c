@@ -5,6 +5,7 @@
 #include "client.h"
 #include "engine.h"
 #include "event.h"
+#include "roominfo.h"
 
 static struct PyModuleDef core_module;
 
@@ -71,6 +72,7 @@ static int core_exec(PyObject *m) {
     if (!(st->SyncBatchType = (PyTypeObject *)add_type(m, &mx_SyncBatch_spec))) return -1;
     if (!(st->RoomType = (PyTypeObject *)add_type(m, &mx_Room_spec))) return -1;
     if (!(st->EventType = (PyTypeObject *)add_type(m, &mx_Event_spec))) return -1;
+    if (mx_roominfo_register(m, st) < 0) return -1;
     if (PyModule_AddIntConstant(m, "MAX_UNDELIVERED", MX_MAX_UNDELIVERED) < 0) return -1;
     return 0;
 }
@@ -83,6 +85,9 @@ static int core_traverse(PyObject *m, visitproc visit, void *arg) {
     Py_VISIT(st->SyncBatchType);
     Py_VISIT(st->RoomType);
     Py_VISIT(st->EventType);
+    Py_VISIT(st->RoomCacheType);
+    Py_VISIT(st->RoomInfoType);
+    Py_VISIT(st->MemberType);
     return 0;
 }
 
@@ -94,6 +99,9 @@ static int core_clear(PyObject *m) {
     Py_CLEAR(st->SyncBatchType);
     Py_CLEAR(st->RoomType);
     Py_CLEAR(st->EventType);
+    Py_CLEAR(st->RoomCacheType);
+    Py_CLEAR(st->RoomInfoType);
+    Py_CLEAR(st->MemberType);
     return 0;
 }
 

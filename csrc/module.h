@@ -12,6 +12,9 @@ typedef struct {
     PyTypeObject *SyncBatchType;
     PyTypeObject *RoomType;
     PyTypeObject *EventType;
+    PyTypeObject *RoomCacheType; /* roominfo.c */
+    PyTypeObject *RoomInfoType;
+    PyTypeObject *MemberType;
 } mx_state;
 
 /* The state of the module that defined `type` (one of ours). */
