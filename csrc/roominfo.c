@@ -47,13 +47,20 @@ static PyObject *strlist_tuple(const mx_strlist *l) {
     return t;
 }
 
-/* The UTF-8 of a str argument, or NULL with TypeError. */
+/* The UTF-8 of a str argument, or NULL with an exception. A NUL inside
+ * would silently cut the id short in C, so it is refused. */
 static const char *str_arg(PyObject *o, const char *what) {
     if (!PyUnicode_Check(o)) {
         PyErr_Format(PyExc_TypeError, "%s must be str, not %.100s", what, Py_TYPE(o)->tp_name);
         return NULL;
     }
-    return PyUnicode_AsUTF8(o);
+    Py_ssize_t len;
+    const char *s = PyUnicode_AsUTF8AndSize(o, &len);
+    if (s && strlen(s) != (size_t)len) {
+        PyErr_Format(PyExc_ValueError, "%s contains a NUL character", what);
+        return NULL;
+    }
+    return s;
 }
 
 /* Raises for a failed mx_rooms_apply_*: errno says why. */
@@ -569,8 +576,10 @@ static Py_ssize_t RoomCache_len(RoomCacheObject *self) {
 
 static int RoomCache_contains(RoomCacheObject *self, PyObject *key) {
     if (!PyUnicode_Check(key)) return 0;
-    const char *room_id = PyUnicode_AsUTF8(key);
+    Py_ssize_t len;
+    const char *room_id = PyUnicode_AsUTF8AndSize(key, &len);
     if (!room_id) return -1;
+    if (strlen(room_id) != (size_t)len) return 0; /* no room id holds a NUL */
     int found;
     Py_BEGIN_ALLOW_THREADS
     found = mx_rooms_contains(self->rooms, room_id);

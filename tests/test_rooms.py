@@ -537,6 +537,13 @@ def test_apply_sync_wants_bytes() -> None:
         RoomCache().get(b"!r:example.org")  # type: ignore[arg-type]
 
 
+def test_room_ids_with_a_nul_never_match_a_shorter_id(cache: RoomCache) -> None:
+    with pytest.raises(ValueError, match="NUL"):
+        cache.get("!named:example.org\0tail")
+    assert "!named:example.org\0tail" not in cache
+    assert "!named:example.org" in cache
+
+
 def mutate(value: Any, rng: random.Random) -> Any:
     """A random corruption of a JSON value: swapped types, dropped keys."""
     choice = rng.random()
