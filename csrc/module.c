@@ -5,6 +5,7 @@
 #include "client.h"
 #include "engine.h"
 #include "event.h"
+#include "html_py.h"
 
 static struct PyModuleDef core_module;
 
@@ -41,6 +42,7 @@ static PyMethodDef core_methods[] = {
      "The fd that becomes readable when requests finish (starts the engine)."},
     {"process_completions", core_process_completions, METH_NOARGS,
      "Resolves the futures of finished requests; returns how many."},
+    MX_HTML_METHODS,
     {NULL, NULL, 0, NULL},
 };
 

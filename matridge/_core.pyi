@@ -110,3 +110,9 @@ class Event:
     def content(self) -> dict[str, Any]: ...
     @property
     def source(self) -> dict[str, Any]: ...
+
+# --- HTML -> XEP-0393 text (csrc/html.c, csrc/html_py.c) ---
+
+def html_to_text(
+    html: str | bytes, /
+) -> tuple[str, tuple[tuple[int, int, str], ...]]: ...
