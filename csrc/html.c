@@ -527,6 +527,7 @@ typedef struct {
     char markers[4];
     int n_markers, opened;
     int code_depth; /* open inline code: no markers inside */
+    size_t rejoin_at; /* out.len right after an element closed its marker */
 
     /* code block */
     int pre_depth;
@@ -568,6 +569,14 @@ static void put(conv *c, const char *s, size_t n) {
 }
 
 static void open_markers(conv *c) {
+    /* "<b>a</b><b>b</b>": take back the marker just closed ("*ab*", not
+     * "*a**b*", which XEP-0393 would not read as two bold spans) */
+    if (c->opened < c->n_markers && c->out.len == c->rejoin_at && c->out.len &&
+        c->markers[c->opened] == c->out.p[c->out.len - 1]) {
+        c->out.p[--c->out.len] = '\0';
+        c->out_cp--;
+        c->opened++;
+    }
     for (; c->opened < c->n_markers; c->opened++) put(c, &c->markers[c->opened], 1);
 }
 
@@ -888,6 +897,7 @@ static void pop(conv *c) {
         if (c->opened > c->n_markers) {
             c->opened = c->n_markers;
             put(c, &c->markers[c->n_markers], 1);
+            c->rejoin_at = c->out.len;
         }
     }
     if (e->prefixed) {
