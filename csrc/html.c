@@ -392,6 +392,7 @@ static const tag_rule TAGS[] = {
 };
 #define N_TAGS (sizeof TAGS / sizeof TAGS[0])
 #define MAX_TAG_NAME 10 /* longest name above */
+_Static_assert(N_TAGS <= 255, "element.tag is an unsigned char");
 
 /* The tag's index in TAGS, or -1 when unknown. name is lowercase. */
 static int find_tag(const char *name, size_t len) {
@@ -411,7 +412,7 @@ typedef struct {
 typedef struct {
     char name[MAX_TAG_NAME + 1]; /* lowercase; only valid when name_len fits */
     size_t name_len;
-    int end, self_closing;
+    int self_closing;
     attr href, alt, title, start, klass, spoiler;
 } tag_token;
 
@@ -492,19 +493,20 @@ static size_t parse_tag(const char *s, size_t n, size_t p, tag_token *t) {
 enum kind { K_INERT, K_STYLE, K_LINK, K_PRE, K_CODE, K_QUOTE, K_LIST, K_ITEM, K_HIDDEN };
 
 typedef struct {
-    unsigned char kind;     /* enum kind */
-    unsigned char tag;      /* index in TAGS, for end tags */
-    unsigned char has_marker; /* owns the top entry of the marker stack */
-    unsigned char prefixed; /* owns the top entry of the prefix stack */
-    unsigned char paragraph; /* a heading: blank line after it */
-    unsigned char outer_pre; /* the pre that owns the code block */
-    unsigned char ordered;  /* K_LIST: ol */
+    unsigned char kind;        /* enum kind */
+    unsigned char tag;         /* index in TAGS, for end tags */
+    unsigned char has_marker;  /* owns the top entry of the marker stack */
+    unsigned char prefixed;    /* owns the top entry of the prefix stack */
+    unsigned char paragraph;   /* a heading: blank line after it */
+    unsigned char outer_pre;   /* the pre that owns the code block */
+    unsigned char inline_code; /* K_CODE outside a code block */
+    unsigned char ordered;     /* K_LIST: ol */
     unsigned char bullet_done; /* K_ITEM: bullet written, later lines indent */
     unsigned char bullet_len, bullet_cols;
     char bullet[MAX_BULLET];
-    int item;      /* innermost open li since the innermost list, or -1 */
-    int list;      /* innermost open list, or -1 */
-    long counter;  /* K_LIST: next ordered item number */
+    int item;     /* innermost open li since the innermost list, or -1 */
+    int list;     /* innermost open list, or -1 */
+    long counter; /* K_LIST: next ordered item number */
 } element;
 
 typedef struct {
@@ -927,7 +929,7 @@ static void pop(conv *c) {
         }
         break;
     case K_CODE:
-        if (!c->pre_depth) c->code_depth--;
+        if (e->inline_code) c->code_depth--;
         break;
     case K_QUOTE:
     case K_LIST:
@@ -1092,6 +1094,7 @@ static void start_tag(conv *c, int tag, const tag_token *t) {
             take_language(c, &t->klass);
         } else {
             push_marker(c, e, '`');
+            e->inline_code = 1;
             c->code_depth++;
         }
         break;

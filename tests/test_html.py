@@ -97,6 +97,8 @@ CODE_BLOCKS = [
     ("a<pre>b</pre>c", "a\n\n```\nb\n```\n\nc"),
     ("<b>a<pre>b</pre>c</b>", "*a*\n\n```\nb\n```\n\n*c*"),
     ("<pre>unclosed", "```\nunclosed\n```"),
+    ("<code>a<pre>b</pre>c</code> <b>d</b>", "`a`\n\n```\nb\n```\n\n`c` *d*"),
+    ("<pre><code>x</pre><b>y</b>", "```\nx\n```\n\n*y*"),
 ]
 
 QUOTES = [
@@ -291,6 +293,7 @@ STRAY = [
     ("</3>y", "y"),
     ("<b>unclosed", "*unclosed*"),
     ("<b><i>x</b>y</i>", "*_x_*y"),
+    ("<b>a<code>b</b>c</code>", "*a`b`*c"),
     ("<ul><li>unclosed", "• unclosed"),
     ("<a href='https://x.org'>unclosed", "unclosed <https://x.org>"),
 ]
