@@ -154,7 +154,7 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata) {
     size_t cap = ok ? r->max_body : MX_MAX_ERROR_BODY;
     if (r->body_seen + n > cap || r->body_seen + n < n) {
         r->status = MX_ERR_TOO_LARGE;
-        snprintf(r->errbuf, sizeof r->errbuf, "the response body is over the %zu-byte limit",
+        snprintf(r->verdict, sizeof r->verdict, "the response body is over the %zu-byte limit",
                  cap);
         return 0; /* aborts the transfer */
     }
@@ -162,7 +162,7 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata) {
     if (ok && r->sink) {
         if (mx_file_sink_write(r->sink, ptr, n) == 0) return n;
         r->status = MX_ERR_FILE;
-        snprintf(r->errbuf, sizeof r->errbuf, "could not write %s: %s", r->sink->final_path,
+        snprintf(r->verdict, sizeof r->verdict, "could not write %s: %s", r->sink->final_path,
                  strerror(errno));
         return 0;
     }
@@ -382,6 +382,7 @@ static int requeue(mx_request *r, long wait_ms) {
     cJSON_Delete(r->json);
     r->json = NULL;
     r->errbuf[0] = '\0';
+    r->verdict[0] = '\0';
     if (r->sink && mx_file_sink_reset(r->sink) != 0) {
         r->status = MX_ERR_FILE;
         snprintf(r->errbuf, sizeof r->errbuf, "could not write %s: %s", r->sink->final_path,
@@ -601,7 +602,9 @@ static void *engine_main(void *arg) {
             curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
             list_remove(&E.running, r);
             /* Our own callbacks' verdicts (too large, file error) win over curl's. */
-            if (rc != CURLE_OK && r->status == MX_OK) {
+            if (r->status != MX_OK && r->verdict[0]) {
+                snprintf(r->errbuf, sizeof r->errbuf, "%s", r->verdict);
+            } else if (rc != CURLE_OK && r->status == MX_OK) {
                 r->status = MX_ERR_NETWORK;
                 if (!r->errbuf[0])
                     snprintf(r->errbuf, sizeof r->errbuf, "%s", curl_easy_strerror(rc));

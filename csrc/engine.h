@@ -96,6 +96,7 @@ typedef struct mx_request {
     long http_status;
     mx_status status;
     char errbuf[CURL_ERROR_SIZE];
+    char verdict[CURL_ERROR_SIZE]; /* why our own callback aborted (curl owns errbuf then) */
     cJSON *json;     /* parsed body, owned (moved into batch for sync) */
     mx_batch *batch; /* decoded sync batch, owned until handed to Python */
     long retry_after_ms;

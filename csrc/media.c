@@ -161,7 +161,7 @@ size_t mx_on_header(char *buf, size_t size, size_t nitems, void *userdata) {
         unsigned long long n = strtoull(value, NULL, 10);
         if (r->http_status >= 200 && r->http_status < 300 && n > r->max_body) {
             r->status = MX_ERR_TOO_LARGE;
-            snprintf(r->errbuf, sizeof r->errbuf,
+            snprintf(r->verdict, sizeof r->verdict,
                      "the response body (%llu bytes) is over the %zu-byte limit", n, r->max_body);
             return 0; /* aborts the transfer */
         }

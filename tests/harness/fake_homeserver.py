@@ -70,6 +70,14 @@ class FakeHomeserver:
                 headers = {"Content-Type": "application/json", **answer.headers}
                 for k, v in headers.items():
                     self.send_header(k, v)
+                if headers.get("Transfer-Encoding") == "chunked":
+                    # No length announced: the client learns the size as it reads.
+                    self.end_headers()
+                    for i in range(0, len(raw), 4096):
+                        piece = raw[i : i + 4096]
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                    self.wfile.write(b"0\r\n\r\n")
+                    return
                 self.send_header("Content-Length", str(len(raw)))
                 self.end_headers()
                 self.wfile.write(raw)
