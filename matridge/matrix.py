@@ -20,6 +20,7 @@ from . import _core
 MatrixError = _core.MatrixError
 NetworkError = _core.NetworkError
 TooLargeError = _core.TooLargeError
+MAX_UNDELIVERED = _core.MAX_UNDELIVERED
 SyncBatch = _core.SyncBatch
 SyncRoom = _core.Room
 Event = _core.Event
