@@ -10,7 +10,13 @@ import json
 
 import pytest
 
-from matridge.matrix import MAX_UNDELIVERED, MatrixClient, MatrixError, SyncBatch
+from matridge.matrix import (
+    MAX_UNDELIVERED,
+    SYNC_FILTER,
+    MatrixClient,
+    MatrixError,
+    SyncBatch,
+)
 from tests.api_helpers import logged_in
 from tests.conftest import new_matrix_user
 from tests.harness.fake_homeserver import Answer, fake_homeserver
@@ -29,14 +35,18 @@ class Recorder:
         self.errors: asyncio.Queue[tuple[Exception, bool]] = asyncio.Queue()
 
     def start(
-        self, client: MatrixClient, since: str | None = None, **kw: object
+        self,
+        client: MatrixClient,
+        since: str | None = None,
+        timeout_ms: int = 1000,
+        sync_filter: str = SYNC_FILTER,
     ) -> None:
         client.start_sync(
             self.batches.put_nowait,
             lambda e, fatal: self.errors.put_nowait((e, fatal)),
             since,
-            int(kw.pop("timeout_ms", 1000)),  # type: ignore[call-overload]
-            **kw,  # type: ignore[arg-type]
+            timeout_ms,
+            sync_filter,
         )
 
     async def batch(self) -> SyncBatch:
