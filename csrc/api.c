@@ -44,8 +44,8 @@ static int attach_json(mx_request *r, cJSON *body) {
  * NULL) is consumed. Owned by the caller; NULL with an exception set. */
 static mx_request *build(mx_ClientObject *self, const call_spec *spec, cJSON *body) {
     mx_account *a = self->account;
-    char *url = mx_url_build(a->homeserver, spec->path, spec->segs, spec->query);
-    mx_request *r = url ? mx_request_new(spec->method, url, spec->kind) : NULL;
+    char *url = mx_url_build(a->homeserver, spec->path, spec->segs, spec->query); /* owned here */
+    mx_request *r = url ? mx_request_new(spec->method, url, spec->kind) : NULL; /* copies url */
     free(url);
     if (!r) {
         cJSON_Delete(body);
@@ -375,6 +375,10 @@ API(join) {
     PyObject *fut, *via;
     const char *room, *reason = NULL;
     if (!PyArg_ParseTuple(args, "OsO|z:join", &fut, &room, &via, &reason)) return NULL;
+    if (PyUnicode_Check(via)) { /* a str is a sequence too, of one-letter servers */
+        PyErr_SetString(PyExc_TypeError, "via must be a list of server names, not a str");
+        return NULL;
+    }
     PyObject *servers = PySequence_Fast(via, "via must be a sequence of server names");
     if (!servers) return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(servers);

@@ -171,7 +171,11 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata) {
         size_t grow = b->cap ? b->cap : 16384;
         while (grow < b->len + n + 1) grow *= 2;
         char *grown = realloc(b->data, grow);
-        if (!grown) return 0;
+        if (!grown) {
+            r->status = MX_ERR_NOMEM;
+            snprintf(r->verdict, sizeof r->verdict, "out of memory reading the response");
+            return 0;
+        }
         b->data = grown;
         b->cap = grow;
     }

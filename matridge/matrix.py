@@ -409,7 +409,8 @@ class MatrixClient:
         self, room: str, via: Iterable[str] = (), reason: str | None = None
     ) -> str:
         """Joins a room by id or alias; returns the room id."""
-        res = await self._call(self._c.join, room, list(via), reason)
+        servers = [via] if isinstance(via, str) else list(via)
+        res = await self._call(self._c.join, room, servers, reason)
         return _field(res, "room_id", "join")
 
     async def leave(self, room_id: str, reason: str | None = None) -> None:

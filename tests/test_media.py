@@ -4,6 +4,7 @@ size caps, thumbnails, and the fallback to the legacy endpoints."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import struct
 import zlib
@@ -113,6 +114,25 @@ async def test_a_body_of_unannounced_size_is_cut_at_the_cap(tmp_path: Path) -> N
         )
         assert media.size == 100_000
         assert leftovers(tmp_path) == ["s"]
+
+
+async def test_a_cancelled_download_leaves_no_file(tmp_path: Path) -> None:
+    path = "/_matrix/client/v1/media/download/example.org/late"
+    with fake_homeserver() as fake:
+        fake.route(path, Answer(200, b"late", delay=30))
+        fake.route("/_matrix/client/versions", Answer(200, {"versions": []}))
+        client = MatrixClient(fake.base_url, "t")
+        task = asyncio.ensure_future(
+            client.download("mxc://example.org/late", 100, tmp_path / "late")
+        )
+        await asyncio.to_thread(fake.wait_for_request, path)
+        assert len(leftovers(tmp_path)) == 1  # the temporary file
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        # The engine handles the cancel before it answers this later call.
+        await client.versions()
+        assert leftovers(tmp_path) == []
 
 
 async def test_a_failed_download_leaves_no_file(

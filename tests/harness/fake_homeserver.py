@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ class Answer:
     status: int = 200
     body: bytes | dict[str, Any] = b""
     headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds before answering, to catch a request in flight
 
 
 @dataclass
@@ -40,6 +42,7 @@ class FakeHomeserver:
         self.routes: dict[str, list[Answer]] = {}
         self.seen: list[Seen] = []
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -61,6 +64,7 @@ class FakeHomeserver:
                         body,
                     )
                 )
+                time.sleep(answer.delay)
                 raw = (
                     json.dumps(answer.body).encode()
                     if isinstance(answer.body, dict)
@@ -100,9 +104,18 @@ class FakeHomeserver:
         with self._lock:
             return [s for s in self.seen if s.path == path]
 
+    def wait_for_request(self, path: str, timeout: float = 30) -> None:
+        """Blocks until a request to `path` has arrived (run it in a thread)."""
+        with self._arrived:
+            if not self._arrived.wait_for(
+                lambda: any(s.path == path for s in self.seen), timeout
+            ):
+                raise TimeoutError(f"no request to {path}")
+
     def _next(self, seen: Seen) -> Answer:
         with self._lock:
             self.seen.append(seen)
+            self._arrived.notify_all()
             answers = self.routes.get(seen.path)
             if not answers:
                 return Answer(404, {"errcode": "M_UNRECOGNIZED", "error": "no route"})
