@@ -3,15 +3,13 @@
 
 #include <string.h>
 
+#include "api.h"
 #include "event.h"
 #include "pyjson.h"
+#include "roominfo.h"
+#include "sync.h"
 
-typedef struct {
-    PyObject_HEAD
-    mx_account *account; /* counted reference */
-    PyObject *on_batch;  /* callables while a sync loop runs */
-    PyObject *on_error;
-} ClientObject;
+typedef mx_ClientObject ClientObject;
 
 /* ---- construction -------------------------------------------------------- */
 
@@ -64,167 +62,6 @@ static void Client_dealloc(ClientObject *self) {
     }
     tp->tp_free(self);
     Py_DECREF(tp);
-}
-
-/* ---- request building ---------------------------------------------------- */
-
-/* Percent-encodes one path segment; caller frees with curl_free. */
-static char *seg(const char *s) { return curl_easy_escape(NULL, s, 0); }
-
-/* Builds and submits a request; `body` (may be NULL) is consumed.
- * Returns the request id as a Python int, or NULL with an exception set. */
-static PyObject *submit(ClientObject *self, PyObject *fut, mx_method m, const char *path,
-                        cJSON *body, int auth, long timeout_ms) {
-    mx_account *a = self->account;
-    size_t n = strlen(a->homeserver) + strlen(path) + 1;
-    char *url = malloc(n);
-    mx_request *r = NULL;
-    char *printed = NULL;
-    if (!url) goto nomem;
-    snprintf(url, n, "%s%s", a->homeserver, path);
-    r = mx_request_new(m, url, MX_KIND_JSON);
-    free(url);
-    if (!r) goto nomem;
-    if (body) {
-        printed = cJSON_PrintUnformatted(body);
-        if (!printed) goto nomem;
-        r->body = printed;
-        r->body_len = strlen(printed);
-    }
-    if (auth) {
-        r->token = mx_account_token_copy(a);
-        if (!r->token) {
-            PyErr_SetString(PyExc_RuntimeError, "this client is not logged in");
-            goto fail;
-        }
-    }
-    r->insecure = a->insecure;
-    r->timeout_ms = timeout_ms;
-    mx_account_incref(a);
-    r->account = a;
-    r->py_future = Py_NewRef(fut);
-    uint64_t id = r->id;
-    cJSON_Delete(body);
-    mx_engine_submit(r);
-    return PyLong_FromUnsignedLongLong(id);
-nomem:
-    PyErr_NoMemory();
-fail:
-    cJSON_Delete(body);
-    mx_request_free(r);
-    return NULL;
-}
-
-#define DEFAULT_TIMEOUT_MS 60000L
-
-static PyObject *Client_versions(ClientObject *self, PyObject *fut) {
-    return submit(self, fut, MX_GET, "/_matrix/client/versions", NULL, 0, DEFAULT_TIMEOUT_MS);
-}
-
-static PyObject *Client_login_password(ClientObject *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"future", "user", "password", "device_name", "device_id", NULL};
-    PyObject *fut;
-    const char *user, *password, *device_name = NULL, *device_id = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "Oss|zz:login_password", kwlist, &fut, &user,
-                                     &password, &device_name, &device_id))
-        return NULL;
-    cJSON *body = cJSON_CreateObject();
-    cJSON *ident = body ? cJSON_AddObjectToObject(body, "identifier") : NULL;
-    int ok = ident && cJSON_AddStringToObject(body, "type", "m.login.password") &&
-             cJSON_AddStringToObject(ident, "type", "m.id.user") &&
-             cJSON_AddStringToObject(ident, "user", user) &&
-             cJSON_AddStringToObject(body, "password", password) &&
-             (!device_name ||
-              cJSON_AddStringToObject(body, "initial_device_display_name", device_name)) &&
-             (!device_id || cJSON_AddStringToObject(body, "device_id", device_id));
-    if (!ok) {
-        cJSON_Delete(body);
-        return PyErr_NoMemory();
-    }
-    return submit(self, fut, MX_POST, "/_matrix/client/v3/login", body, 0, DEFAULT_TIMEOUT_MS);
-}
-
-static PyObject *Client_whoami(ClientObject *self, PyObject *fut) {
-    return submit(self, fut, MX_GET, "/_matrix/client/v3/account/whoami", NULL, 1,
-                  DEFAULT_TIMEOUT_MS);
-}
-
-static PyObject *Client_logout(ClientObject *self, PyObject *fut) {
-    cJSON *body = cJSON_CreateObject();
-    if (!body) return PyErr_NoMemory();
-    return submit(self, fut, MX_POST, "/_matrix/client/v3/logout", body, 1, DEFAULT_TIMEOUT_MS);
-}
-
-static PyObject *Client_joined_rooms(ClientObject *self, PyObject *fut) {
-    return submit(self, fut, MX_GET, "/_matrix/client/v3/joined_rooms", NULL, 1,
-                  DEFAULT_TIMEOUT_MS);
-}
-
-static PyObject *Client_room_state(ClientObject *self, PyObject *args) {
-    PyObject *fut;
-    const char *room_id;
-    if (!PyArg_ParseTuple(args, "Os:room_state", &fut, &room_id)) return NULL;
-    char *r = seg(room_id);
-    if (!r) return PyErr_NoMemory();
-    size_t n = strlen(r) + 64;
-    char *path = malloc(n);
-    PyObject *res = NULL;
-    if (path) {
-        snprintf(path, n, "/_matrix/client/v3/rooms/%s/state", r);
-        res = submit(self, fut, MX_GET, path, NULL, 1, DEFAULT_TIMEOUT_MS);
-    } else {
-        PyErr_NoMemory();
-    }
-    free(path);
-    curl_free(r);
-    return res;
-}
-
-static PyObject *Client_room_event(ClientObject *self, PyObject *args) {
-    PyObject *fut;
-    const char *room_id, *event_id;
-    if (!PyArg_ParseTuple(args, "Oss:room_event", &fut, &room_id, &event_id)) return NULL;
-    char *r = seg(room_id), *e = seg(event_id), *path = NULL;
-    PyObject *res = NULL;
-    if (r && e) {
-        size_t n = strlen(r) + strlen(e) + 64;
-        if ((path = malloc(n))) {
-            snprintf(path, n, "/_matrix/client/v3/rooms/%s/event/%s", r, e);
-            res = submit(self, fut, MX_GET, path, NULL, 1, DEFAULT_TIMEOUT_MS);
-        }
-    }
-    if (!res && !PyErr_Occurred()) PyErr_NoMemory();
-    free(path);
-    curl_free(r);
-    curl_free(e);
-    return res;
-}
-
-static PyObject *Client_send_event(ClientObject *self, PyObject *args) {
-    PyObject *fut, *content;
-    const char *room_id, *type, *txn_id;
-    if (!PyArg_ParseTuple(args, "OsssO!:send_event", &fut, &room_id, &type, &txn_id,
-                          &PyDict_Type, &content))
-        return NULL;
-    cJSON *body = mx_py_to_json(content);
-    if (!body) return NULL;
-    char *r = seg(room_id), *t = seg(type), *x = seg(txn_id), *path = NULL;
-    PyObject *res = NULL;
-    if (r && t && x) {
-        size_t n = strlen(r) + strlen(t) + strlen(x) + 64;
-        if ((path = malloc(n))) {
-            snprintf(path, n, "/_matrix/client/v3/rooms/%s/send/%s/%s", r, t, x);
-            res = submit(self, fut, MX_PUT, path, body, 1, DEFAULT_TIMEOUT_MS);
-            body = NULL; /* consumed */
-        }
-    }
-    if (!res && !PyErr_Occurred()) PyErr_NoMemory();
-    cJSON_Delete(body);
-    free(path);
-    curl_free(r);
-    curl_free(t);
-    curl_free(x);
-    return res;
 }
 
 /* ---- session state ------------------------------------------------------- */
@@ -282,6 +119,7 @@ static PyObject *Client_start_sync(ClientObject *self, PyObject *args, PyObject 
     a->sync_timeout_ms = timeout_ms;
     a->undelivered = 0;
     a->sync_wanted = 1;
+    a->sync_generation++; /* whatever the previous loop still had in flight is dropped */
     pthread_mutex_unlock(&a->lock);
     /* The running loop keeps this object alive until it reports it stopped. */
     if (!a->py_client) a->py_client = Py_NewRef(self);
@@ -293,6 +131,7 @@ static PyObject *Client_stop_sync(ClientObject *self, PyObject *unused) {
     (void)unused;
     pthread_mutex_lock(&self->account->lock);
     self->account->sync_wanted = 0;
+    self->account->sync_generation++; /* no batch is delivered after this */
     pthread_mutex_unlock(&self->account->lock);
     mx_engine_poke_account(self->account);
     Py_RETURN_NONE;
@@ -321,17 +160,7 @@ static PyObject *Client_syncing(ClientObject *self, void *c) {
 }
 
 static PyMethodDef Client_methods[] = {
-    {"versions", (PyCFunction)Client_versions, METH_O, "GET /versions (no token)."},
-    {"login_password", (PyCFunction)(void (*)(void))Client_login_password,
-     METH_VARARGS | METH_KEYWORDS, "Password login; resolves with the login response."},
-    {"whoami", (PyCFunction)Client_whoami, METH_O, "GET /account/whoami."},
-    {"logout", (PyCFunction)Client_logout, METH_O, "POST /logout: invalidates the token."},
-    {"joined_rooms", (PyCFunction)Client_joined_rooms, METH_O, "GET /joined_rooms."},
-    {"room_state", (PyCFunction)Client_room_state, METH_VARARGS, "GET /rooms/{id}/state."},
-    {"room_event", (PyCFunction)Client_room_event, METH_VARARGS,
-     "GET /rooms/{id}/event/{event_id}."},
-    {"send_event", (PyCFunction)Client_send_event, METH_VARARGS,
-     "PUT /rooms/{id}/send/{type}/{txn_id}: idempotent for a given txn_id."},
+    MX_CLIENT_API_METHODS,
     {"set_token", (PyCFunction)Client_set_token, METH_O, "Sets or clears the access token."},
     {"cancel", (PyCFunction)Client_cancel, METH_O, "Cancels a request by id."},
     {"start_sync", (PyCFunction)(void (*)(void))Client_start_sync, METH_VARARGS | METH_KEYWORDS,
@@ -342,9 +171,16 @@ static PyMethodDef Client_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static PyObject *Client_rooms(mx_ClientObject *self, void *c) {
+    (void)c;
+    return mx_RoomCache_wrap(mx_state_of_type(Py_TYPE(self)), self->account->rooms);
+}
+
 static PyGetSetDef Client_getset[] = {
     {"homeserver", (getter)Client_homeserver, NULL, NULL, NULL},
     {"syncing", (getter)Client_syncing, NULL, "True while the sync loop should run.", NULL},
+    {"rooms", (getter)Client_rooms, NULL,
+     "The account's RoomCache, which the engine updates from every batch.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -385,6 +221,9 @@ static PyObject *make_error(mx_state *st, mx_request *r) {
     if (r->status == MX_ERR_NOMEM) return PyObject_CallFunction(PyExc_MemoryError, "s", r->errbuf);
     if (r->status == MX_ERR_NETWORK)
         return PyObject_CallFunction(st->NetworkError, "s", r->errbuf[0] ? r->errbuf : "network error");
+    if (r->status == MX_ERR_TOO_LARGE)
+        return PyObject_CallFunction(st->TooLargeError, "s", r->errbuf);
+    if (r->status == MX_ERR_FILE) return PyObject_CallFunction(PyExc_OSError, "s", r->errbuf);
     const char *errcode = json_str(r->json, "errcode");
     const char *error = json_str(r->json, "error");
     char msg[CURL_ERROR_SIZE + 512];
@@ -416,6 +255,23 @@ static void call_method(PyObject *fut, const char *name, PyObject *arg) {
         Py_DECREF(res);
 }
 
+/* The result of a media download: body (or file), type, name and size. */
+static PyObject *media_result(mx_request *r) {
+    PyObject *data = r->sink ? Py_NewRef(Py_None)
+                             : PyBytes_FromStringAndSize(r->response.data ? r->response.data : "",
+                                                         (Py_ssize_t)r->response.len);
+    PyObject *path = r->sink ? PyUnicode_DecodeFSDefault(r->sink->final_path) : Py_NewRef(Py_None);
+    PyObject *res = NULL;
+    if (data && path)
+        res = Py_BuildValue("{s:N,s:N,s:K,s:O,s:O}", "content_type",
+                            mx_str_or_none(r->resp_content_type), "filename",
+                            mx_str_or_none(r->resp_filename), "size",
+                            (unsigned long long)r->body_seen, "data", data, "path", path);
+    Py_XDECREF(data);
+    Py_XDECREF(path);
+    return res;
+}
+
 static void deliver_json(mx_state *st, mx_request *r) {
     PyObject *fut = r->py_future;
     r->py_future = NULL;
@@ -429,7 +285,9 @@ static void deliver_json(mx_state *st, mx_request *r) {
             Py_XDECREF(res);
             if (!res) PyErr_WriteUnraisable(fut);
         } else {
-            PyObject *value = r->status == MX_OK ? mx_json_to_py(r->json) : make_error(st, r);
+            PyObject *value = r->status != MX_OK        ? make_error(st, r)
+                              : r->kind == MX_KIND_MEDIA ? media_result(r)
+                                                         : mx_json_to_py(r->json);
             if (!value) {
                 /* Conversion itself failed: hand that error to the awaiter. */
                 PyObject *type, *val, *tb;
@@ -461,8 +319,13 @@ static void call_client(ClientObject *c, PyObject *cb, PyObject *arg1, PyObject 
 }
 
 static void deliver_sync(mx_state *st, mx_request *r) {
-    ClientObject *c = r->account->py_client;
+    mx_account *a = r->account;
+    ClientObject *c = a->py_client;
     if (!c || r->status == MX_ERR_CANCELLED) return;
+    pthread_mutex_lock(&a->lock);
+    int current = r->sync_generation == a->sync_generation;
+    pthread_mutex_unlock(&a->lock);
+    if (!current) return; /* stopped or restarted since this was fetched */
     if (r->status == MX_OK) {
         mx_batch *b = r->batch;
         r->batch = NULL;
@@ -480,7 +343,7 @@ static void deliver_sync(mx_state *st, mx_request *r) {
         PyErr_WriteUnraisable((PyObject *)c);
         return;
     }
-    int fatal = r->status == MX_ERR_HTTP && (r->http_status == 401 || r->http_status == 403);
+    int fatal = mx_sync_error_is_fatal(r);
     call_client(c, c->on_error, err, fatal ? Py_True : Py_False);
     Py_DECREF(err);
 }
@@ -502,6 +365,7 @@ static void deliver_sync_stopped(mx_request *r) {
 void mx_client_deliver(mx_state *st, mx_request *r) {
     switch (r->kind) {
     case MX_KIND_JSON:
+    case MX_KIND_MEDIA:
         deliver_json(st, r);
         break;
     case MX_KIND_SYNC:

@@ -6,6 +6,13 @@
 #include "module.h" /* Python.h first: it sets the feature macros */
 #include "engine.h"
 
+typedef struct {
+    PyObject_HEAD
+    mx_account *account; /* counted reference */
+    PyObject *on_batch;  /* callables while a sync loop runs */
+    PyObject *on_error;
+} mx_ClientObject;
+
 extern PyType_Spec mx_Client_spec;
 
 /* Delivers one finished request to Python (GIL held) and frees it. */

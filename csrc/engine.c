@@ -1,6 +1,6 @@
 /* The engine thread: drives every transfer of the process through one libcurl
- * multi handle, parses and decodes responses, and runs each account's sync
- * loop. See engine.h for the ownership rules. */
+ * multi handle, parses responses, retries what is safe to retry, and runs
+ * each account's sync loop (sync.c). See engine.h for the ownership rules. */
 #define _GNU_SOURCE
 #include "engine.h"
 
@@ -12,6 +12,11 @@
 #include <unistd.h>
 
 #include "decode.h"
+#include "media.h"
+#include "sync.h"
+
+/* Error bodies are kept in memory whatever the request's cap; this bounds them. */
+#define MX_MAX_ERROR_BODY (1024u * 1024u)
 
 typedef struct cancel_item {
     uint64_t id;
@@ -42,7 +47,6 @@ static struct {
     mx_request *waiting; /* queued or delayed, not yet started */
     mx_request *running; /* attached to the multi handle */
     account_item *syncing;
-    unsigned int seed;
 } E = {.once = PTHREAD_ONCE_INIT, .efd = -1, .lock = PTHREAD_MUTEX_INITIALIZER};
 
 int64_t mx_now_ms(void) {
@@ -65,9 +69,11 @@ mx_account *mx_account_new(const char *homeserver, const char *token, int insecu
     }
     a->homeserver = strdup(homeserver);
     a->token = token ? strdup(token) : NULL;
-    if (!a->homeserver || (token && !a->token)) {
+    a->rooms = mx_rooms_new();
+    if (!a->homeserver || (token && !a->token) || !a->rooms) {
         free(a->homeserver);
         free(a->token);
+        mx_rooms_decref(a->rooms);
         pthread_mutex_destroy(&a->lock);
         free(a);
         return NULL;
@@ -76,6 +82,7 @@ mx_account *mx_account_new(const char *homeserver, const char *token, int insecu
     while (n > 0 && a->homeserver[n - 1] == '/') a->homeserver[--n] = '\0';
     a->insecure = insecure;
     a->sync_timeout_ms = 30000;
+    a->jitter_seed = (unsigned int)((uintptr_t)a >> 4) ^ (unsigned int)mx_now_ms();
     return a;
 }
 
@@ -87,6 +94,7 @@ void mx_account_decref(mx_account *a) {
     free(a->token);
     free(a->since);
     free(a->filter);
+    mx_rooms_decref(a->rooms);
     pthread_mutex_destroy(&a->lock);
     free(a);
 }
@@ -111,6 +119,7 @@ mx_request *mx_request_new(mx_method method, const char *url, mx_kind kind) {
     r->method = method;
     r->kind = kind;
     r->timeout_ms = 60000;
+    r->max_body = MX_MAX_RESPONSE;
     return r;
 }
 
@@ -119,7 +128,14 @@ void mx_request_free(mx_request *r) {
     if (r->easy) curl_easy_cleanup(r->easy);
     curl_slist_free_all(r->headers);
     free(r->url);
+    free(r->fallback_url);
     free(r->body);
+    free(r->content_type);
+    if (r->upload) fclose(r->upload);
+    mx_file_sink_free(r->sink);
+    free(r->resp_content_type);
+    free(r->resp_filename);
+    free(r->state_of_room);
     if (r->token) {
         /* Do not leave credentials lying around in freed memory. */
         memset(r->token, 0, strlen(r->token));
@@ -132,19 +148,40 @@ void mx_request_free(mx_request *r) {
     free(r);
 }
 
+static int is_2xx(long code) { return code >= 200 && code < 300; }
+
 static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata) {
     mx_request *r = userdata;
-    mx_buf *b = &r->response;
     size_t n = size * nmemb;
     if (n == 0) return 0;
-    if (b->len + n + 1 > MX_MAX_RESPONSE) return 0; /* aborts the transfer */
+    int ok = is_2xx(r->http_status);
+    size_t cap = ok ? r->max_body : MX_MAX_ERROR_BODY;
+    if (r->body_seen + n > cap || r->body_seen + n < n) {
+        r->status = MX_ERR_TOO_LARGE;
+        snprintf(r->verdict, sizeof r->verdict, "the response body is over the %zu-byte limit",
+                 cap);
+        return 0; /* aborts the transfer */
+    }
+    r->body_seen += n;
+    if (ok && r->sink) {
+        if (mx_file_sink_write(r->sink, ptr, n) == 0) return n;
+        r->status = MX_ERR_FILE;
+        snprintf(r->verdict, sizeof r->verdict, "could not write %s: %s", r->sink->final_path,
+                 strerror(errno));
+        return 0;
+    }
+    mx_buf *b = &r->response;
     if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 16384;
-        while (cap < b->len + n + 1) cap *= 2;
-        char *grown = realloc(b->data, cap);
-        if (!grown) return 0;
+        size_t grow = b->cap ? b->cap : 16384;
+        while (grow < b->len + n + 1) grow *= 2;
+        char *grown = realloc(b->data, grow);
+        if (!grown) {
+            r->status = MX_ERR_NOMEM;
+            snprintf(r->verdict, sizeof r->verdict, "out of memory reading the response");
+            return 0;
+        }
         b->data = grown;
-        b->cap = cap;
+        b->cap = grow;
     }
     memcpy(b->data + b->len, ptr, n);
     b->len += n;
@@ -191,7 +228,24 @@ void mx_engine_poke_account(mx_account *a) {
 
 /* ---- outbox -------------------------------------------------------------- */
 
-static void complete(mx_request *r) {
+/* A download's file is renamed into place only when all went well, and
+ * removed otherwise, before Python hears about the request. */
+static void settle_sink(mx_request *r) {
+    if (!r->sink) return;
+    if (r->status == MX_OK) {
+        if (mx_file_sink_commit(r->sink) != 0) {
+            r->status = MX_ERR_FILE;
+            snprintf(r->errbuf, sizeof r->errbuf, "could not write %s: %s",
+                     r->sink->final_path, strerror(errno));
+        }
+    } else {
+        mx_file_sink_free(r->sink);
+        r->sink = NULL;
+    }
+}
+
+void mx_engine_complete(mx_request *r) {
+    settle_sink(r);
     r->next = NULL;
     pthread_mutex_lock(&E.lock);
     if (E.done_tail)
@@ -224,17 +278,52 @@ int mx_engine_wakeup_fd(void) { return E.efd; }
 
 /* ---- engine thread ------------------------------------------------------- */
 
-static void list_remove(mx_request **head, mx_request *r) {
+static int list_remove(mx_request **head, mx_request *r) {
     for (mx_request **p = head; *p; p = &(*p)->next) {
         if (*p == r) {
             *p = r->next;
             r->next = NULL;
-            return;
+            return 1;
         }
     }
+    return 0;
 }
 
-static int start_transfer(mx_request *r) {
+static const char *const method_names[] = {"GET", "POST", "PUT", "DELETE"};
+
+static int add_header(mx_request *r, const char *line) {
+    struct curl_slist *hd = curl_slist_append(r->headers, line);
+    if (!hd) return -1;
+    r->headers = hd;
+    return 0;
+}
+
+/* Sets the request body: streamed from a file, or from memory. */
+static int set_body(mx_request *r, CURL *h) {
+    size_t n = strlen(r->content_type ? r->content_type : "application/json") + 16;
+    char *line = malloc(n); /* owned here */
+    if (!line) return -1;
+    snprintf(line, n, "Content-Type: %s", r->content_type ? r->content_type : "application/json");
+    int rc = add_header(r, line);
+    free(line);
+    if (rc != 0) return -1;
+    if (r->upload) {
+        if (fseeko(r->upload, 0, SEEK_SET) != 0) return -1;
+        curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
+        curl_easy_setopt(h, CURLOPT_READFUNCTION, mx_upload_read);
+        curl_easy_setopt(h, CURLOPT_READDATA, r->upload);
+        curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, mx_upload_seek);
+        curl_easy_setopt(h, CURLOPT_SEEKDATA, r->upload);
+        curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, r->upload_size);
+        /* No "Expect: 100-continue" round trip. */
+        return add_header(r, "Expect:");
+    }
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, r->body ? r->body : "");
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(r->body ? r->body_len : 0));
+    return 0;
+}
+
+int mx_engine_start_transfer(mx_request *r) {
     r->easy = curl_easy_init();
     if (!r->easy) return -1;
     CURL *h = r->easy;
@@ -243,39 +332,45 @@ static int start_transfer(mx_request *r) {
     curl_easy_setopt(h, CURLOPT_PRIVATE, r);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, mx_on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, r->errbuf);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, r->timeout_ms);
+    if (r->timeout_ms > 0) {
+        curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, r->timeout_ms);
+    } else {
+        /* Media of any size: no deadline, but a transfer stalled for a minute fails. */
+        curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 60L);
+    }
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 15000L);
     curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
     curl_easy_setopt(h, CURLOPT_USERAGENT, "matridge");
-    /* Redirects are not followed: they could carry the token to another host. */
-    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    /* Redirects could carry the token or a password to another host: only
+     * plain GETs without a token (server discovery) follow them. */
+    if (!r->token && r->method == MX_GET) {
+        curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
+        curl_easy_setopt(h, CURLOPT_MAXREDIRS, 5L);
+        curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    }
     if (r->insecure) {
         curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
         curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
     }
-    struct curl_slist *hd = curl_slist_append(NULL, "Accept: application/json");
-    if (!hd) return -1;
-    r->headers = hd;
+    if (add_header(r, r->kind == MX_KIND_MEDIA ? "Accept: */*" : "Accept: application/json") != 0)
+        return -1;
     if (r->token) {
         size_t n = strlen(r->token) + 32;
-        char *line = malloc(n);
+        char *line = malloc(n); /* owned here; wiped before free */
         if (!line) return -1;
         snprintf(line, n, "Authorization: Bearer %s", r->token);
-        hd = curl_slist_append(r->headers, line);
+        int rc = add_header(r, line);
         memset(line, 0, n);
         free(line);
-        if (!hd) return -1;
-        r->headers = hd;
+        if (rc != 0) return -1;
     }
-    if (r->method != MX_GET) {
-        hd = curl_slist_append(r->headers, "Content-Type: application/json");
-        if (!hd) return -1;
-        r->headers = hd;
-        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, r->method == MX_PUT ? "PUT" : "POST");
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, r->body ? r->body : "");
-        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(r->body ? r->body_len : 0));
-    }
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method_names[r->method]);
+    if ((r->method == MX_POST || r->method == MX_PUT) && set_body(r, h) != 0) return -1;
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, r->headers);
     if (curl_multi_add_handle(E.multi, h) != CURLM_OK) return -1;
     r->next = E.running;
@@ -283,202 +378,150 @@ static int start_transfer(mx_request *r) {
     return 0;
 }
 
-/* Resets a request so that it can be sent again (429 retry). */
-static void reset_for_retry(mx_request *r) {
-    curl_multi_remove_handle(E.multi, r->easy);
+/* Resets a finished transfer so that it can be sent again after `wait_ms`.
+ * Returns 0, or -1 when it cannot be (r->status then says why). */
+static int requeue(mx_request *r, long wait_ms) {
     curl_easy_cleanup(r->easy);
     r->easy = NULL;
     curl_slist_free_all(r->headers);
     r->headers = NULL;
     r->response.len = 0;
+    r->body_seen = 0;
     cJSON_Delete(r->json);
     r->json = NULL;
     r->errbuf[0] = '\0';
+    r->verdict[0] = '\0';
+    if (r->sink && mx_file_sink_reset(r->sink) != 0) {
+        r->status = MX_ERR_FILE;
+        snprintf(r->errbuf, sizeof r->errbuf, "could not write %s: %s", r->sink->final_path,
+                 strerror(errno));
+        return -1;
+    }
+    r->status = MX_OK;
+    r->http_status = 0;
+    r->not_before_ms = mx_now_ms() + wait_ms;
+    r->next = E.waiting;
+    E.waiting = r;
+    return 0;
 }
 
 static long json_long(const cJSON *obj, const char *key, long dflt) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    return cJSON_IsNumber(v) ? (long)v->valuedouble : dflt;
+    return cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble < 1e9 ? (long)v->valuedouble
+                                                                            : dflt;
 }
 
-static void schedule_sync_retry(mx_account *a) {
-    /* Exponential backoff with jitter, 1 s doubling up to 60 s. */
-    a->backoff_ms = a->backoff_ms ? a->backoff_ms * 2 : 1000;
-    if (a->backoff_ms > 60000) a->backoff_ms = 60000;
-    int jitter = (int)(rand_r(&E.seed) % (unsigned)(a->backoff_ms / 2 + 1));
-    a->next_sync_ms = mx_now_ms() + a->backoff_ms / 2 + jitter;
+static const char *json_errcode(const cJSON *body) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(body, "errcode");
+    return cJSON_IsString(v) ? v->valuestring : "";
 }
 
-static void finish_sync(mx_request *r) {
-    mx_account *a = r->account;
-    a->sync_inflight = NULL;
-    if (r->status == MX_OK) {
-        mx_batch *batch = NULL;
-        const char *reason = NULL;
-        if (mx_decode_sync(r->json, &batch, &reason) == 0) {
-            r->json = NULL; /* the batch owns the tree now */
-            r->batch = batch;
-            pthread_mutex_lock(&a->lock);
-            char *since = strdup(mx_batch_next_token(batch));
-            if (since) {
-                free(a->since);
-                a->since = since;
-            }
-            a->undelivered++;
-            pthread_mutex_unlock(&a->lock);
-            a->backoff_ms = 0;
-            a->next_sync_ms = 0;
-            complete(r);
-            return;
-        }
-        r->status = MX_ERR_PARSE;
-        snprintf(r->errbuf, sizeof r->errbuf, "unusable /sync response: %s", reason);
+/* The server lacks the endpoint (spec: 404/400 M_UNRECOGNIZED, or 405). */
+static int endpoint_missing(const mx_request *r) {
+    long c = r->http_status;
+    int unrecognized = strcmp(json_errcode(r->json), "M_UNRECOGNIZED") == 0;
+    return c == 405 || ((c == 404 || c == 400) && unrecognized);
+}
+
+/* Retries a non-2xx answer when that is safe and useful; 1 if requeued. */
+static int retry_http_error(mx_request *r) {
+    if (r->kind == MX_KIND_SYNC) return 0; /* sync.c has its own policy */
+    if (r->http_status == 429 && r->attempts < MX_MAX_RATE_LIMIT_RETRIES) {
+        long wait = r->retry_after_ms > 0 ? r->retry_after_ms : 1000L << r->attempts;
+        if (wait > 60000) wait = 60000;
+        r->attempts++;
+        return requeue(r, wait) == 0;
     }
-    int fatal = r->status == MX_ERR_HTTP && (r->http_status == 401 || r->http_status == 403);
-    if (fatal) {
-        /* The token is gone: stop, and let Python tell the user. */
-        pthread_mutex_lock(&a->lock);
-        a->sync_wanted = 0;
-        pthread_mutex_unlock(&a->lock);
-        complete(r);
-        return;
+    if (r->fallback_url && !r->used_fallback && endpoint_missing(r)) {
+        free(r->url);
+        r->url = r->fallback_url;
+        r->fallback_url = NULL;
+        r->used_fallback = 1;
+        return requeue(r, 0) == 0;
     }
-    if (r->status == MX_ERR_HTTP && r->http_status == 429 && r->retry_after_ms > 0) {
-        a->next_sync_ms = mx_now_ms() + r->retry_after_ms;
-    } else {
-        schedule_sync_retry(a);
+    return 0;
+}
+
+/* An error body that is not JSON (a proxy's HTML page...): keep its start,
+ * printable characters only, as the error text. */
+static void describe_raw_error(mx_request *r) {
+    size_t o = 0;
+    for (size_t i = 0; i < r->response.len && o + 1 < 200; i++) {
+        unsigned char c = (unsigned char)r->response.data[i];
+        r->errbuf[o++] = c >= 0x20 && c < 0x7f ? (char)c : ' ';
     }
-    /* Transient errors are reported too (for status), but the loop goes on. */
-    complete(r);
+    r->errbuf[o] = '\0';
 }
 
 static void finish(mx_request *r) {
     long code = 0;
     curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
     r->http_status = code;
-    if (r->status == MX_OK && r->response.len > 0) {
+    curl_multi_remove_handle(E.multi, r->easy);
+    /* Media bodies are the result; /sync bodies are parsed into their
+     * batch's arena by the decoder (sync.c). */
+    int keep_raw = (r->kind == MX_KIND_MEDIA || r->kind == MX_KIND_SYNC) && is_2xx(code);
+    if (r->status == MX_OK && r->response.len > 0 && !keep_raw)
         r->json = cJSON_ParseWithLength(r->response.data, r->response.len);
-    }
-    if (r->status == MX_OK && (code < 200 || code >= 300)) {
+    if (r->status == MX_OK && !is_2xx(code)) {
         r->status = MX_ERR_HTTP;
-        r->retry_after_ms = json_long(r->json, "retry_after_ms", 0);
-        if (code == 429 && r->kind == MX_KIND_JSON &&
-            r->attempts < MX_MAX_RATE_LIMIT_RETRIES) {
-            long wait = r->retry_after_ms > 0 ? r->retry_after_ms : 1000L << r->attempts;
-            if (wait > 60000) wait = 60000;
-            r->attempts++;
-            reset_for_retry(r);
-            r->status = MX_OK;
-            r->not_before_ms = mx_now_ms() + wait;
-            r->next = E.waiting;
-            E.waiting = r;
-            return;
-        }
-    } else if (r->status == MX_OK && !r->json) {
+        if (!r->json) describe_raw_error(r);
+        long from_body = json_long(r->json, "retry_after_ms", 0);
+        if (from_body > 0) r->retry_after_ms = from_body; /* else the Retry-After header's */
+        if (retry_http_error(r)) return;
+    } else if (r->status == MX_OK && !keep_raw && !r->json) {
         r->status = MX_ERR_PARSE;
         snprintf(r->errbuf, sizeof r->errbuf, "the server's answer is not JSON");
+    } else if (r->status == MX_OK && r->state_of_room && r->account) {
+        /* A room's full state: the cache learns every member, not only the
+         * lazy-loaded ones. A body that is not a list changes nothing. */
+        mx_rooms_apply_state(r->account->rooms, r->state_of_room, r->json);
     }
-    /* The body is parsed; the raw bytes are no longer needed. */
-    free(r->response.data);
-    r->response.data = NULL;
-    r->response.len = r->response.cap = 0;
+    if (!keep_raw || r->status != MX_OK) {
+        /* Parsed (or failed): the raw bytes are no longer needed. */
+        free(r->response.data);
+        r->response.data = NULL;
+        r->response.len = r->response.cap = 0;
+    }
     if (r->kind == MX_KIND_SYNC)
-        finish_sync(r);
+        mx_sync_finished(r);
     else
-        complete(r);
+        mx_engine_complete(r);
 }
 
-static void cancel_one(uint64_t id) {
-    for (mx_request *r = E.running; r; r = r->next) {
-        if (r->id == id) {
-            curl_multi_remove_handle(E.multi, r->easy);
-            list_remove(&E.running, r);
-            r->status = MX_ERR_CANCELLED;
-            if (r->kind == MX_KIND_SYNC) r->account->sync_inflight = NULL;
-            complete(r);
+void mx_engine_cancel_request(mx_request *r) {
+    if (list_remove(&E.running, r))
+        curl_multi_remove_handle(E.multi, r->easy);
+    else
+        list_remove(&E.waiting, r);
+    r->status = MX_ERR_CANCELLED;
+    mx_engine_complete(r);
+}
+
+static void cancel_by_id(uint64_t id) {
+    mx_request *lists[] = {E.running, E.waiting};
+    for (size_t i = 0; i < 2; i++) {
+        for (mx_request *r = lists[i]; r; r = r->next) {
+            if (r->id != id) continue;
+            if (r->kind == MX_KIND_SYNC && r->account->sync_inflight == r)
+                r->account->sync_inflight = NULL;
+            mx_engine_cancel_request(r);
             return;
         }
     }
-    for (mx_request *r = E.waiting; r; r = r->next) {
-        if (r->id == id) {
-            list_remove(&E.waiting, r);
-            r->status = MX_ERR_CANCELLED;
-            complete(r);
-            return;
-        }
-    }
-}
-
-static mx_request *make_sync_request(mx_account *a) {
-    pthread_mutex_lock(&a->lock);
-    size_t n = strlen(a->homeserver) + 160 + (a->since ? strlen(a->since) * 3 : 0) +
-               (a->filter ? strlen(a->filter) * 3 : 0);
-    char *url = malloc(n);
-    char *token = a->token ? strdup(a->token) : NULL;
-    mx_request *r = NULL;
-    if (url && (token || !a->token)) {
-        int w = snprintf(url, n, "%s/_matrix/client/v3/sync?timeout=%ld", a->homeserver,
-                         a->sync_timeout_ms);
-        char *esc;
-        if (a->since && (esc = curl_easy_escape(NULL, a->since, 0))) {
-            w += snprintf(url + w, n - (size_t)w, "&since=%s", esc);
-            curl_free(esc);
-        }
-        if (a->filter && (esc = curl_easy_escape(NULL, a->filter, 0))) {
-            snprintf(url + w, n - (size_t)w, "&filter=%s", esc);
-            curl_free(esc);
-        }
-        r = mx_request_new(MX_GET, url, MX_KIND_SYNC);
-    }
-    if (r) {
-        r->token = token;
-        token = NULL;
-        r->insecure = a->insecure;
-        r->timeout_ms = a->sync_timeout_ms + 30000;
-        mx_account_incref(a);
-        r->account = a;
-    }
-    pthread_mutex_unlock(&a->lock);
-    free(url);
-    free(token);
-    return r;
-}
-
-static void push_sync_stopped(mx_account *a) {
-    mx_request *r = mx_request_new(MX_GET, NULL, MX_KIND_SYNC_STOPPED);
-    if (!r) return; /* py_client then leaks one reference; no crash */
-    mx_account_incref(a);
-    r->account = a;
-    complete(r);
 }
 
 static void drive_sync_loops(void) {
     int64_t now = mx_now_ms();
     for (account_item **p = &E.syncing; *p;) {
         mx_account *a = (*p)->account;
-        pthread_mutex_lock(&a->lock);
-        int wanted = a->sync_wanted, undelivered = a->undelivered;
-        pthread_mutex_unlock(&a->lock);
-        if (!wanted) {
-            if (a->sync_inflight) cancel_one(a->sync_inflight->id);
+        if (mx_sync_step(a, now)) {
             account_item *gone = *p;
             *p = gone->next;
             a->sync_registered = 0;
-            push_sync_stopped(a);
             mx_account_decref(a);
             free(gone);
             continue;
-        }
-        if (!a->sync_inflight && undelivered < MX_MAX_UNDELIVERED && now >= a->next_sync_ms) {
-            mx_request *r = make_sync_request(a);
-            if (!r) {
-                schedule_sync_retry(a);
-            } else if (start_transfer(r) != 0) {
-                mx_request_free(r);
-                schedule_sync_retry(a);
-            } else {
-                a->sync_inflight = r;
-            }
         }
         p = &(*p)->next;
     }
@@ -488,9 +531,10 @@ static long next_deadline_wait(void) {
     int64_t now = mx_now_ms(), best = now + 1000;
     for (mx_request *r = E.waiting; r; r = r->next)
         if (r->not_before_ms < best) best = r->not_before_ms;
-    for (account_item *it = E.syncing; it; it = it->next)
-        if (!it->account->sync_inflight && it->account->next_sync_ms < best)
-            best = it->account->next_sync_ms;
+    for (account_item *it = E.syncing; it; it = it->next) {
+        int64_t at = mx_sync_wake_at(it->account);
+        if (at < best) best = at;
+    }
     long wait = (long)(best - now);
     return wait < 0 ? 0 : wait;
 }
@@ -514,7 +558,7 @@ static void take_inboxes(void) {
     while (cancels) {
         cancel_item *c = cancels;
         cancels = c->next;
-        cancel_one(c->id);
+        cancel_by_id(c->id);
         free(c);
     }
     while (pokes) {
@@ -543,10 +587,14 @@ static void start_due(void) {
             continue;
         }
         *p = r->next;
-        if (start_transfer(r) != 0) {
+        if (mx_engine_start_transfer(r) != 0) {
+            if (r->easy) {
+                curl_easy_cleanup(r->easy);
+                r->easy = NULL;
+            }
             r->status = MX_ERR_NOMEM;
             snprintf(r->errbuf, sizeof r->errbuf, "could not set up the transfer");
-            complete(r);
+            mx_engine_complete(r);
         }
     }
 }
@@ -566,9 +614,11 @@ static void *engine_main(void *arg) {
             mx_request *r = NULL;
             CURLcode rc = msg->data.result;
             curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
-            curl_multi_remove_handle(E.multi, msg->easy_handle);
             list_remove(&E.running, r);
-            if (rc != CURLE_OK) {
+            /* Our own callbacks' verdicts (too large, file error) win over curl's. */
+            if (r->status != MX_OK && r->verdict[0]) {
+                snprintf(r->errbuf, sizeof r->errbuf, "%s", r->verdict);
+            } else if (rc != CURLE_OK && r->status == MX_OK) {
                 r->status = MX_ERR_NETWORK;
                 if (!r->errbuf[0])
                     snprintf(r->errbuf, sizeof r->errbuf, "%s", curl_easy_strerror(rc));
@@ -595,7 +645,6 @@ static void engine_init_once(void) {
         E.start_error = ENOMEM;
         return;
     }
-    E.seed = (unsigned int)time(NULL) ^ (unsigned int)getpid();
     int rc = pthread_create(&E.thread, NULL, engine_main, NULL);
     if (rc != 0) {
         E.start_error = rc;

@@ -21,6 +21,9 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+
+#include "rooms.h"
 
 /* Largest response body accepted; bigger ones fail that request only. */
 #define MX_MAX_RESPONSE (256u * 1024u * 1024u)
@@ -35,10 +38,11 @@ typedef struct {
     size_t cap;
 } mx_buf;
 
-typedef enum { MX_GET, MX_POST, MX_PUT } mx_method;
+typedef enum { MX_GET, MX_POST, MX_PUT, MX_DELETE } mx_method;
 
 typedef enum {
     MX_KIND_JSON,        /* resolve the future with the parsed JSON */
+    MX_KIND_MEDIA,       /* resolve with the raw body (bytes or a file) + headers */
     MX_KIND_SYNC,        /* engine-made /sync; deliver a batch to the account */
     MX_KIND_SYNC_STOPPED /* no transfer: tells the loop a sync loop ended */
 } mx_kind;
@@ -49,37 +53,60 @@ typedef enum {
     MX_ERR_NETWORK,   /* transport failure or timeout */
     MX_ERR_PARSE,     /* 2xx whose body is not the JSON we need */
     MX_ERR_CANCELLED, /* cancelled by Python or by stopping the account */
-    MX_ERR_NOMEM
+    MX_ERR_NOMEM,
+    MX_ERR_TOO_LARGE, /* the body went over the request's size cap */
+    MX_ERR_FILE       /* reading the upload or writing the download failed */
 } mx_status;
 
 typedef struct mx_batch mx_batch;
 typedef struct mx_account mx_account;
 
+/* Where a media request's 2xx body goes when it is not kept in memory:
+ * a temporary file beside the destination, renamed into place only when
+ * the whole body arrived, removed on every failure. */
+typedef struct {
+    char *final_path; /* owned */
+    char *tmp_path;   /* owned; NULL once renamed or removed */
+    FILE *fp;         /* owned, open while the transfer writes */
+} mx_file_sink;
+
 typedef struct mx_request {
     uint64_t id;
     mx_method method;
     mx_kind kind;
-    char *url;   /* owned */
-    char *body;  /* owned, may be NULL */
+    char *url;          /* owned */
+    char *fallback_url; /* owned, may be NULL: tried once when the server lacks url's endpoint */
+    char *body;         /* owned, may be NULL */
     size_t body_len;
-    char *token; /* owned copy of the access token, may be NULL */
-    long timeout_ms;
+    char *content_type; /* owned, may be NULL (then JSON) */
+    FILE *upload;       /* owned, may be NULL: the body is streamed from this file */
+    curl_off_t upload_size;
+    mx_file_sink *sink; /* owned, may be NULL: a 2xx body goes to this file */
+    size_t max_body;    /* cap on the response body, bytes */
+    char *token;        /* owned copy of the access token, may be NULL */
+    long timeout_ms;    /* whole-transfer deadline; 0: none, only a stall guard */
     int insecure;
     mx_account *account; /* counted reference, may be NULL */
     void *py_future;     /* PyObject *, strong ref; only touched with the GIL */
+    unsigned sync_generation; /* sync requests: the start_sync call they serve */
 
     /* Filled in by the engine thread. */
     CURL *easy;
     struct curl_slist *headers;
-    mx_buf response;
+    mx_buf response;    /* error bodies, and 2xx bodies without a sink */
+    size_t body_seen;   /* bytes of the current response body */
     long http_status;
     mx_status status;
     char errbuf[CURL_ERROR_SIZE];
+    char verdict[CURL_ERROR_SIZE]; /* why our own callback aborted (curl owns errbuf then) */
     cJSON *json;     /* parsed body, owned (moved into batch for sync) */
     mx_batch *batch; /* decoded sync batch, owned until handed to Python */
     long retry_after_ms;
+    char *resp_content_type; /* owned, from the response headers, may be NULL */
+    char *resp_filename;     /* owned, from Content-Disposition, may be NULL */
     int attempts;
-    int cancel_requested;
+    int used_fallback;
+    char *state_of_room; /* owned, may be NULL: apply a 2xx state list to the cache */
     int64_t not_before_ms; /* monotonic time before which it must not start */
     struct mx_request *next;
 } mx_request;
@@ -96,18 +123,24 @@ struct mx_account {
     /* Sync state. Python sets sync_wanted/since/filter under the lock;
      * the engine drives the rest. */
     int sync_wanted;
+    unsigned sync_generation; /* bumped by every start_sync */
     char *since;  /* owned, latest token the engine fetched from */
     char *filter; /* owned, filter JSON or id, may be NULL */
     long sync_timeout_ms;
     int undelivered; /* batches pushed but not acknowledged by Python */
 
-    /* Engine-thread only. */
+    /* Engine-thread only (sync.c). */
     int sync_registered; /* in the engine's account list */
     mx_request *sync_inflight;
     int backoff_ms;
     int64_t next_sync_ms;
+    unsigned int jitter_seed;
 
     void *py_client; /* PyObject *, strong ref while sync runs; GIL only */
+
+    /* Room state, updated by the engine from every batch (sync.c) and read
+     * by Python (Client.rooms); it has its own lock. Owned reference. */
+    mx_rooms *rooms;
 };
 
 mx_account *mx_account_new(const char *homeserver, const char *token, int insecure);
@@ -121,6 +154,14 @@ mx_request *mx_request_new(mx_method method, const char *url, mx_kind kind);
 /* Frees everything the request owns except py_future (the caller, holding
  * the GIL, must have released it already). */
 void mx_request_free(mx_request *r);
+
+/* The parts of the engine sync.c drives (engine thread only). */
+/* Attaches a request to the multi handle; 0, or -1 when it could not. */
+int mx_engine_start_transfer(mx_request *r);
+/* Removes request `r` (running or waiting) and completes it as cancelled. */
+void mx_engine_cancel_request(mx_request *r);
+/* Hands a finished request to the loop thread. */
+void mx_engine_complete(mx_request *r);
 
 /* Starts the engine thread once per process. Returns 0 or -1 (errno set). */
 int mx_engine_start(void);

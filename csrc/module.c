@@ -76,7 +76,12 @@ static int core_exec(PyObject *m) {
     st->NetworkError = PyErr_NewExceptionWithDoc(
         "matridge._core.NetworkError",
         "The homeserver could not be reached, or did not answer in time.", NULL, NULL);
-    if (!st->MatrixError || !st->NetworkError) return -1;
+    st->TooLargeError = PyErr_NewExceptionWithDoc(
+        "matridge._core.TooLargeError",
+        "A response body (e.g. a media download) went over the size cap of its request.",
+        NULL, NULL);
+    if (!st->MatrixError || !st->NetworkError || !st->TooLargeError) return -1;
+    if (PyModule_AddObjectRef(m, "TooLargeError", st->TooLargeError) < 0) return -1;
     if (PyModule_AddObjectRef(m, "MatrixError", st->MatrixError) < 0) return -1;
     if (PyModule_AddObjectRef(m, "NetworkError", st->NetworkError) < 0) return -1;
     if (!(st->ClientType = (PyTypeObject *)add_type(m, &mx_Client_spec))) return -1;
@@ -96,6 +101,7 @@ static int core_traverse(PyObject *m, visitproc visit, void *arg) {
     mx_state *st = PyModule_GetState(m);
     Py_VISIT(st->MatrixError);
     Py_VISIT(st->NetworkError);
+    Py_VISIT(st->TooLargeError);
     Py_VISIT(st->ClientType);
     Py_VISIT(st->SyncBatchType);
     Py_VISIT(st->RoomType);
@@ -113,6 +119,7 @@ static int core_clear(PyObject *m) {
     mx_state *st = PyModule_GetState(m);
     Py_CLEAR(st->MatrixError);
     Py_CLEAR(st->NetworkError);
+    Py_CLEAR(st->TooLargeError);
     Py_CLEAR(st->ClientType);
     Py_CLEAR(st->SyncBatchType);
     Py_CLEAR(st->RoomType);

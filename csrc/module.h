@@ -8,6 +8,7 @@
 typedef struct {
     PyObject *MatrixError;  /* a homeserver answered with an error */
     PyObject *NetworkError; /* the homeserver could not be reached in time */
+    PyObject *TooLargeError; /* a response body went over its size cap */
     PyTypeObject *ClientType;
     PyTypeObject *SyncBatchType;
     PyTypeObject *RoomType;

@@ -15,9 +15,13 @@ from slidge.group import LegacyBookmarks, LegacyMUC, LegacyParticipant
 from slidge.util.types import MucType, SpaceMetadata, XMPPMessage
 from slixmpp.exceptions import XMPPError
 
-from .matrix import Event, MatrixError, NetworkError
-from .rooms import RoomInfo
-from .util import MatrixMixin, jid_local_to_matrix_id, matrix_id_to_jid_local
+from .matrix import Event, MatrixError, NetworkError, RoomInfo
+from .util import (
+    MatrixMixin,
+    jid_local_to_matrix_id,
+    localpart,
+    matrix_id_to_jid_local,
+)
 
 if TYPE_CHECKING:
     from .session import Session
@@ -45,8 +49,12 @@ class MUC(LegacyMUC[Participant]):
     RETRACTION = False
 
     def get_room(self) -> RoomInfo:
-        """What the session knows of this room (name, topic, members…)."""
-        return self.session.room_info(self.legacy_id)
+        """A snapshot of this room from the engine's room cache: name, topic,
+        members, power levels, encryption, direct-ness…"""
+        info = self.session.room_info(self.legacy_id)
+        if info is None:
+            raise XMPPError("item-not-found", "This Matrix room is not known yet.")
+        return info
 
     async def get_message(self, msg_id: str) -> dict[str, Any] | None:
         """The Matrix event `msg_id` of this room, or None if there is none."""
@@ -65,28 +73,33 @@ class MUC(LegacyMUC[Participant]):
                 "item-not-found", "This is a Matrix space, not a room you can chat in."
             )
         self.type = MucType.GROUP
-        self.name = info.display_name(self.session.user_id)
+        self.name = info.display_name
         if info.topic is not None:
             self.subject = info.topic
-        self.n_participants = len(info.joined())
+        self.n_participants = info.joined_count
 
     async def fill_participants(self) -> AsyncIterator[Participant]:
         """Every joined member, with their display name as nickname."""
         info = self.session.room_info(self.legacy_id)
-        if not info.members:
+        if info is None or not info.members:
+            # Lazy loading gave only the members who spoke: fetch them all.
             info = await self.session.load_room_state(self.legacy_id)
-        for member in info.joined():
+        for member in info.members.values():
+            if member.membership != "join":
+                continue
             part = await self.participant_for(member.user_id)
-            self._apply_power(part, info.power_levels.get(member.user_id, 0))
+            self._apply_power(part, info.power_level(member.user_id))
             yield part
 
     async def participant_for(self, user_id: str) -> Participant:
         """The occupant standing for Matrix user `user_id` in this room."""
         if user_id == self.session.user_id:
             return await self.get_user_participant()
-        member = self.session.room_info(self.legacy_id).members.get(user_id)
-        nick = member.nick if member else user_id
-        return await self.get_participant(nick, occupant_id=user_id)
+        info = self.session.room_info(self.legacy_id)
+        name = info.member_display_name(user_id) if info else None
+        return await self.get_participant(
+            name or localpart(user_id), occupant_id=user_id
+        )
 
     @staticmethod
     def _apply_power(part: Participant, level: int) -> None:
@@ -98,10 +111,6 @@ class MUC(LegacyMUC[Participant]):
     async def on_matrix_event(self, event: Event) -> None:
         """Shows one live timeline event of this room to the XMPP user."""
         etype = event.type
-        if event.state_key is not None:
-            self.session.room_info(self.legacy_id).apply_state(
-                etype, event.state_key, event.content
-            )
         if etype == "m.room.message":
             if self.session.is_own_echo(event):
                 return
@@ -110,7 +119,7 @@ class MUC(LegacyMUC[Participant]):
             part = await self.participant_for(sender)
             part.send_matrix_message(event)
         elif etype == "m.room.name" or etype == "m.room.canonical_alias":
-            self.name = self.get_room().display_name(self.session.user_id)
+            self.name = self.get_room().display_name
         elif etype == "m.room.topic":
             self.subject = self.get_room().topic or ""
 

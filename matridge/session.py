@@ -20,8 +20,15 @@ from slidge import BaseSession
 from slixmpp.exceptions import XMPPError
 
 from . import config, logsafety
-from .matrix import Event, MatrixClient, MatrixError, NetworkError, SyncBatch, SyncRoom
-from .rooms import RoomInfo
+from .matrix import (
+    Event,
+    MatrixClient,
+    MatrixError,
+    NetworkError,
+    RoomInfo,
+    SyncBatch,
+    SyncRoom,
+)
 
 if TYPE_CHECKING:
     from .group import MUC, Bookmarks
@@ -55,7 +62,6 @@ class Session(BaseSession):  # type: ignore[type-arg]
         super().__init__(*args, **kwargs)
         self.matrix: MatrixClient = None  # type: ignore[assignment]  # set by login
         self.user_id: str = str(self.user.legacy_module_data.get("user_id", ""))
-        self._rooms: dict[str, RoomInfo] = {}
         self._seen = RecentIds(config.MESSAGE_ID_MEMORY)
         self._queue: asyncio.Queue[SyncBatch | None] = asyncio.Queue()
         self._consumer: asyncio.Task[None] | None = None
@@ -162,10 +168,7 @@ class Session(BaseSession):  # type: ignore[type-arg]
                 await self._process_left(room)
 
     async def _process_joined(self, room: SyncRoom, initial: bool) -> None:
-        info = self.room_info(room.room_id)
-        for ev in room.state:
-            if ev.invalid is None:
-                info.apply_state(ev.type, ev.state_key, ev.content)
+        # The engine has already applied this batch's state to the room cache.
         if initial:
             # The first sync's timelines are history, not news: remember the
             # ids so they are never replayed as live messages.
@@ -228,16 +231,14 @@ class Session(BaseSession):  # type: ignore[type-arg]
         # A JSON list; slidge's JSONSerializable type does not spell lists out.
         self.legacy_module_data_update({"announced_rooms": sorted(rooms)})  # type: ignore[dict-item]
 
-    def room_info(self, room_id: str) -> RoomInfo:
-        info = self._rooms.get(room_id)
-        if info is None:
-            info = self._rooms[room_id] = RoomInfo(room_id)
-        return info
+    def room_info(self, room_id: str) -> RoomInfo | None:
+        """A snapshot of the room from the engine's room cache, if known."""
+        return self.matrix.rooms.get(room_id)
 
     async def load_room_state(self, room_id: str) -> RoomInfo:
         """Refreshes what we know of a room from its full state."""
         try:
-            state = await self.matrix.room_state(room_id)
+            info = await self.matrix.load_room_state(room_id)
         except MatrixError as e:
             raise XMPPError(
                 "item-not-found", f"Matrix refused this room's state: {e.error}"
@@ -246,8 +247,8 @@ class Session(BaseSession):  # type: ignore[type-arg]
             raise XMPPError(
                 "remote-server-timeout", f"The homeserver is unreachable: {e}"
             ) from e
-        info = self.room_info(room_id)
-        info.apply_state_events(state)
+        if info is None:
+            raise XMPPError("item-not-found", f"Matrix knows no room {room_id}.")
         return info
 
     # ---- XMPP → Matrix ---------------------------------------------------

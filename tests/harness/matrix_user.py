@@ -103,6 +103,29 @@ class MatrixUser:
             url += "?" + urllib.parse.urlencode(query)
         return _http(method, url, body, token=self.access_token)
 
+    def get_login_token(self) -> str:
+        """An ``m.login.token`` for a new session of this user (MSC3882)."""
+        token: str = _http(
+            "POST",
+            f"{self.base_url}/_matrix/client/v1/login/get_token",
+            {},
+            token=self.access_token,
+        )["login_token"]
+        return token
+
+    def sync(self, since: str | None = None, timeout_ms: int = 0) -> dict[str, Any]:
+        """One /sync of this user's own view (immediate unless timeout_ms)."""
+        query = {"timeout": str(timeout_ms)}
+        if since:
+            query["since"] = since
+        return self.request("GET", "/sync", query=query)
+
+    def state(self, room_id: str, type: str, state_key: str = "") -> dict[str, Any]:
+        """The content of one state event."""
+        return self.request(
+            "GET", f"/rooms/{_q(room_id)}/state/{_q(type)}/{_q(state_key)}"
+        )
+
     # --- rooms -------------------------------------------------------------
 
     def create_room(

@@ -202,6 +202,12 @@ class Synapse:
             "trusted_key_servers": [],
             "suppress_key_server_warning": True,
             "bcrypt_rounds": 4,
+            # Lets a logged-in client mint an m.login.token for a new session.
+            "login_via_existing_session": {
+                "enabled": True,
+                "require_ui_auth": False,
+                "token_timeout": "5m",
+            },
         }
         cfg.update(_rate_limit_config())
         return cfg
