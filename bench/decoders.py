@@ -4,8 +4,9 @@
 The walk reads, for each state and timeline event of every room, the room
 id, event type, sender, event id, and body and msgtype where the library's
 model has them: what matridge needs to route an event. It yields one
-`Tally` per room, so the loop-stall benchmark can hand the loop back between
-rooms as the plugin does (it awaits per room).
+`Tally` per slice of at most CHUNK events of a room, so that the loop-stall
+benchmark can hand the loop back between slices (the plugin awaits as it
+routes) and measures the decoder, not the granularity of the walk.
 
 Each peer is used the way its own client uses it:
 - matrix-nio: ``json.loads`` (aiohttp's ``response.json()``), then
@@ -23,11 +24,17 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 Tally = tuple[int, int, int]  # events, events with a body, body characters
+CHUNK = 200
+
+
+def chunks(events: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(events), CHUNK):
+        yield events[start : start + CHUNK]
 
 
 @dataclass(frozen=True)
@@ -56,23 +63,45 @@ def _matridge_decode(data: bytes) -> Any:
     return _core.decode_sync(data)
 
 
+def _matridge_events(room_id: str, evs: Sequence[Any]) -> Tally:
+    events = bodies = chars = 0
+    for ev in evs:
+        route = (room_id, ev.type, ev.sender, ev.event_id, ev.msgtype)
+        body = ev.body
+        events += 1
+        if body is not None:
+            bodies += 1
+            chars += len(body)
+        del route
+    return events, bodies, chars
+
+
 def matridge_walk(batch: Any) -> Iterator[Tally]:
     for room in batch.rooms:
         room_id = room.room_id
-        events = bodies = chars = 0
-        for events_of in (room.state, room.timeline):
-            for ev in events_of:
-                route = (room_id, ev.type, ev.sender, ev.event_id, ev.msgtype)
-                body = ev.body
-                events += 1
-                if body is not None:
-                    bodies += 1
-                    chars += len(body)
-                del route
-        yield events, bodies, chars
+        for part in (room.state, room.timeline):
+            for evs in chunks(part):
+                yield _matridge_events(room_id, evs)
 
 
 # ---- plain dicts (json, orjson, msgspec without types) ----------------------
+
+
+def _dict_events(room_id: str, evs: Sequence[Any]) -> Tally:
+    events = bodies = chars = 0
+    for ev in evs:
+        content = ev.get("content")
+        if not isinstance(content, dict):
+            content = {}
+        body = content.get("body")
+        route = (room_id, ev.get("type"), ev.get("sender"), ev.get("event_id"))
+        route += (content.get("msgtype"),)
+        events += 1
+        if isinstance(body, str):
+            bodies += 1
+            chars += len(body)
+        del route
+    return events, bodies, chars
 
 
 def walk_dicts(sync: Any) -> Iterator[Tally]:
@@ -83,22 +112,9 @@ def walk_dicts(sync: Any) -> Iterator[Tally]:
         ("leave", ("state", "timeline")),
     ):
         for room_id, room in (rooms.get(section) or {}).items():
-            events = bodies = chars = 0
             for part in parts:
-                for ev in (room.get(part) or {}).get("events") or ():
-                    content = ev.get("content")
-                    if not isinstance(content, dict):
-                        content = {}
-                    body = content.get("body")
-                    msgtype = content.get("msgtype")
-                    route = (room_id, ev.get("type"), ev.get("sender"))
-                    route += (ev.get("event_id"), msgtype)
-                    events += 1
-                    if isinstance(body, str):
-                        bodies += 1
-                        chars += len(body)
-                    del route
-            yield events, bodies, chars
+                for evs in chunks((room.get(part) or {}).get("events") or ()):
+                    yield _dict_events(room_id, evs)
 
 
 def _orjson_decode(data: bytes) -> Any:
@@ -122,7 +138,7 @@ def _msgspec_typed_decode(data: bytes) -> Any:
     return decoder.decode(data)
 
 
-def _walk_typed_events(room_id: str, evs: list[Any]) -> Tally:
+def _typed_events(room_id: str, evs: Sequence[Any]) -> Tally:
     events = bodies = chars = 0
     for ev in evs:
         content = ev.content
@@ -139,21 +155,16 @@ def _walk_typed_events(room_id: str, evs: list[Any]) -> Tally:
 def msgspec_typed_walk(sync: Any) -> Iterator[Tally]:
     rooms = sync.rooms
     for room_id, joined in rooms.join.items():
-        yield _add(
-            _walk_typed_events(room_id, joined.state.events),
-            _walk_typed_events(room_id, joined.timeline.events),
-        )
+        for part in (joined.state.events, joined.timeline.events):
+            for evs in chunks(part):
+                yield _typed_events(room_id, evs)
     for room_id, invited in rooms.invite.items():
-        yield _walk_typed_events(room_id, invited.invite_state.events)
+        for evs in chunks(invited.invite_state.events):
+            yield _typed_events(room_id, evs)
     for room_id, left in rooms.leave.items():
-        yield _add(
-            _walk_typed_events(room_id, left.state.events),
-            _walk_typed_events(room_id, left.timeline.events),
-        )
-
-
-def _add(a: Tally, b: Tally) -> Tally:
-    return a[0] + b[0], a[1] + b[1], a[2] + b[2]
+        for part in (left.state.events, left.timeline.events):
+            for evs in chunks(part):
+                yield _typed_events(room_id, evs)
 
 
 # ---- matrix-nio -------------------------------------------------------------
@@ -165,12 +176,11 @@ def _nio_decode(data: bytes) -> Any:
     return SyncResponse.from_dict(json.loads(data))
 
 
-def _walk_objects(room_id: str, evs: Any) -> Tally:
+def _object_events(room_id: str, evs: Sequence[Any]) -> Tally:
     events = bodies = chars = 0
     for ev in evs:
-        # nio routes by class (callbacks per event class); mautrix by .type.
-        route = (room_id, getattr(ev, "type", None) or type(ev), ev.sender)
-        route += (getattr(ev, "event_id", None), getattr(ev, "msgtype", None))
+        # nio routes by class (callbacks per event class).
+        route = (room_id, type(ev), ev.sender, getattr(ev, "event_id", None))
         body = getattr(ev, "body", None)
         events += 1
         if isinstance(body, str):
@@ -185,17 +195,16 @@ def nio_walk(resp: Any) -> Iterator[Tally]:
         raise RuntimeError(f"matrix-nio could not decode the response: {resp}")
     rooms = resp.rooms
     for room_id, joined in rooms.join.items():
-        yield _add(
-            _walk_objects(room_id, joined.state),
-            _walk_objects(room_id, joined.timeline.events),
-        )
+        for part in (joined.state, joined.timeline.events):
+            for evs in chunks(part):
+                yield _object_events(room_id, evs)
     for room_id, invited in rooms.invite.items():
-        yield _walk_objects(room_id, invited.invite_state)
+        for evs in chunks(invited.invite_state):
+            yield _object_events(room_id, evs)
     for room_id, left in rooms.leave.items():
-        yield _add(
-            _walk_objects(room_id, left.state),
-            _walk_objects(room_id, left.timeline.events),
-        )
+        for part in (left.state, left.timeline.events):
+            for evs in chunks(part):
+                yield _object_events(room_id, evs)
 
 
 # ---- mautrix ----------------------------------------------------------------
@@ -265,27 +274,26 @@ def _mautrix_decode(data: bytes) -> Any:
     return glob, rooms
 
 
+def _mautrix_events(room_id: str, evs: Sequence[Any]) -> Tally:
+    events = bodies = chars = 0
+    for ev in evs:
+        content = ev.content
+        route = (room_id, ev.type, ev.sender, getattr(ev, "event_id", None))
+        route += (getattr(content, "msgtype", None),)
+        body = getattr(content, "body", None)
+        events += 1
+        if isinstance(body, str):
+            bodies += 1
+            chars += len(body)
+        del route
+    return events, bodies, chars
+
+
 def mautrix_walk(decoded: Any) -> Iterator[Tally]:
     _glob, rooms = decoded
     for room_id, routed, _other in rooms:
-        events = bodies = chars = 0
-        for ev in routed:
-            content = ev.content
-            msgtype = getattr(content, "msgtype", None)
-            route = (
-                room_id,
-                ev.type,
-                ev.sender,
-                getattr(ev, "event_id", None),
-                msgtype,
-            )
-            body = getattr(content, "body", None)
-            events += 1
-            if isinstance(body, str):
-                bodies += 1
-                chars += len(body)
-            del route
-        yield events, bodies, chars
+        for evs in chunks(routed):
+            yield _mautrix_events(room_id, evs)
 
 
 DECODERS: dict[str, Decoder] = {
