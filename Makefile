@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 DEBIAN_PACKAGES := gcc make python3-venv python3-dev prosody libcurl4-openssl-dev libcjson-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all test demo docs build asan lint typecheck check system-deps clean
+.PHONY: all test demo docs build asan lint typecheck check system-deps clean bench
 
 all: build
 
@@ -41,6 +41,16 @@ test: build lint typecheck
 # A complete local deployment; prints how to connect an XMPP client.
 demo: build
 	$(PY) -m tests.harness.demo
+
+# Benchmarks side by side with other Matrix decoders and clients (bench/);
+# rewrites docs/benchmarks.md and docs/benchmarks.png. Takes a while and
+# wants a quiet machine; BENCH_QUICK=1 runs small sizes while developing.
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(PIP) install -q -e ".[bench]"
+	@touch $@
+
+bench: build $(VENV)/.bench-installed
+	$(PY) -m bench $(if $(BENCH_QUICK),--quick)
 
 docs: $(VENV)/.installed
 	$(VENV)/bin/sphinx-build -W -q -b html docs docs/_build/html
