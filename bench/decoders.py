@@ -94,8 +94,8 @@ def _dict_events(room_id: str, evs: Sequence[Any]) -> Tally:
         if not isinstance(content, dict):
             content = {}
         body = content.get("body")
-        route = (room_id, ev.get("type"), ev.get("sender"), ev.get("event_id"))
-        route += (content.get("msgtype"),)
+        msgtype = content.get("msgtype")
+        route = (room_id, ev.get("type"), ev.get("sender"), ev.get("event_id"), msgtype)
         events += 1
         if isinstance(body, str):
             bodies += 1
@@ -218,11 +218,11 @@ def _mautrix_decode(data: bytes) -> Any:
         EphemeralEvent,
         Event,
         GenericEvent,
+        SerializerError,
         StateEvent,
         StrippedStateEvent,
         ToDeviceEvent,
     )
-    from mautrix.types.util import SerializerError
 
     logging.getLogger("mau").setLevel(logging.ERROR)
 
@@ -278,8 +278,11 @@ def _mautrix_events(room_id: str, evs: Sequence[Any]) -> Tally:
     events = bodies = chars = 0
     for ev in evs:
         content = ev.content
-        route = (room_id, ev.type, ev.sender, getattr(ev, "event_id", None))
-        route += (getattr(content, "msgtype", None),)
+        event_id, msgtype = (
+            getattr(ev, "event_id", None),
+            getattr(content, "msgtype", None),
+        )
+        route = (room_id, ev.type, ev.sender, event_id, msgtype)
         body = getattr(content, "body", None)
         events += 1
         if isinstance(body, str):
