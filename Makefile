@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 DEBIAN_PACKAGES := gcc make python3-venv python3-dev prosody libcurl4-openssl-dev libcjson-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all test demo docs build asan lint typecheck check system-deps clean bench
+.PHONY: all test test-asan demo docs build asan fuzz lint typecheck check system-deps clean
 
 all: build
 
@@ -49,6 +49,7 @@ $(VENV)/.bench-installed: $(VENV)/.installed
 	$(PIP) install -q -e ".[bench]"
 	@touch $@
 
+.PHONY: bench
 bench: build $(VENV)/.bench-installed
 	$(PY) -m bench $(if $(BENCH_QUICK),--quick)
 
@@ -62,9 +63,25 @@ docs: $(VENV)/.installed
 asan: $(VENV)/.installed
 	MATRIDGE_SANITIZE=1 $(PY) setup.py -q build_ext --inplace --force
 
+# The whole suite against the ASan/UBSan build (the gateway and Synapse
+# subprocesses inherit the preloaded runtime), then the normal build again.
+# UBSan findings abort; ASan reports any memory error and fails the run.
+ASAN_ENV = LD_PRELOAD=$$(gcc -print-file-name=libasan.so) \
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+test-asan: asan
+	$(ASAN_ENV) $(PY) -m pytest -p no:cacheprovider -x; rc=$$?; \
+	$(PY) setup.py -q build_ext --inplace --force; exit $$rc
+
+# libFuzzer harnesses (clang, ASan + UBSan) over the decoder and history
+# pager, each for FUZZ_SECONDS; see docs/reliability.rst.
+FUZZ_SECONDS ?= 30
+fuzz:
+	@$(MAKE) -s system-deps DEBIAN_PACKAGES="clang libclang-rt-14-dev libcjson-dev"
+	$(MAKE) -C fuzz run FUZZ_SECONDS=$(FUZZ_SECONDS)
+
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check matridge tests
-	$(VENV)/bin/ruff format --check matridge tests
+	$(VENV)/bin/ruff check matridge tests fuzz
+	$(VENV)/bin/ruff format --check matridge tests fuzz
 
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy
@@ -72,4 +89,4 @@ typecheck: $(VENV)/.installed
 check: lint typecheck test
 
 clean:
-	rm -rf build *.egg-info matridge/*.so docs/_build docs/api .demo
+	rm -rf build *.egg-info matridge/*.so docs/_build docs/api .demo fuzz/build

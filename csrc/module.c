@@ -7,6 +7,7 @@
 #include "event.h"
 #include "historyobj.h"
 #include "jsonparse.h"
+#include "roominfo.h"
 
 static struct PyModuleDef core_module;
 
@@ -84,6 +85,7 @@ static int core_exec(PyObject *m) {
     if (!(st->ReceiptType = PyStructSequence_NewType(&mx_Receipt_desc))) return -1;
     if (!(st->HistoryType = (PyTypeObject *)add_type(m, &mx_History_spec))) return -1;
     if (PyModule_AddObjectRef(m, "Receipt", (PyObject *)st->ReceiptType) < 0) return -1;
+    if (mx_roominfo_register(m, st) < 0) return -1;
     if (PyModule_AddIntConstant(m, "MAX_UNDELIVERED", MX_MAX_UNDELIVERED) < 0) return -1;
     return 0;
 }
@@ -99,6 +101,9 @@ static int core_traverse(PyObject *m, visitproc visit, void *arg) {
     Py_VISIT(st->MessageType);
     Py_VISIT(st->ReceiptType);
     Py_VISIT(st->HistoryType);
+    Py_VISIT(st->RoomCacheType);
+    Py_VISIT(st->RoomInfoType);
+    Py_VISIT(st->MemberType);
     return 0;
 }
 
@@ -113,6 +118,9 @@ static int core_clear(PyObject *m) {
     Py_CLEAR(st->MessageType);
     Py_CLEAR(st->ReceiptType);
     Py_CLEAR(st->HistoryType);
+    Py_CLEAR(st->RoomCacheType);
+    Py_CLEAR(st->RoomInfoType);
+    Py_CLEAR(st->MemberType);
     return 0;
 }
 

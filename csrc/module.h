@@ -15,6 +15,9 @@ typedef struct {
     PyTypeObject *MessageType;
     PyTypeObject *ReceiptType; /* a struct sequence */
     PyTypeObject *HistoryType;
+    PyTypeObject *RoomCacheType; /* roominfo.c */
+    PyTypeObject *RoomInfoType;
+    PyTypeObject *MemberType;
 } mx_state;
 
 /* The state of the module that defined `type` (one of ours). */

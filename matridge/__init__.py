@@ -3,10 +3,14 @@
 Importing the package registers its classes with slidge.
 """
 
-from . import commands, config  # noqa: F401  (registers commands and options)
-from .gateway import Gateway
-from .group import MUC, Bookmarks, Participant
-from .session import Session
+from . import logsafety
+
+logsafety.install()  # before anything logs a stanza or a stored session
+
+from . import commands, config  # noqa: E402, F401  (registers commands and options)
+from .gateway import Gateway  # noqa: E402
+from .group import MUC, Bookmarks, Participant  # noqa: E402
+from .session import Session  # noqa: E402
 
 __version__ = "0.1.0"
 

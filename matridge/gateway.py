@@ -12,7 +12,7 @@ from slidge.db.meta import JSONSerializable
 from slixmpp import JID
 from slixmpp.exceptions import XMPPError
 
-from . import config
+from . import config, logsafety
 from .matrix import MatrixClient, MatrixError, NetworkError
 from .session import Session, xmpp_message_id
 
@@ -70,6 +70,7 @@ class Gateway(BaseGateway[Session]):
         homeserver = normalise_homeserver(registration_form.get("homeserver") or "")
         username = (registration_form.get("username") or "").strip()
         password = registration_form.get("password") or ""
+        logsafety.remember(password)
         device = (registration_form.get("device") or "").strip() or config.DEVICE_NAME
 
         client = MatrixClient(homeserver, insecure=config.INSECURE_TLS)
@@ -108,6 +109,7 @@ class Gateway(BaseGateway[Session]):
             ) from e
         log.info("%s logged in to Matrix as %s", user_jid.bare, login.user_id)
         # Only what the session needs; the password is deliberately not kept.
+        logsafety.remember(login.access_token)
         return {
             "homeserver": login.homeserver,
             "user_id": login.user_id,

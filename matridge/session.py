@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from slidge import BaseSession
 from slixmpp.exceptions import XMPPError
 
-from . import config
+from . import config, logsafety
 from .matrix import Event, MatrixClient, MatrixError, NetworkError, SyncBatch, SyncRoom
 from .rooms import RoomInfo
 
@@ -71,6 +71,7 @@ class Session(BaseSession):  # type: ignore[type-arg]
             )
         homeserver = data.get("homeserver")
         token = data.get("access_token")
+        logsafety.remember(token if isinstance(token, str) else None)
         if not isinstance(homeserver, str) or not isinstance(token, str):
             raise RuntimeError(
                 "This registration has no Matrix session. Register again with your "

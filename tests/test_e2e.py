@@ -4,6 +4,8 @@ process, the C engine and Synapse, all real."""
 from __future__ import annotations
 
 import asyncio
+import json
+import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -12,6 +14,7 @@ import pytest_asyncio
 from slixmpp import Message
 
 from tests.conftest import Person, new_matrix_user, unique
+from tests.harness.gateway import Gateway
 from tests.harness.matrix_user import MatrixUser
 from tests.harness.ports import free_port
 from tests.harness.synapse import Synapse
@@ -257,3 +260,22 @@ async def test_nothing_is_sent_in_clear_text_to_an_encrypted_room(
         if e["sender"] == person.matrix.user_id and e["type"] == "m.room.message"
     ]
     assert sent_by_person == []
+
+
+async def test_no_password_or_token_reaches_the_gateway_log(
+    club: Club, gateway: Gateway
+) -> None:
+    # The gateway runs with --debug, which logs stanzas and SQL parameters.
+    club.friend.send_text(club.room_id, "a message to log")
+    await club.person.xmpp.wait_message(
+        groupchat_from(club.room_jid, "a message to log"), timeout=30
+    )
+    with sqlite3.connect(gateway.home / "slidge.sqlite") as db:
+        rows = db.execute("SELECT legacy_module_data FROM user_account").fetchall()
+    tokens = [json.loads(data)["access_token"] for (data,) in rows]
+    assert tokens, "the registration stored no session"
+    log = gateway.log_text()
+    assert club.person.name in log  # the log is the right one, and verbose
+    assert club.person.password not in log
+    for token in tokens:
+        assert token not in log
