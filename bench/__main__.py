@@ -4,8 +4,9 @@
     python -m bench --quick    # small sizes, for development
     python -m bench --only decode,stall
 
-The raw results also go to build/bench/results.json; ``--render`` rewrites
-the page from that file without measuring again.
+The raw results also go to build/bench/results.json (``--only`` replaces its
+parts there when the sizes match); ``--render`` rewrites the page from that
+file without measuring again.
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ def main(argv: list[str]) -> None:
         results: dict[str, Any] = json.loads(raw.read_text())
     else:
         results = measure(args)
+        if raw.exists() and set(results) != {"config", "machine", *PARTS}:
+            # A partial run replaces its parts of the last run of the same kind.
+            last = json.loads(raw.read_text())
+            if last["config"] == results["config"]:
+                results = {**last, **results}
         CACHE.mkdir(parents=True, exist_ok=True)
         raw.write_text(json.dumps(results, indent=1))
     image = DOCS / "benchmarks.png"

@@ -80,6 +80,7 @@ class StallResult:
     free_ms: float  # dropping the decoded response, on the loop
     idle_max_gap_ms: float  # the same heartbeat with nothing to do, first
     max_gap_end_ms: float  # when the longest gap ended, from the start
+    max_gap_before_free_ms: float  # the longest gap that ended before the free
 
 
 class Freed:
@@ -87,6 +88,7 @@ class Freed:
     loop pays for freeing it too."""
 
     seconds = 0.0
+    started = 0.0  # perf_counter() when the free began
 
 
 async def _route_and_drop(dec: Decoder, holder: list[Any]) -> int:
@@ -95,9 +97,9 @@ async def _route_and_drop(dec: Decoder, holder: list[Any]) -> int:
     for n, _, _ in dec.walk(holder[0]):
         events += n
         await asyncio.sleep(0)  # the next slice after the loop had a turn
-    t0 = time.perf_counter()
+    Freed.started = time.perf_counter()
     holder.clear()
-    Freed.seconds = time.perf_counter() - t0
+    Freed.seconds = time.perf_counter() - Freed.started
     return events
 
 
@@ -198,6 +200,11 @@ async def _measure(mode: str, name: str, data: bytes, client: Any) -> StallResul
         free_ms=1e3 * Freed.seconds,
         idle_max_gap_ms=1e3 * idle_max,
         max_gap_end_ms=1e3 * (beat.ends[gaps.index(max(gaps))] - t0),
+        max_gap_before_free_ms=1e3
+        * max(
+            (g for g, end in zip(gaps, beat.ends, strict=True) if end <= Freed.started),
+            default=0.0,
+        ),
     )
 
 
