@@ -39,6 +39,14 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
+def _commit() -> str:
+    """The checkout's commit, "-dirty" if code (not the page) has changes."""
+    commit = _run("git", "describe", "--always") or "unknown"
+    if _run("git", "status", "--porcelain", "--", "csrc", "matridge", "bench"):
+        commit += "-dirty"
+    return commit
+
+
 def describe() -> dict[str, str]:
     mem_kib = _first("/proc/meminfo", "MemTotal")
     ram = f"{int(mem_kib.split()[0]) / 2**20:.1f} GiB" if mem_kib else "unknown"
@@ -49,7 +57,7 @@ def describe() -> dict[str, str]:
         "RAM": ram,
         "Kernel": platform.release(),
         "Python": platform.python_version(),
-        "matridge": _run("git", "describe", "--always", "--dirty") or "unknown",
+        "matridge": _commit(),
         "libcurl": _run("curl-config", "--version") or "unknown",
         "cJSON": _run("dpkg-query", "-W", "-f=${Version}", "libcjson-dev") or "unknown",
     }
