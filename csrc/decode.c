@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "html.h"
 #include "jsonparse.h"
 
 /* ---- small readers: wrong types read as absent ---------------------------- */
@@ -88,6 +89,32 @@ static const char *strip_reply_fallback(const char *body, size_t *len) {
     return p;
 }
 
+/* The HTML converted on this thread (no GIL): text and pills into the arena. */
+static int convert_html(mx_arena *arena, mx_message *m) {
+    mx_styled styled;
+    if (mx_html_to_styled(m->formatted_body, strlen(m->formatted_body), &styled) != 0) return -1;
+    int rc = -1;
+    char *text = mx_arena_strndup(arena, styled.text, styled.len);
+    mx_mention_span *spans =
+        styled.n_mentions ? mx_arena_alloc(arena, styled.n_mentions * sizeof *spans) : NULL;
+    if (!text || (styled.n_mentions && !spans)) goto done;
+    for (size_t i = 0; i < styled.n_mentions; i++) {
+        const mx_mention *src = &styled.mentions[i];
+        spans[i].start = src->start;
+        spans[i].end = src->end;
+        if (!(spans[i].user_id = mx_arena_strndup(arena, src->user_id, strlen(src->user_id))))
+            goto done;
+    }
+    m->text = text;
+    m->text_len = styled.len;
+    m->mention_spans = spans;
+    m->n_mention_spans = styled.n_mentions;
+    rc = 0;
+done:
+    mx_styled_free(&styled);
+    return rc;
+}
+
 static int decode_message(mx_arena *arena, const cJSON *content, int is_reply, mx_message **out) {
     mx_message *m = mx_arena_alloc(arena, sizeof *m);
     if (!m) return -1;
@@ -111,12 +138,17 @@ static int decode_message(mx_arena *arena, const cJSON *content, int is_reply, m
     m->height = uint_field(info, "h");
     m->duration = uint_field(info, "duration");
     m->mentions = obj_field(content, "m.mentions");
+    *out = m;
+    if (m->formatted_body && m->format && strcmp(m->format, "org.matrix.custom.html") == 0) {
+        if (convert_html(arena, m) != 0) return -1;
+        if (m->text_len > 0 || !m->body) return 0;
+        /* HTML with no text at all (only a reply fallback, say): use the body. */
+    }
     if (m->body) {
         size_t len = strlen(m->body);
         m->text = is_reply ? strip_reply_fallback(m->body, &len) : m->body;
         m->text_len = len;
     }
-    *out = m;
     return 0;
 }
 

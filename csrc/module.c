@@ -8,6 +8,7 @@
 #include "historyobj.h"
 #include "jsonparse.h"
 #include "roominfo.h"
+#include "html_py.h"
 
 static struct PyModuleDef core_module;
 
@@ -50,6 +51,7 @@ static PyMethodDef core_methods[] = {
      METH_VARARGS | METH_KEYWORDS,
      "history_from_pages(pages, *, backwards=True, until_event_id=None, until_ts=-1, "
      "limit=0): a History from /messages bodies."},
+    MX_HTML_METHODS,
     {NULL, NULL, 0, NULL},
 };
 

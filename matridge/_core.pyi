@@ -405,3 +405,9 @@ class Member:
     def display_name(self) -> str | None: ...
     @property
     def avatar_url(self) -> str | None: ...
+
+# --- HTML -> XEP-0393 text (csrc/html.c, csrc/html_py.c) ---
+
+def html_to_text(
+    html: str | bytes, /
+) -> tuple[str, tuple[tuple[int, int, str], ...]]: ...

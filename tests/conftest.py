@@ -92,3 +92,7 @@ async def person(
         yield Person(name, password, matrix, xmpp, gateway.jid)
     finally:
         await xmpp.disconnect_and_wait()
+
+
+# Fixtures of the shared scenarios (they import this module's Person).
+from tests.scenarios import club  # noqa: E402, F401

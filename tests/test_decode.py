@@ -137,6 +137,55 @@ def test_text_msgtypes(
 def test_formatted_body(by_id: dict[str, _core.Event]) -> None:
     m = msg(by_id["$ev4"])
     assert (m.format, m.formatted_body) == ("org.matrix.custom.html", "<b>bold</b>")
+    assert m.text == "*bold*"  # XEP-0393, converted on the engine thread
+
+
+def html_message(body: str, html: str, **content: Any) -> dict[str, Any]:
+    return message(
+        body,
+        content={
+            "msgtype": "m.text",
+            "body": body,
+            "format": "org.matrix.custom.html",
+            "formatted_body": html,
+            **content,
+        },
+    )
+
+
+def test_html_reply_with_pills() -> None:
+    html = (
+        "<mx-reply><blockquote>In reply to <a href='https://matrix.to/#/@b:x'>"
+        "@b:x</a></blockquote></mx-reply>Thanks "
+        "<a href='https://matrix.to/#/@b:x'>Bób</a>, <i>really</i>"
+    )
+    reply = {"m.relates_to": {"m.in_reply_to": {"event_id": "$0"}}}
+    ev = html_message("> <@b:x> hi\n\nThanks Bób, really", html, **reply)
+    (decoded,) = _core.decode_sync(sync_with_timeline(ev)).rooms[0].timeline
+    m = msg(decoded)
+    assert m.text == "Thanks Bób, _really_"
+    ((start, end, user_id),) = m.mention_spans
+    assert (m.text[start:end], user_id) == ("Bób", "@b:x")
+
+
+def test_html_without_text_falls_back_to_the_body() -> None:
+    ev = html_message("plain words", "<mx-reply>only a fallback</mx-reply>")
+    (decoded,) = _core.decode_sync(sync_with_timeline(ev)).rooms[0].timeline
+    assert msg(decoded).text == "plain words"
+
+
+def test_other_formats_are_not_converted() -> None:
+    ev = message(
+        "plain",
+        content={
+            "msgtype": "m.text",
+            "body": "plain",
+            "format": "org.example.other",
+            "formatted_body": "<b>x</b>",
+        },
+    )
+    (decoded,) = _core.decode_sync(sync_with_timeline(ev)).rooms[0].timeline
+    assert msg(decoded).text == "plain"
 
 
 def test_media_messages(by_id: dict[str, _core.Event]) -> None:

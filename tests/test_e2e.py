@@ -6,87 +6,25 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import pytest
-import pytest_asyncio
-from slixmpp import Message
 
 from tests.conftest import Person, new_matrix_user, unique
 from tests.harness.gateway import Gateway
-from tests.harness.matrix_user import MatrixUser
 from tests.harness.ports import free_port
 from tests.harness.synapse import Synapse
 from tests.harness.xmpp_client import XmppError
+from tests.scenarios import (
+    Club,
+    book_club,
+    groupchat_from,
+    received_bodies,
+    register,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 NS_CONFERENCE = "jabber:x:conference"
-
-
-def groupchat_from(room_jid: str, body: str | None = None):  # type: ignore[no-untyped-def]
-    def match(m: Message) -> bool:
-        return (
-            m["type"] == "groupchat"
-            and m["from"].bare == room_jid
-            and (body is None or m["body"] == body)
-        )
-
-    return match
-
-
-def received_bodies(person: Person, room_jid: str, body: str) -> list[Message]:
-    return [
-        m
-        for m in person.xmpp.received
-        if isinstance(m, Message) and m["from"].bare == room_jid and m["body"] == body
-    ]
-
-
-async def register(person: Person, synapse: Synapse) -> None:
-    await person.xmpp.register_with(
-        person.gateway_jid, person.registration_form(synapse), timeout=60
-    )
-    # The gateway reports the Matrix login in its presence status.
-    await person.xmpp.wait_presence(
-        lambda p: (
-            p["from"].bare == person.gateway_jid and "Connected as" in p["status"]
-        ),
-        timeout=60,
-    )
-
-
-@dataclass
-class Club:
-    """A person registered with the gateway, in a Matrix room with a friend,
-    with the room joined as a MUC."""
-
-    person: Person
-    friend: MatrixUser
-    room_id: str
-    room_jid: str
-    nick: str
-
-
-def book_club(person: Person, synapse: Synapse) -> tuple[MatrixUser, str]:
-    """A friend's named room with a topic, which the person's Matrix account
-    has joined; returns the friend and the room id."""
-    friend = new_matrix_user(synapse, "friend", "Friendly Fran")
-    room_id = friend.create_room(
-        name="Book club", topic="Reading together", invite=[person.matrix.user_id]
-    )
-    person.matrix.join(room_id)
-    return friend, room_id
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def club(person: Person, synapse: Synapse) -> AsyncIterator[Club]:
-    friend, room_id = book_club(person, synapse)
-    await register(person, synapse)
-    room_jid = person.room_jid(room_id)
-    presences = await person.xmpp.join_muc(room_jid, person.name)
-    yield Club(person, friend, room_id, room_jid, presences[-1]["from"].resource)
 
 
 async def test_a_joined_room_becomes_a_muc_with_its_name_and_members(

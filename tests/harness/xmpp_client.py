@@ -341,6 +341,18 @@ class XmppClient(slixmpp.ClientXMPP):
             if "110" in codes:
                 return collected
 
+    async def mam_messages(
+        self, archive_jid: str, page_size: int = 250
+    ) -> list[Message]:
+        """Every message of an archive (XEP-0313), oldest first."""
+        out: list[Message] = []
+        results = self.plugin["xep_0313"].iterate(
+            jid=JID(archive_jid).bare, rsm={"max": page_size}
+        )
+        async for result in results:
+            out.append(result["mam_result"]["forwarded"]["stanza"])
+        return out
+
     def _send_body(self, to: str, body: str, mtype: str) -> str:
         msg = self.make_message(mto=to, mbody=body, mtype=mtype)  # type: ignore[arg-type]
         msg_id = uuid.uuid4().hex

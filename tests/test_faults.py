@@ -1,0 +1,137 @@
+"""Faults: the gateway killed mid-stream, and what survives it. Everything is
+real; the gateway process is the session-wide one, restarted in place."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.harness.gateway import Gateway
+from tests.harness.matrix_user import MatrixUser
+from tests.scenarios import Club, groupchat_from
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+def send_many(user: MatrixUser, room_id: str, bodies: list[str], gap: float) -> None:
+    for body in bodies:
+        user.send_text(room_id, body)
+        time.sleep(gap)
+
+
+def body_is(body: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda e: e.get("content", {}).get("body") == body
+
+
+async def archived_bodies(club: Club, prefix: str) -> list[str]:
+    msgs = await club.person.xmpp.mam_messages(club.room_jid)
+    return [m["body"] for m in msgs if m["body"].startswith(prefix)]
+
+
+async def wait_archived(club: Club, prefix: str, last: str, within: float) -> list[str]:
+    deadline = time.monotonic() + within
+    while True:
+        bodies = await archived_bodies(club, prefix)
+        if last in bodies or time.monotonic() > deadline:
+            return bodies
+        await asyncio.sleep(1)
+
+
+async def test_sigkill_mid_stream_loses_and_doubles_nothing(
+    club: Club, gateway: Gateway
+) -> None:
+    bodies = [f"stream {i:03d}" for i in range(80)]
+    sender = threading.Thread(
+        target=send_many, args=(club.friend, club.room_id, bodies, 0.02)
+    )
+    sender.start()
+    try:
+        # Let part of the stream through, then kill the gateway without
+        # warning: no chance to persist anything more.
+        await club.person.xmpp.wait_message(
+            groupchat_from(club.room_jid, "stream 020"), timeout=60
+        )
+        gateway.kill()
+    finally:
+        await asyncio.to_thread(sender.join)
+    gateway.start()
+    archived = await wait_archived(club, "stream ", "stream 079", within=90)
+    assert archived == bodies
+
+
+def stored_since(gateway: Gateway, user_jid: str) -> str:
+    with sqlite3.connect(gateway.home / "slidge.sqlite") as db:
+        (data,) = db.execute(
+            "SELECT legacy_module_data FROM user_account WHERE jid = ?", (user_jid,)
+        ).fetchone()
+    since: str = json.loads(data)["since"]
+    return since
+
+
+def rewind_since(gateway: Gateway, user_jid: str, since: str) -> None:
+    with sqlite3.connect(gateway.home / "slidge.sqlite") as db:
+        (data,) = db.execute(
+            "SELECT legacy_module_data FROM user_account WHERE jid = ?", (user_jid,)
+        ).fetchone()
+        db.execute(
+            "UPDATE user_account SET legacy_module_data = ? WHERE jid = ?",
+            (json.dumps({**json.loads(data), "since": since}), user_jid),
+        )
+
+
+async def test_a_batch_delivered_again_after_a_crash_is_not_doubled(
+    club: Club, gateway: Gateway
+) -> None:
+    # A crash after events went to XMPP but before the sync token was saved
+    # means the same batch comes again on restart. Rewinding the saved token
+    # makes that happen every time.
+    user_jid = str(club.person.xmpp.boundjid.bare)
+    before = stored_since(gateway, user_jid)
+    bodies = [f"again {i}" for i in range(5)]
+    for body in bodies:
+        club.friend.send_text(club.room_id, body)
+    await club.person.xmpp.wait_message(
+        groupchat_from(club.room_jid, "again 4"), timeout=60
+    )
+    gateway.kill()
+    rewind_since(gateway, user_jid, before)
+    gateway.start()
+    club.friend.send_text(club.room_id, "again done")
+    archived = await wait_archived(club, "again ", "again done", within=90)
+    assert archived == [*bodies, "again done"]
+
+
+async def test_a_repeated_xmpp_message_reaches_matrix_once(
+    club: Club, gateway: Gateway
+) -> None:
+    # A client that resends after a reconnection reuses the message id; so
+    # does slidge after a crash. The transaction id makes the send idempotent.
+    msg = club.person.xmpp.make_message(
+        mto=club.room_jid, mbody="only once, please", mtype="groupchat"
+    )
+    msg["id"] = "resent-0001"
+    msg["origin_id"]["id"] = "resent-0001"
+    msg.send()
+    await club.friend.wait_for_message_async(club.room_id, body_is("only once, please"))
+    gateway.kill()
+    gateway.start()
+    await club.person.xmpp.join_muc(club.room_jid, club.person.name)
+    msg.send()
+    # An echo of the resend, if there were one, would come before this.
+    club.friend.send_text(club.room_id, "after the resend")
+    await club.person.xmpp.wait_message(
+        groupchat_from(club.room_jid, "after the resend"), timeout=60
+    )
+    bodies = [
+        e["content"].get("body")
+        for e in club.friend.messages(club.room_id, limit=50)
+        if e["type"] == "m.room.message"
+    ]
+    assert bodies.count("only once, please") == 1
