@@ -42,6 +42,17 @@ test: build lint typecheck
 demo: build
 	$(PY) -m tests.harness.demo
 
+# Benchmarks side by side with other Matrix decoders and clients (bench/);
+# rewrites docs/benchmarks.md and docs/benchmarks.png. Takes a while and
+# wants a quiet machine; BENCH_QUICK=1 runs small sizes while developing.
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(PIP) install -q -e ".[bench]"
+	@touch $@
+
+.PHONY: bench
+bench: build $(VENV)/.bench-installed
+	$(PY) -m bench $(if $(BENCH_QUICK),--quick)
+
 docs: $(VENV)/.installed
 	$(VENV)/bin/sphinx-build -W -q -b html docs docs/_build/html
 	@echo "docs in docs/_build/html/index.html"

@@ -24,9 +24,10 @@ extensions = [
     "sphinx.ext.extlinks",
     "sphinx.ext.viewcode",
     "autoapi.extension",
+    "myst_parser",  # benchmarks.md, which `make bench` writes
 ]
 
-source_suffix = {".rst": "restructuredtext"}
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "architecture.md"]
 nitpicky = False

@@ -1,0 +1,95 @@
+"""Runs the benchmarks and rewrites docs/benchmarks.md and its plot.
+
+    python -m bench            # the full run (tens of MB, 100 and 1000 accounts)
+    python -m bench --quick    # small sizes, for development
+    python -m bench --only decode,stall
+
+The raw results also go to build/bench/results.json (``--only`` replaces its
+parts there when the sizes match); ``--render`` rewrites the page from that
+file without measuring again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from . import decode_bench, idle_bench, machine, report, stall_bench, syncgen
+from .procstat import ROOT
+
+CACHE = ROOT / "build" / "bench"
+DOCS = ROOT / "docs"
+PARTS = ("decode", "stall", "idle")
+
+
+def main(argv: list[str]) -> None:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="small sizes")
+    ap.add_argument("--only", default=",".join(PARTS), help="comma-separated parts")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--nio-max",
+        type=int,
+        default=1000,
+        help="largest account count for matrix-nio in the idle benchmark",
+    )
+    ap.add_argument("--render", action="store_true", help="only rewrite the page")
+    args = ap.parse_args(argv)
+    raw = CACHE / "results.json"
+    if args.render:
+        results: dict[str, Any] = json.loads(raw.read_text())
+    else:
+        results = measure(args)
+        if raw.exists() and set(results) != {"config", "machine", *PARTS}:
+            # A partial run replaces its parts of the last run of the same kind.
+            last = json.loads(raw.read_text())
+            if last["config"] == results["config"]:
+                results = {**last, **results}
+        CACHE.mkdir(parents=True, exist_ok=True)
+        raw.write_text(json.dumps(results, indent=1))
+    image = DOCS / "benchmarks.png"
+    report.plot(results, image)
+    (DOCS / "benchmarks.md").write_text(report.markdown(results, image.name))
+    print(f"wrote {DOCS / 'benchmarks.md'} and {image}", file=sys.stderr)
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    parts = [p for p in args.only.split(",") if p]
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        raise SystemExit(f"unknown parts: {', '.join(sorted(unknown))}")
+    size = syncgen.QUICK if args.quick else syncgen.FULL
+    idle_sizes = [50] if args.quick else [100, 1000]
+    nio_sizes = [n for n in idle_sizes if n <= args.nio_max]
+    print(f"generating the /sync response ({size.label})", file=sys.stderr)
+    path = syncgen.cached(args.seed, size, CACHE)
+    results: dict[str, Any] = {
+        "config": {
+            "quick": args.quick,
+            "seed": args.seed,
+            "size_mb": path.stat().st_size / 1e6,
+            "joined_rooms": size.joined_rooms,
+            "timeline_events": size.timeline_events,
+            "settle_s": idle_bench.SETTLE_S,
+        },
+        "machine": machine.describe(),
+    }
+    if "decode" in parts:
+        reps, slow = (5, 2) if args.quick else (10, 3)
+        print("decode benchmark", file=sys.stderr)
+        results["decode"] = [r.__dict__ for r in decode_bench.run(path, reps, slow)]
+    if "stall" in parts:
+        print("loop-stall benchmark", file=sys.stderr)
+        results["stall"] = [r.__dict__ for r in stall_bench.run(path)]
+    if "idle" in parts:
+        print("idle-scale benchmark", file=sys.stderr)
+        results["idle"] = [
+            r.__dict__ for r in idle_bench.run(idle_sizes, nio_sizes, CACHE)
+        ]
+    return results
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
