@@ -28,6 +28,12 @@ typedef struct account_item {
     struct account_item *next;
 } account_item;
 
+typedef struct disposal {
+    void (*free_fn)(void *);
+    void *p; /* owned until free_fn runs on the engine thread */
+    struct disposal *next;
+} disposal;
+
 /* The one process-wide engine (the only global state of the extension). */
 static struct {
     pthread_once_t once;
@@ -36,11 +42,13 @@ static struct {
     CURLM *multi;
     int efd;
     atomic_uint_fast64_t next_id;
+    atomic_int running_thread; /* set once the thread exists */
 
-    pthread_mutex_t lock; /* guards the three inboxes and the outbox */
+    pthread_mutex_t lock; /* guards the four inboxes and the outbox */
     mx_request *submitted;
     cancel_item *cancels;
     account_item *pokes;
+    disposal *disposals;
     mx_request *done_head, *done_tail;
 
     /* Engine-thread only. */
@@ -222,6 +230,22 @@ void mx_engine_poke_account(mx_account *a) {
     pthread_mutex_lock(&E.lock);
     p->next = E.pokes;
     E.pokes = p;
+    pthread_mutex_unlock(&E.lock);
+    wake_engine();
+}
+
+void mx_engine_dispose(void (*free_fn)(void *), void *p) {
+    if (!p) return;
+    disposal *d = atomic_load(&E.running_thread) ? malloc(sizeof *d) : NULL;
+    if (!d) {
+        free_fn(p); /* no engine (or no memory): free it here after all */
+        return;
+    }
+    d->free_fn = free_fn;
+    d->p = p;
+    pthread_mutex_lock(&E.lock);
+    d->next = E.disposals;
+    E.disposals = d;
     pthread_mutex_unlock(&E.lock);
     wake_engine();
 }
@@ -544,11 +568,19 @@ static void take_inboxes(void) {
     mx_request *sub = E.submitted;
     cancel_item *cancels = E.cancels;
     account_item *pokes = E.pokes;
+    disposal *disposals = E.disposals;
     E.submitted = NULL;
     E.cancels = NULL;
     E.pokes = NULL;
+    E.disposals = NULL;
     pthread_mutex_unlock(&E.lock);
 
+    while (disposals) {
+        disposal *d = disposals;
+        disposals = d->next;
+        d->free_fn(d->p);
+        free(d);
+    }
     while (sub) {
         mx_request *r = sub;
         sub = sub->next;
@@ -651,6 +683,7 @@ static void engine_init_once(void) {
         return;
     }
     pthread_detach(E.thread);
+    atomic_store(&E.running_thread, 1);
 }
 
 int mx_engine_start(void) {

@@ -171,6 +171,10 @@ int mx_engine_wakeup_fd(void);
 void mx_engine_submit(mx_request *r);
 /* Asks the engine to cancel request `id` if it is still queued or running. */
 void mx_engine_cancel(uint64_t id);
+/* Frees `p` with free_fn on the engine thread, so that freeing a large
+ * batch never stalls the asyncio loop; inline when the engine is not
+ * running. Ownership of `p` passes to the engine. */
+void mx_engine_dispose(void (*free_fn)(void *), void *p);
 /* Asks the engine to reconsider an account's sync loop (start, stop, ack). */
 void mx_engine_poke_account(mx_account *a);
 /* Pops every finished request (caller owns them), in completion order. */

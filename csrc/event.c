@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "engine.h"
 #include "pyjson.h"
 
 typedef struct {
@@ -112,9 +113,12 @@ PyObject *mx_SyncBatch_new(mx_state *st, mx_batch *batch) {
     return (PyObject *)self;
 }
 
+static void free_batch(void *b) { mx_batch_free(b); }
+
 static void SyncBatch_dealloc(SyncBatchObject *self) {
     PyTypeObject *tp = Py_TYPE(self);
-    mx_batch_free(self->batch);
+    /* A big batch takes milliseconds to free: not on the loop thread. */
+    mx_engine_dispose(free_batch, self->batch);
     tp->tp_free(self);
     Py_DECREF(tp);
 }

@@ -6,6 +6,7 @@
 
 #include "event.h"
 #include "idmap.h"
+#include "engine.h"
 #include "pyjson.h"
 
 typedef struct {
@@ -32,9 +33,11 @@ PyObject *mx_History_new(mx_state *st, mx_history *h) {
     return (PyObject *)self;
 }
 
+static void free_history(void *h) { mx_history_free(h); }
+
 static void History_dealloc(HistoryObject *self) {
     PyTypeObject *tp = Py_TYPE(self);
-    mx_history_free(self->history);
+    mx_engine_dispose(free_history, self->history); /* off the loop thread */
     mx_arena_free(&self->arena);
     tp->tp_free(self);
     Py_DECREF(tp);
