@@ -80,8 +80,8 @@ fuzz:
 	$(MAKE) -C fuzz run FUZZ_SECONDS=$(FUZZ_SECONDS)
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check matridge tests fuzz
-	$(VENV)/bin/ruff format --check matridge tests fuzz
+	$(VENV)/bin/ruff check matridge tests fuzz bench
+	$(VENV)/bin/ruff format --check matridge tests fuzz bench
 
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy
