@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "media.h"
+#include "paging.h"
 #include "pyjson.h"
 #include "request.h"
 
@@ -667,4 +668,43 @@ API(thumbnail) {
     snprintf(h, sizeof h, "%ld", height);
     return media_get(self, fut, "thumbnail", SEGS(server, media_id),
                      QUERY({"width", w}, {"height", h}, {"method", method}), max_bytes, path);
+}
+
+/* ---- history -------------------------------------------------------------- */
+
+API(history) {
+    PyObject *fut;
+    const char *room_id, *from = NULL, *until_event_id = NULL, *filter = NULL;
+    int backwards = 1, page_size = 100;
+    long long until_ts = -1;
+    Py_ssize_t limit = 0;
+    if (!PyArg_ParseTuple(args, "Os|zpzLniz:history", &fut, &room_id, &from, &backwards,
+                          &until_event_id, &until_ts, &limit, &page_size, &filter))
+        return NULL;
+    if (limit < 0 || page_size < 1 || page_size > 1000) {
+        PyErr_SetString(PyExc_ValueError,
+                        "limit must not be negative and page_size must be within 1-1000");
+        return NULL;
+    }
+    mx_account *a = self->account;
+    mx_paging *p = mx_paging_new(a->homeserver, room_id, filter, page_size, backwards,
+                                 until_event_id, (int64_t)until_ts, (size_t)limit);
+    char *url = p ? mx_paging_url(p, from) : NULL; /* owned here */
+    mx_request *r = url ? mx_request_new(MX_GET, url, MX_KIND_HISTORY) : NULL;
+    free(url);
+    if (!r) {
+        mx_paging_free(p);
+        return PyErr_NoMemory();
+    }
+    r->paging = p; /* the request owns the paging state from here */
+    if (!(r->token = mx_account_token_copy(a))) {
+        mx_request_free(r);
+        PyErr_SetString(PyExc_RuntimeError, "this client is not logged in");
+        return NULL;
+    }
+    r->insecure = a->insecure;
+    r->timeout_ms = DEFAULT_TIMEOUT_MS;
+    mx_account_incref(a);
+    r->account = a;
+    return launch(r, fut);
 }

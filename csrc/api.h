@@ -44,6 +44,7 @@ MX_API(upload);
 MX_API(upload_file);
 MX_API(download);
 MX_API(thumbnail);
+MX_API(history);
 #undef MX_API
 
 #define MX_API_DEF(name, doc) {#name, (PyCFunction)mx_api_##name, METH_VARARGS, doc}
@@ -89,6 +90,8 @@ MX_API(thumbnail);
     MX_API_DEF(upload_file, "(future, path, content_type, filename=None), streamed."),         \
     MX_API_DEF(download, "(future, server_name, media_id, max_bytes, path=None)"),             \
     MX_API_DEF(thumbnail, "(future, server_name, media_id, width, height, method, max_bytes, " \
-                          "path=None)")
+                          "path=None)"),                                               \
+    MX_API_DEF(history, "(future, room_id, from_token, backwards, until_event_id, until_ts, " \
+                        "limit, page_size, filter) pages /messages; resolves with a History")
 
 #endif

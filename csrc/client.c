@@ -5,6 +5,8 @@
 
 #include "api.h"
 #include "event.h"
+#include "historyobj.h"
+#include "paging.h"
 #include "pyjson.h"
 #include "roominfo.h"
 #include "sync.h"
@@ -272,6 +274,13 @@ static PyObject *media_result(mx_request *r) {
     return res;
 }
 
+/* The aggregated history moves into a History object. */
+static PyObject *history_result(mx_state *st, mx_request *r) {
+    mx_history *h = r->paging->history;
+    r->paging->history = NULL;
+    return mx_History_new(st, h);
+}
+
 static void deliver_json(mx_state *st, mx_request *r) {
     PyObject *fut = r->py_future;
     r->py_future = NULL;
@@ -285,9 +294,10 @@ static void deliver_json(mx_state *st, mx_request *r) {
             Py_XDECREF(res);
             if (!res) PyErr_WriteUnraisable(fut);
         } else {
-            PyObject *value = r->status != MX_OK        ? make_error(st, r)
-                              : r->kind == MX_KIND_MEDIA ? media_result(r)
-                                                         : mx_json_to_py(r->json);
+            PyObject *value = r->status != MX_OK          ? make_error(st, r)
+                              : r->kind == MX_KIND_MEDIA   ? media_result(r)
+                              : r->kind == MX_KIND_HISTORY ? history_result(st, r)
+                                                           : mx_json_to_py(r->json);
             if (!value) {
                 /* Conversion itself failed: hand that error to the awaiter. */
                 PyObject *type, *val, *tb;
@@ -366,6 +376,7 @@ void mx_client_deliver(mx_state *st, mx_request *r) {
     switch (r->kind) {
     case MX_KIND_JSON:
     case MX_KIND_MEDIA:
+    case MX_KIND_HISTORY:
         deliver_json(st, r);
         break;
     case MX_KIND_SYNC:

@@ -13,6 +13,7 @@
 
 #include "decode.h"
 #include "media.h"
+#include "paging.h"
 #include "sync.h"
 
 /* Error bodies are kept in memory whatever the request's cap; this bounds them. */
@@ -144,6 +145,7 @@ void mx_request_free(mx_request *r) {
     free(r->resp_content_type);
     free(r->resp_filename);
     free(r->state_of_room);
+    mx_paging_free(r->paging);
     if (r->token) {
         /* Do not leave credentials lying around in freed memory. */
         memset(r->token, 0, strlen(r->token));
@@ -484,7 +486,9 @@ static void finish(mx_request *r) {
     curl_multi_remove_handle(E.multi, r->easy);
     /* Media bodies are the result; /sync bodies are parsed into their
      * batch's arena by the decoder (sync.c). */
-    int keep_raw = (r->kind == MX_KIND_MEDIA || r->kind == MX_KIND_SYNC) && is_2xx(code);
+    int keep_raw = (r->kind == MX_KIND_MEDIA || r->kind == MX_KIND_SYNC ||
+                    r->kind == MX_KIND_HISTORY) &&
+                   is_2xx(code);
     if (r->status == MX_OK && r->response.len > 0 && !keep_raw)
         r->json = cJSON_ParseWithLength(r->response.data, r->response.len);
     if (r->status == MX_OK && !is_2xx(code)) {
@@ -507,6 +511,10 @@ static void finish(mx_request *r) {
         r->response.data = NULL;
         r->response.len = r->response.cap = 0;
     }
+    /* History: the next page goes out on the same request. */
+    if (r->kind == MX_KIND_HISTORY && r->status == MX_OK && mx_paging_page_done(r) &&
+        requeue(r, 0) == 0)
+        return;
     if (r->kind == MX_KIND_SYNC)
         mx_sync_finished(r);
     else

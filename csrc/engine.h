@@ -44,7 +44,8 @@ typedef enum {
     MX_KIND_JSON,        /* resolve the future with the parsed JSON */
     MX_KIND_MEDIA,       /* resolve with the raw body (bytes or a file) + headers */
     MX_KIND_SYNC,        /* engine-made /sync; deliver a batch to the account */
-    MX_KIND_SYNC_STOPPED /* no transfer: tells the loop a sync loop ended */
+    MX_KIND_SYNC_STOPPED, /* no transfer: tells the loop a sync loop ended */
+    MX_KIND_HISTORY      /* paged /messages (paging.c); resolve with a History */
 } mx_kind;
 
 typedef enum {
@@ -59,6 +60,7 @@ typedef enum {
 } mx_status;
 
 typedef struct mx_batch mx_batch;
+typedef struct mx_paging mx_paging;
 typedef struct mx_account mx_account;
 
 /* Where a media request's 2xx body goes when it is not kept in memory:
@@ -107,6 +109,7 @@ typedef struct mx_request {
     int attempts;
     int used_fallback;
     char *state_of_room; /* owned, may be NULL: apply a 2xx state list to the cache */
+    mx_paging *paging;   /* owned, for MX_KIND_HISTORY */
     int64_t not_before_ms; /* monotonic time before which it must not start */
     struct mx_request *next;
 } mx_request;

@@ -239,6 +239,19 @@ class Client:
         path: _Path | None = ...,
         /,
     ) -> int: ...
+    def history(
+        self,
+        future: _Fut,
+        room_id: str,
+        from_token: str | None = ...,
+        backwards: bool = ...,
+        until_event_id: str | None = ...,
+        until_ts: int = ...,
+        limit: int = ...,
+        page_size: int = ...,
+        filter: str | None = ...,
+        /,
+    ) -> int: ...
     def set_token(self, token: str | None, /) -> None: ...
     def cancel(self, request_id: int, /) -> None: ...
     def start_sync(

@@ -47,6 +47,9 @@ SYNC_FILTER = json.dumps(
     separators=(",", ":"),
 )
 
+# Member state comes along for the senders of each page.
+HISTORY_FILTER = json.dumps({"lazy_load_members": True}, separators=(",", ":"))
+
 _attached_loop: asyncio.AbstractEventLoop | None = None
 
 
@@ -506,6 +509,36 @@ class MatrixClient:
             if isinstance(servers, list)
             else [],
         )
+
+    async def history(
+        self,
+        room_id: str,
+        from_token: str | None = None,
+        *,
+        backwards: bool = True,
+        until_event_id: str | None = None,
+        until_ts: int | None = None,
+        limit: int = 0,
+        page_size: int = 100,
+    ) -> History:
+        """Pages ``/rooms/{id}/messages`` from ``from_token`` (a ``prev_batch``,
+        or None for the live end) until ``until_event_id`` or ``until_ts``
+        (both excluded), ``limit`` events, or the start of the room. Every
+        page is fetched, parsed and decoded on the engine thread, and the
+        whole is aggregated there (edits applied, reactions gathered,
+        redacted events dropped); the History holds it oldest first."""
+        history: History = await self._call(
+            self._c.history,
+            room_id,
+            from_token,
+            backwards,
+            until_event_id,
+            -1 if until_ts is None else until_ts,
+            limit,
+            page_size,
+            HISTORY_FILTER,
+        )
+        return history
 
     async def relations(
         self,
