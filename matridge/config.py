@@ -35,3 +35,22 @@ MESSAGE_ID_MEMORY__DOC = (
     "How many recent Matrix event ids each session remembers, so that an event "
     "the homeserver delivers twice reaches XMPP once."
 )
+
+BACKFILL_EVENTS = 100
+BACKFILL_EVENTS__DOC = (
+    "How many Matrix events at most are fetched into a group chat's XMPP archive "
+    "when the user first joins it (and to fill a hole after downtime)."
+)
+
+GAP_FILL_EVENTS = 1000
+GAP_FILL_EVENTS__DOC = (
+    "After a long disconnection the homeserver sends only a room's latest events; "
+    "this many events at most of the gap before them are fetched and relayed, so "
+    "no message is skipped."
+)
+
+RECENT_EVENTS_CACHE = 200
+RECENT_EVENTS_CACHE__DOC = (
+    "How many recent events each group chat keeps at hand to quote replies "
+    "without asking the homeserver."
+)

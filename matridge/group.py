@@ -8,25 +8,45 @@
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
 
 from slidge.group import LegacyBookmarks, LegacyMUC, LegacyParticipant
-from slidge.util.types import MucType, SpaceMetadata, XMPPMessage
+from slidge.util.types import (
+    HoleBound,
+    MessageReference,
+    MucType,
+    SpaceMetadata,
+    XMPPMessage,
+)
 from slixmpp.exceptions import XMPPError
 
-from .matrix import Event, MatrixError, NetworkError, RoomInfo
+from . import config
+from .matrix import Event, MatrixError, NetworkError, RoomInfo, decode_event
 from .util import (
     MatrixMixin,
     jid_local_to_matrix_id,
     localpart,
     matrix_id_to_jid_local,
+    message_text,
 )
 
 if TYPE_CHECKING:
     from .session import Session
 
 log = logging.getLogger(__name__)
+
+
+class HistoryLike(Protocol):
+    """Aggregated history (a :class:`~matridge.matrix.History`, or part of one)."""
+
+    @property
+    def events(self) -> tuple[Event, ...]: ...
+    def replacement(self, event_id: str, /) -> Event | None: ...
+    def reactions(self, event_id: str, /) -> dict[str, list[str]]: ...
+
 
 # A Matrix event may be 65,536 bytes in all; leave room for the envelope.
 MAX_BODY_BYTES = 60000
@@ -56,14 +76,64 @@ class MUC(LegacyMUC[Participant]):
             raise XMPPError("item-not-found", "This Matrix room is not known yet.")
         return info
 
-    async def get_message(self, msg_id: str) -> dict[str, Any] | None:
-        """The Matrix event `msg_id` of this room, or None if there is none."""
+    def remember_event(self, event: Event) -> None:
+        """Keeps a recent message at hand for get_message (a bounded cache).
+        Its source is kept, not the view, which would pin its whole batch."""
+        if event.event_id is None or event.kind not in ("message", "sticker"):
+            return
+        cache = self._recent
+        cache[event.event_id] = event.source
+        cache.move_to_end(event.event_id)
+        while len(cache) > config.RECENT_EVENTS_CACHE:
+            cache.popitem(last=False)
+
+    @property
+    def _recent(self) -> OrderedDict[str, dict[str, Any]]:
         try:
-            return await self.session.matrix.room_event(self.legacy_id, msg_id)
+            return self.__recent
+        except AttributeError:
+            self.__recent: OrderedDict[str, dict[str, Any]] = OrderedDict()
+            return self.__recent
+
+    async def get_message(self, msg_id: str) -> Event | None:
+        """The decoded Matrix event `msg_id` of this room: from the recent
+        events first, else from the homeserver. None if there is no such
+        event (or the user may not see it)."""
+        source = self._recent.get(msg_id)
+        if source is not None:
+            return decode_event(self.legacy_id, source)
+        try:
+            return await self.session.matrix.get_event(self.legacy_id, msg_id)
         except MatrixError as e:
-            if e.status in (403, 404):
+            if e.status in (400, 403, 404):
                 return None
             raise
+        except NetworkError as e:
+            log.warning("Could not fetch event %s: %s", msg_id, e)
+            return None
+
+    async def reply_reference(
+        self, event: Event, history: HistoryLike | None = None
+    ) -> MessageReference | None:
+        """The XEP-0461 quote for a reply: the replied-to message's author and
+        text, from this history, the recent events or the homeserver."""
+        target_id = event.in_reply_to
+        if target_id is None or event.is_falling_back:
+            return None
+        target = None
+        if history is not None:
+            target = next((e for e in history.events if e.event_id == target_id), None)
+        if target is None:
+            target = await self.get_message(target_id)
+        if target is None or target.sender is None:
+            return MessageReference(target_id)
+        author: Any = (
+            "user"
+            if target.sender == self.session.user_id
+            else await self.participant_for(target.sender)
+        )
+        body = message_text(target.message)
+        return MessageReference(target_id, author, body)
 
     async def update_info(self) -> None:
         """Name, subject (topic) and participant count from the room's state."""
@@ -111,17 +181,128 @@ class MUC(LegacyMUC[Participant]):
     async def on_matrix_event(self, event: Event) -> None:
         """Shows one live timeline event of this room to the XMPP user."""
         etype = event.type
-        if etype == "m.room.message":
+        if event.kind in ("message", "sticker", "encrypted"):
             if self.session.is_own_echo(event):
+                self.remember_event(event)
                 return
-            sender = event.sender
-            assert sender is not None  # invalid events never get here
-            part = await self.participant_for(sender)
-            part.send_matrix_message(event)
+            await self.relay(event)
         elif etype == "m.room.name" or etype == "m.room.canonical_alias":
             self.name = self.get_room().display_name
         elif etype == "m.room.topic":
             self.subject = self.get_room().topic or ""
+
+    async def relay(
+        self,
+        event: Event,
+        archive_only: bool = False,
+        history: HistoryLike | None = None,
+    ) -> None:
+        """One message-like event to XMPP, from its sender's occupant (the
+        user's own occupant for their own messages), with its reply quote;
+        from history, with its latest edit applied and its reactions."""
+        sender = event.sender
+        assert sender is not None  # invalid events never get here
+        part = await self.participant_for(sender)
+        event_id = event.event_id or ""
+        part.send_matrix_message(
+            event,
+            archive_only=archive_only,
+            replacement=history.replacement(event_id) if history else None,
+            reply_to=await self.reply_reference(event, history),
+        )
+        self.remember_event(event)
+        if history is None:
+            return
+        for reactor, keys in history.reactions(event_id).items():
+            occupant = await self.participant_for(reactor)
+            occupant.react(event_id, keys, archive_only=archive_only)
+
+    async def relay_history(self, history: HistoryLike, archive_only: bool) -> int:
+        """Relays paged history, oldest first; returns how many events went."""
+        n = 0
+        for event in history.events:
+            sender = event.sender
+            if sender is None:
+                continue
+            if event.kind in ("message", "sticker", "encrypted"):
+                await self.relay(event, archive_only=archive_only, history=history)
+            elif event.kind == "reaction" and event.relates_to and event.reaction_key:
+                # A reaction to a message older than this history.
+                occupant = await self.participant_for(sender)
+                occupant.react(
+                    event.relates_to, [event.reaction_key], archive_only=archive_only
+                )
+            elif event.kind == "redaction" and event.redacts:
+                # The removal of a message older than this history.
+                occupant = await self.participant_for(sender)
+                occupant.retract(event.redacts, archive_only=archive_only)
+            else:
+                continue
+            n += 1
+        return n
+
+    async def backfill(
+        self,
+        after: HoleBound | None = None,
+        before: HoleBound | None = None,
+        *,
+        oldest_message_id: str | None = None,
+        oldest_message_date: datetime | None = None,
+    ) -> None:
+        """Fills slidge's archive of this room with Matrix history, sent with
+        ``archive_only=True`` at its original times.
+
+        Fetches what is older than ``before`` (slidge's oldest live message;
+        also given as the original design's ``oldest_message_id`` /
+        ``oldest_message_date``) back to ``after`` (the newest message the
+        archive already holds, excluded) or at most ``BACKFILL_EVENTS``
+        events. Edits are applied, redacted messages left out, reactions
+        added; the archive never holds an event twice."""
+        start_id = before.id if before else oldest_message_id
+        start_date = before.timestamp if before else oldest_message_date
+        matrix = self.session.matrix
+        from_token = None
+        if start_id is not None:
+            try:
+                context = await matrix.event_context(self.legacy_id, start_id, limit=0)
+                token = context.get("start")
+                from_token = token if isinstance(token, str) else None
+            except (MatrixError, NetworkError) as e:
+                log.warning("No context for %s in %s: %s", start_id, self.legacy_id, e)
+        history: HistoryLike = await matrix.history(
+            self.legacy_id,
+            from_token,
+            until_event_id=after.id if after else None,
+            limit=config.BACKFILL_EVENTS,
+        )
+        if from_token is None and (start_id is not None or start_date is not None):
+            # Paged from the live end: leave out what the archive has already.
+            history = _older_part(history, start_id, start_date)
+        n = await self.relay_history(history, archive_only=True)
+        log.debug("Backfilled %d events of %s", n, self.legacy_id)
+
+    def newest_archived_id(self) -> str | None:
+        """The Matrix event id of the newest message in slidge's archive."""
+        store = self.xmpp.store
+        with store.session() as orm:
+            newest = store.mam.get_most_recent_with_legacy_id(orm, self.stored.id)
+            return None if newest is None else newest.legacy_id
+
+    async def fill_gap(self, prev_batch: str) -> None:
+        """A sync timeline came ``limited``: relays the events between what
+        the user last got and that timeline, so none is skipped."""
+        history = await self.session.matrix.history(
+            self.legacy_id,
+            prev_batch,
+            until_event_id=self.newest_archived_id(),
+            limit=config.GAP_FILL_EVENTS,
+        )
+        seen = self.session.seen_ids
+        fresh = tuple(e for e in history.events if (e.event_id or "") not in seen)
+        n = await self.relay_history(_Filtered(history, fresh), archive_only=False)
+        for e in fresh:
+            seen.add(e.event_id or "")
+        log.info("Filled a gap of %d events in %s", n, self.legacy_id)
 
     async def on_message(self, message: XMPPMessage) -> str:
         """Sends the user's group chat message to the Matrix room."""
@@ -204,3 +385,31 @@ class Bookmarks(LegacyBookmarks[MUC]):
 
     async def fetch_space_metadata(self, legacy_id: str) -> SpaceMetadata:
         raise XMPPError("feature-not-implemented", "Matrix spaces are not shown.")
+
+
+class _Filtered:
+    """A History restricted to the events before a given one or time."""
+
+    def __init__(self, history: HistoryLike, events: tuple[Event, ...]) -> None:
+        self._history = history
+        self.events = events
+
+    def replacement(self, event_id: str) -> Event | None:
+        return self._history.replacement(event_id)
+
+    def reactions(self, event_id: str) -> dict[str, list[str]]:
+        return self._history.reactions(event_id)
+
+
+def _older_part(
+    history: HistoryLike, event_id: str | None, date: datetime | None
+) -> _Filtered:
+    events = history.events
+    if event_id is not None:
+        ids = [e.event_id for e in events]
+        if event_id in ids:
+            events = events[: ids.index(event_id)]
+    if date is not None:
+        limit = date.timestamp() * 1000
+        events = tuple(e for e in events if e.origin_server_ts < limit)
+    return _Filtered(history, events)

@@ -47,6 +47,19 @@ SYNC_FILTER = json.dumps(
     separators=(",", ":"),
 )
 
+
+def decode_event(room_id: str, source: dict[str, Any]) -> Event:
+    """One event (as a dict, e.g. from ``/rooms/{id}/event``) through the same
+    C decoder as sync, as an :class:`Event` view."""
+    body = {
+        "next_batch": "-",
+        "rooms": {"join": {room_id: {"timeline": {"events": [source]}}}},
+    }
+    (room,) = _core.decode_sync(json.dumps(body).encode()).rooms
+    (event,) = room.timeline
+    return event
+
+
 # Member state comes along for the senders of each page.
 HISTORY_FILTER = json.dumps({"lazy_load_members": True}, separators=(",", ":"))
 
@@ -302,6 +315,10 @@ class MatrixClient:
         snapshot."""
         await self.room_state(room_id)
         return self.rooms.get(room_id)
+
+    async def get_event(self, room_id: str, event_id: str) -> Event:
+        """``/rooms/{id}/event/{id}``, decoded like a sync event."""
+        return decode_event(room_id, await self.room_event(room_id, event_id))
 
     async def room_event(self, room_id: str, event_id: str) -> dict[str, Any]:
         res = await self._call(self._c.room_event, room_id, event_id)

@@ -177,6 +177,19 @@ class Session(BaseSession):  # type: ignore[type-arg]
                     self._seen.add(ev.event_id)
             return
         muc: MUC | None = None
+        if room.limited and room.prev_batch:
+            # Events were left out before this timeline: fetch them first.
+            muc = await self.bookmarks.show(room.room_id)
+            if muc is None:
+                return
+            try:
+                await muc.fill_gap(room.prev_batch)
+            except (MatrixError, NetworkError) as e:
+                self.log.warning("Could not fill the gap in %s: %s", room.room_id, e)
+                self.send_gateway_message(
+                    f"Some messages of a Matrix room could not be fetched ({e}); "
+                    "they are in its history on Matrix."
+                )
         for ev in room.timeline:
             if ev.event_id is None or ev.event_id in self._seen:
                 continue
@@ -203,6 +216,11 @@ class Session(BaseSession):  # type: ignore[type-arg]
         self.forget_announced(room.room_id)
         if muc is not None:
             await self.bookmarks.remove(muc, reason="You left this room on Matrix.")
+
+    @property
+    def seen_ids(self) -> RecentIds:
+        """Event ids already relayed (or deliberately skipped)."""
+        return self._seen
 
     def is_own_echo(self, event: Event) -> bool:
         """True for events this gateway sent: slidge already showed them.

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 from slixmpp.jid import unescape_node
 
 if TYPE_CHECKING:
-    from slixmpp import Message
+    from slidge.util.types import MessageReference
+    from slixmpp import Message as XMPPMessage
 
-    from .matrix import Event
+    from .matrix import Event, Message
 
 log = logging.getLogger(__name__)
 
@@ -79,29 +80,71 @@ def timestamp(event: Event) -> datetime | None:
     return datetime.fromtimestamp(ts / 1000, tz=UTC) if ts > 0 else None
 
 
-def message_text(event: Event) -> str | None:
-    """The text XMPP shows for an ``m.room.message``, or None if it has none."""
-    body = event.body
-    if body is None:
+ENCRYPTED_PLACEHOLDER = (
+    "🔒 This message is end-to-end encrypted, and this gateway cannot decrypt "
+    "it yet. Read it in a Matrix client."
+)
+
+
+def message_text(message: Message | None) -> str | None:
+    """The text XMPP shows for a message's content, or None if it has none."""
+    if message is None:
         return None
-    if event.msgtype == "m.emote":
-        return "/me " + body
-    return body
+    text = message.text or message.body
+    if not text:
+        return None
+    if message.msgtype == "m.emote":
+        return "/me " + text
+    if message.msgtype == "m.location" and message.geo_uri:
+        return f"{text} {message.geo_uri}"
+    return text
 
 
 class _Sender(Protocol):
     def send_text(
         self, body: str, legacy_msg_id: str | None = None, **kwargs: Any
-    ) -> Message | None: ...
+    ) -> XMPPMessage | None: ...
+
+    def correct(self, legacy_msg_id: str, new_text: str, **kwargs: Any) -> None: ...
 
 
 class MatrixMixin:
     """Sends decoded Matrix events to XMPP as this entity."""
 
     def send_matrix_message(
-        self: _Sender, event: Event, archive_only: bool = False
+        self: _Sender,
+        event: Event,
+        archive_only: bool = False,
+        replacement: Event | None = None,
+        reply_to: MessageReference | None = None,
     ) -> None:
-        text = message_text(event)
+        """An ``m.room.message``, ``m.sticker`` or ``m.room.encrypted`` event.
+
+        ``replacement`` is the latest edit of the event, applied already (in
+        history); a live edit arrives as its own event and becomes a
+        correction of the original."""
+        when = timestamp(event)
+        if event.encrypted:
+            self.send_text(
+                ENCRYPTED_PLACEHOLDER,
+                legacy_msg_id=event.event_id,
+                when=when,
+                archive_only=archive_only,
+            )
+            return
+        if event.rel_type == "m.replace" and event.relates_to and event.new_message:
+            text = message_text(event.new_message)
+            if text is not None:
+                self.correct(
+                    event.relates_to,
+                    text,
+                    when=when,
+                    archive_only=archive_only,
+                    correction_event_id=event.event_id,
+                )
+            return
+        content = replacement.new_message if replacement else event.message
+        text = message_text(content)
         if text is None:
             log.info(
                 "Matrix event %s (%s) has no text body; not shown",
@@ -112,6 +155,8 @@ class MatrixMixin:
         self.send_text(
             text,
             legacy_msg_id=event.event_id,
-            when=timestamp(event),
+            when=when,
+            reply_to=reply_to,
+            thread=event.thread_root,
             archive_only=archive_only,
         )

@@ -27,7 +27,8 @@ def gateway(
     prosody: Prosody,
     synapse: Synapse,
 ) -> Iterator[Gateway]:
-    gw = Gateway(tmp_path_factory.mktemp("gateway"), prosody)
+    # Enough backfill for the 1000-message history test.
+    gw = Gateway(tmp_path_factory.mktemp("gateway"), prosody, "--backfill-events=1500")
     gw.start()
     try:
         yield gw

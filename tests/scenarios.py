@@ -3,6 +3,7 @@ with the gateway, in a Matrix room with a friend, joined as a MUC."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -12,6 +13,7 @@ from slixmpp import Message
 from tests.conftest import Person, new_matrix_user
 from tests.harness.matrix_user import MatrixUser
 from tests.harness.synapse import Synapse
+from tests.harness.xmpp_client import XmppError
 
 
 def groupchat_from(room_jid: str, body: str | None = None):  # type: ignore[no-untyped-def]
@@ -76,3 +78,17 @@ async def club(person: Person, synapse: Synapse) -> AsyncIterator[Club]:
     room_jid = person.room_jid(room_id)
     presences = await person.xmpp.join_muc(room_jid, person.name)
     yield Club(person, friend, room_id, room_jid, presences[-1]["from"].resource)
+
+
+async def rejoin_after_restart(club: Club, within: float = 60) -> None:
+    """Joins the MUC again once the restarted gateway has logged the user in
+    (until then it refuses the join)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        try:
+            await club.person.xmpp.join_muc(club.room_jid, club.person.name)
+            return
+        except XmppError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(1)

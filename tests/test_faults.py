@@ -15,7 +15,7 @@ import pytest
 
 from tests.harness.gateway import Gateway
 from tests.harness.matrix_user import MatrixUser
-from tests.scenarios import Club, groupchat_from
+from tests.scenarios import Club, groupchat_from, rejoin_after_restart
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -122,7 +122,7 @@ async def test_a_repeated_xmpp_message_reaches_matrix_once(
     await club.friend.wait_for_message_async(club.room_id, body_is("only once, please"))
     gateway.kill()
     gateway.start()
-    await club.person.xmpp.join_muc(club.room_jid, club.person.name)
+    await rejoin_after_restart(club)
     msg.send()
     # An echo of the resend, if there were one, would come before this.
     club.friend.send_text(club.room_id, "after the resend")
