@@ -3,6 +3,7 @@
     python -m bench            # the full run (tens of MB, 100 and 1000 accounts)
     python -m bench --quick    # small sizes, for development
     python -m bench --only decode,stall
+    python -m bench --only history
 
 The raw results also go to build/bench/results.json (``--only`` replaces its
 parts there when the sizes match); ``--render`` rewrites the page from that
@@ -16,12 +17,20 @@ import json
 import sys
 from typing import Any
 
-from . import decode_bench, idle_bench, machine, report, stall_bench, syncgen
+from . import (
+    decode_bench,
+    history_bench,
+    idle_bench,
+    machine,
+    report,
+    stall_bench,
+    syncgen,
+)
 from .procstat import ROOT
 
 CACHE = ROOT / "build" / "bench"
 DOCS = ROOT / "docs"
-PARTS = ("decode", "stall", "idle")
+PARTS = ("decode", "stall", "idle", "history")
 
 
 def main(argv: list[str]) -> None:
@@ -42,17 +51,28 @@ def main(argv: list[str]) -> None:
         results: dict[str, Any] = json.loads(raw.read_text())
     else:
         results = measure(args)
+        stamp = _stamp(results["machine"])
+        results["measured"] = {p: stamp for p in PARTS if p in results}
         if raw.exists() and set(results) != {"config", "machine", *PARTS}:
             # A partial run replaces its parts of the last run of the same kind.
             last = json.loads(raw.read_text())
             if last["config"] == results["config"]:
-                results = {**last, **results}
+                earlier = last.get("measured") or {
+                    p: _stamp(last["machine"]) for p in PARTS if p in last
+                }
+                measured = {**earlier, **results["measured"]}
+                results = {**last, **results, "measured": measured}
         CACHE.mkdir(parents=True, exist_ok=True)
         raw.write_text(json.dumps(results, indent=1))
     image = DOCS / "benchmarks.png"
     report.plot(results, image)
     (DOCS / "benchmarks.md").write_text(report.markdown(results, image.name))
     print(f"wrote {DOCS / 'benchmarks.md'} and {image}", file=sys.stderr)
+
+
+def _stamp(machine_info: dict[str, str]) -> str:
+    """When and at which commit a part was measured."""
+    return f"{machine_info.get('Date (UTC)', '?')}, {machine_info.get('matridge', '?')}"
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -87,6 +107,16 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         print("idle-scale benchmark", file=sys.stderr)
         results["idle"] = [
             r.__dict__ for r in idle_bench.run(idle_sizes, nio_sizes, CACHE)
+        ]
+    if "history" in parts:
+        count, reps = (
+            (history_bench.QUICK_EVENTS, 7)
+            if args.quick
+            else (history_bench.FULL_EVENTS, 15)
+        )
+        print(f"history benchmark ({count} events)", file=sys.stderr)
+        results["history"] = [
+            r.__dict__ for r in history_bench.run(count, reps, args.seed, CACHE)
         ]
     return results
 
