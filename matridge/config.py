@@ -54,3 +54,10 @@ RECENT_EVENTS_CACHE__DOC = (
     "How many recent events each group chat keeps at hand to quote replies "
     "without asking the homeserver."
 )
+
+SEND_RETRY_SECONDS = 120
+SEND_RETRY_SECONDS__DOC = (
+    "How long a message from XMPP is retried while the homeserver is unreachable "
+    "or failing, before the sender is told it was not sent. Retries reuse the "
+    "transaction id, so Matrix never gets the message twice."
+)

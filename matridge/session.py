@@ -63,6 +63,7 @@ class Session(BaseSession):  # type: ignore[type-arg]
         self.matrix: MatrixClient = None  # type: ignore[assignment]  # set by login
         self.user_id: str = str(self.user.legacy_module_data.get("user_id", ""))
         self._seen = RecentIds(config.MESSAGE_ID_MEMORY)
+        self._send_locks: dict[str, asyncio.Lock] = {}
         self._queue: asyncio.Queue[SyncBatch | None] = asyncio.Queue()
         self._consumer: asyncio.Task[None] | None = None
 
@@ -283,10 +284,15 @@ class Session(BaseSession):  # type: ignore[type-arg]
     async def send_to_matrix(
         self, room_id: str, event_type: str, content: dict[str, Any]
     ) -> str:
+        txn_id = self._txn_id()
+        # One send at a time per room, so retries through an outage keep the
+        # messages in the order they came.
+        lock = self._send_locks.setdefault(room_id, asyncio.Lock())
         try:
-            event_id = await self.matrix.send_event(
-                room_id, event_type, content, self._txn_id()
-            )
+            async with lock:
+                event_id = await self._send_with_retries(
+                    room_id, event_type, content, txn_id
+                )
         except MatrixError as e:
             raise XMPPError(
                 "not-allowed" if e.status == 403 else "service-unavailable",
@@ -299,3 +305,27 @@ class Session(BaseSession):  # type: ignore[type-arg]
             ) from e
         self._seen.add(event_id)  # so its return through sync is skipped
         return event_id
+
+    async def _send_with_retries(
+        self, room_id: str, event_type: str, content: dict[str, Any], txn_id: str
+    ) -> str:
+        """Sends, retrying through outages (network errors, 5xx) with backoff
+        for up to SEND_RETRY_SECONDS. The transaction id stays the same, so a
+        send that did reach the homeserver is not repeated."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + config.SEND_RETRY_SECONDS
+        delay = 0.5
+        while True:
+            try:
+                return await self.matrix.send_event(
+                    room_id, event_type, content, txn_id
+                )
+            except (MatrixError, NetworkError) as e:
+                transient = isinstance(e, NetworkError) or e.status >= 500
+                if not transient or loop.time() + delay > deadline:
+                    raise
+                self.log.info(
+                    "Send to %s failed (%s); retrying in %.1fs", room_id, e, delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)

@@ -8,13 +8,16 @@ import json
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from tests.harness.gateway import Gateway
+from tests.harness.matrix_user import MatrixError as MatrixUserError
 from tests.harness.matrix_user import MatrixUser
+from tests.harness.synapse import Synapse
 from tests.scenarios import Club, groupchat_from, rejoin_after_restart
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -135,3 +138,75 @@ async def test_a_repeated_xmpp_message_reaches_matrix_once(
         if e["type"] == "m.room.message"
     ]
     assert bodies.count("only once, please") == 1
+
+
+def send_reliably(user: MatrixUser, room_id: str, body: str, txn: str) -> None:
+    """Like a Matrix client: the same transaction id until the send succeeds."""
+    path = f"/rooms/{urllib.parse.quote(room_id)}/send/m.room.message/{txn}"
+    while True:
+        try:
+            user.request("PUT", path, {"msgtype": "m.text", "body": body})
+            return
+        except (OSError, MatrixUserError) as e:
+            if isinstance(e, MatrixUserError) and e.status < 500:
+                raise
+            time.sleep(0.5)
+
+
+def room_bodies(user: MatrixUser, room_id: str) -> list[str]:
+    """Every message body of the room, oldest first (raw HTTP paging)."""
+    bodies: list[str] = []
+    token: str | None = None
+    while True:
+        query = {"dir": "b", "limit": "500", **({"from": token} if token else {})}
+        page = user.request(
+            "GET", f"/rooms/{urllib.parse.quote(room_id)}/messages", query=query
+        )
+        bodies += [
+            e["content"].get("body", "")
+            for e in page["chunk"]
+            if e.get("type") == "m.room.message"
+        ]
+        token = page.get("end")
+        if not token or not page["chunk"]:
+            return bodies[::-1]
+
+
+async def test_synapse_restarts_during_streams_in_both_directions(
+    club: Club, synapse: Synapse
+) -> None:
+    n = 500
+    to_xmpp = [f"m2x {i:03d}" for i in range(n)]
+    to_matrix = [f"x2m {i:03d}" for i in range(n)]
+
+    def matrix_side() -> None:
+        for i, body in enumerate(to_xmpp):
+            send_reliably(club.friend, club.room_id, body, f"stream-{i}")
+
+    async def xmpp_side() -> None:
+        for body in to_matrix:
+            club.person.xmpp.send_groupchat(club.room_jid, body)
+            await asyncio.sleep(0.01)
+
+    def restarts() -> None:
+        for _ in range(3):
+            time.sleep(2)
+            synapse.restart()
+
+    await asyncio.gather(
+        asyncio.to_thread(matrix_side), xmpp_side(), asyncio.to_thread(restarts)
+    )
+    deadline = time.monotonic() + 180
+    while True:
+        in_matrix = [
+            b
+            for b in await asyncio.to_thread(room_bodies, club.friend, club.room_id)
+            if b.startswith("x2m ")
+        ]
+        archived = await archived_bodies(club, "m2x ")
+        done = in_matrix == to_matrix and archived == to_xmpp
+        if done or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(2)
+    assert in_matrix == to_matrix  # each once, in order
+    assert archived == to_xmpp
