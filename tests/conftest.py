@@ -27,8 +27,12 @@ def gateway(
     prosody: Prosody,
     synapse: Synapse,
 ) -> Iterator[Gateway]:
-    # Enough backfill for the 1000-message history test.
-    gw = Gateway(tmp_path_factory.mktemp("gateway"), prosody, "--backfill-events=1500")
+    gw = Gateway(
+        tmp_path_factory.mktemp("gateway"),
+        prosody,
+        "--backfill-events=1500",  # enough for the 1000-message history test
+        "--sync-timeout-ms=5000",  # so outages longer than a long-poll are short
+    )
     gw.start()
     try:
         yield gw

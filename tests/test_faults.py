@@ -210,3 +210,26 @@ async def test_synapse_restarts_during_streams_in_both_directions(
         await asyncio.sleep(2)
     assert in_matrix == to_matrix  # each once, in order
     assert archived == to_xmpp
+
+
+async def test_a_revoked_token_is_reported_in_words(
+    club: Club, gateway: Gateway
+) -> None:
+    user_jid = str(club.person.xmpp.boundjid.bare)
+    with sqlite3.connect(gateway.home / "slidge.sqlite") as db:
+        (data,) = db.execute(
+            "SELECT legacy_module_data FROM user_account WHERE jid = ?", (user_jid,)
+        ).fetchone()
+    token = json.loads(data)["access_token"]
+    # Another client (here: plain HTTP) logs the gateway's device out.
+    MatrixUser(club.friend.base_url, token, "").request("POST", "/logout", {})
+    notice = await club.person.xmpp.wait_message(
+        lambda m: (
+            m["from"].bare == club.person.gateway_jid
+            and "Register again with your password" in m["body"]
+        ),
+        timeout=60,
+    )
+    assert "logged out or revoked" in notice["body"]
+    # The session stopped cleanly: the gateway is still there for others.
+    assert gateway.proc is not None and gateway.proc.poll() is None

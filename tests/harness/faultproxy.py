@@ -94,6 +94,7 @@ class FaultProxy:
         self._call(self._stop())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        self._loop.close()
 
     def add(self, fault: Fault) -> Fault:
         with self._lock:
@@ -135,6 +136,12 @@ class FaultProxy:
         await self._cut_all()
         if self._server:
             self._server.close()
+        # Finish every connection task here, not at garbage collection time
+        # after the loop is gone.
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _cut_all(self) -> None:
         for w in list(self._writers):
