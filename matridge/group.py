@@ -279,6 +279,10 @@ class MUC(LegacyMUC[Participant]):
             # Paged from the live end: leave out what the archive has already.
             history = _older_part(history, start_id, start_date)
         n = await self.relay_history(history, archive_only=True)
+        # What the archive now holds must not come again live from a sync
+        # batch that was already on its way.
+        for event in history.events:
+            self.session.seen_ids.add(event.event_id or "")
         log.debug("Backfilled %d events of %s", n, self.legacy_id)
 
     def newest_archived_id(self) -> str | None:
