@@ -4,6 +4,7 @@
     python -m bench --quick    # small sizes, for development
     python -m bench --only decode,stall
     python -m bench --only history
+    python -m bench --only backfill
 
 The raw results also go to build/bench/results.json (``--only`` replaces its
 parts there when the sizes match); ``--render`` rewrites the page from that
@@ -18,6 +19,7 @@ import sys
 from typing import Any
 
 from . import (
+    backfill_bench,
     decode_bench,
     history_bench,
     idle_bench,
@@ -30,7 +32,7 @@ from .procstat import ROOT
 
 CACHE = ROOT / "build" / "bench"
 DOCS = ROOT / "docs"
-PARTS = ("decode", "stall", "idle", "history")
+PARTS = ("decode", "stall", "idle", "history", "backfill")
 
 
 def main(argv: list[str]) -> None:
@@ -118,6 +120,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         results["history"] = [
             r.__dict__ for r in history_bench.run(count, reps, args.seed, CACHE)
         ]
+    if "backfill" in parts:
+        count, runs = (
+            (backfill_bench.QUICK_EVENTS, backfill_bench.QUICK_RUNS)
+            if args.quick
+            else (backfill_bench.FULL_EVENTS, backfill_bench.FULL_RUNS)
+        )
+        print(f"backfill benchmark ({count} events, {runs} runs)", file=sys.stderr)
+        results["backfill"] = backfill_bench.run(count, runs, args.seed, CACHE).__dict__
     return results
 
 

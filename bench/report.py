@@ -14,6 +14,7 @@ TARGET_IDLE_ACCOUNTS = 1000
 TARGET_HISTORY_EVENTS = 1000
 TARGET_HISTORY_MS = 500.0
 HISTORY_FLOOR = "aiohttp + orjson"
+TARGET_BACKFILL_EVENTS = 1000
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -109,7 +110,31 @@ def targets(results: dict[str, Any]) -> list[list[str]]:
             ]
         )
     rows += history_targets(results)
+    rows += backfill_targets(results)
     return rows
+
+
+def backfill_targets(results: dict[str, Any]) -> list[list[str]]:
+    want = (
+        f"time and peak memory to backfill {TARGET_BACKFILL_EVENTS} events "
+        "from Synapse into slidge's archive (no number set: reported)"
+    )
+    bf = results.get("backfill")
+    if not bf:
+        return [[want, "no backfill run", _verdict(None)]]
+    if bf["events"] < TARGET_BACKFILL_EVENTS:
+        return [[want, "this run backfilled fewer events", _verdict(None)]]
+    return [
+        [
+            want,
+            f"{bf['archive_s']:.2f} s median from the MUC join to a complete "
+            f"archive, {bf['cpu_s']:.2f} s of gateway CPU; gateway peak RSS "
+            f"+{bf['per_run'][0]['peak_mib']:.1f} MiB for its first backfill, "
+            f"+{bf['peak_mib']:.1f} MiB median "
+            f"({bf['peak_abs_mib']:.0f} MiB in all)",
+            "reported",
+        ]
+    ]
 
 
 def history_targets(results: dict[str, Any]) -> list[list[str]]:
@@ -479,6 +504,8 @@ def markdown(results: dict[str, Any], image: str) -> str:
         ]
     if results.get("history"):
         parts += ["", *history_section(results)]
+    if results.get("backfill"):
+        parts += ["", *backfill_section(results["backfill"])]
     parts += ["", f"![Benchmark plots]({image})", "", "## Machine", ""]
     parts.append(
         _table(["", ""], [[k, f"`{v}`"] for k, v in results["machine"].items()])
@@ -564,3 +591,66 @@ def _server_share(rows: list[Row]) -> str:
         f"takes {_ms(first)} ms (median), each later page (`from` a token, "
         f"deeper in the room) {_ms(later)} ms on average."
     )
+
+
+def backfill_section(bf: dict[str, Any]) -> list[str]:
+    n = bf["events"]
+
+    def row(label: str, r: dict[str, Any]) -> list[str]:
+        return [
+            label,
+            f"{r['archive_s']:.2f}",
+            f"{1e3 * r['presence_s']:.0f}",
+            f"{r['cpu_s']:.2f}",
+            f"{r['peak_mib']:.1f}",
+            f"{r['peak_abs_mib']:.0f}",
+            f"{1e3 * r['reread_s']:.0f}",
+            str(int(r["polls"])),
+        ]
+
+    runs = [row(f"run {i + 1}", r) for i, r in enumerate(bf["per_run"])]
+    return [
+        "## Backfill: a room's history into slidge's archive",
+        "",
+        "Real Synapse, Prosody and gateway processes (`tests.harness`, loopback, "
+        "on the same machine: the servers' time is in the figures, and they "
+        "share its cores), the gateway being `slidge --legacy-module=matridge` "
+        "without `--debug` (`bench/backfill_bench.py`); one gateway process "
+        "serves every run. For each "
+        f"run, a fresh room holds {n:,} messages from two users (plain text, "
+        "HTML-formatted messages and replies; one in seven by the XMPP user's "
+        "own Matrix account), sent before the measurement "
+        f"({bf['seed_s']:.1f} s per room, median); a fresh XMPP user registers "
+        "with the gateway (Matrix login, first sync) and the gateway is left "
+        "to go idle. The time runs from sending the MUC join (asking for no "
+        "history-on-join, as a MAM client does) until a MAM (XEP-0313) query "
+        f"of the room's archive returns all {n:,} messages, polling every "
+        "0.2 s. slidge fills the archive on the first MAM query (matridge's "
+        "`backfill`: `MatrixClient.history`, then each event relayed into the "
+        "archive at its original time) and answers that query once the fill "
+        "is done, so the figure includes reading the archive back; *Re-read* "
+        "is one more full MAM read afterwards, that reading alone. The "
+        "gateway's *CPU* (utime + stime, every thread) and *peak RSS* (VmHWM, "
+        "reset through /proc/PID/clear_refs just before the join; *over* the "
+        "RSS then, and in all) cover the timed window. The first run is the "
+        "gateway's first backfill: its heap grows for it, and the later runs "
+        "reuse that memory, hence their smaller peaks over the start.",
+        "",
+        "There is no peer to compare with: no other Matrix gateway (for slidge "
+        "or another XMPP component) runs on this machine, so these figures are "
+        "reported on their own, without a target.",
+        "",
+        _table(
+            [
+                "Run",
+                "Join to full archive s",
+                "Self-presence ms",
+                "Gateway CPU s",
+                "Peak RSS over MiB",
+                "Peak RSS MiB",
+                "Re-read ms",
+                "MAM queries",
+            ],
+            [*runs, row(f"**median** of {bf['runs']}", bf)],
+        ),
+    ]
