@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 DEBIAN_PACKAGES := gcc make python3-venv python3-dev prosody libcurl4-openssl-dev libcjson-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all test test-asan demo docs build asan fuzz lint typecheck check system-deps clean
+.PHONY: all test test-asan tsan demo docs build asan fuzz lint typecheck check system-deps clean
 
 all: build
 
@@ -71,6 +71,21 @@ ASAN_ENV = LD_PRELOAD=$$(gcc -print-file-name=libasan.so) \
 test-asan: asan
 	$(ASAN_ENV) $(PY) -m pytest -p no:cacheprovider -x; rc=$$?; \
 	$(PY) setup.py -q build_ext --inplace --force; exit $$rc
+
+# The engine under ThreadSanitizer: many clients starting and stopping sync
+# loops, cancelling requests and paging history at once (fuzz/tsan_stress.py).
+# Fails on any TSan report; then the normal build again.
+TSAN_ROUNDS ?= 20
+tsan: $(VENV)/.installed
+	@mkdir -p build
+	MATRIDGE_SANITIZE=thread $(PY) setup.py -q build_ext --inplace --force
+	TSAN_OPTIONS="halt_on_error=0 report_signal_unsafe=0" \
+	LD_PRELOAD=$$(gcc -print-file-name=libtsan.so) $(PY) -m fuzz.tsan_stress $(TSAN_ROUNDS) \
+	  > build/tsan.log 2>&1; rc=$$?; \
+	$(PY) setup.py -q build_ext --inplace --force; \
+	grep -E "^(round|ok)" build/tsan.log | tail -3; \
+	if grep -q "WARNING: ThreadSanitizer" build/tsan.log; then \
+	  grep -A30 "WARNING: ThreadSanitizer" build/tsan.log | head -60; exit 1; fi; exit $$rc
 
 # libFuzzer harnesses (clang, ASan + UBSan) over the decoder and history
 # pager, each for FUZZ_SECONDS; see docs/reliability.rst.

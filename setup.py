@@ -24,7 +24,11 @@ class BuildWithHelpHook(build_py):
 compile_args = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-fvisibility=hidden"]
 link_args: list[str] = []
 
-if os.environ.get("MATRIDGE_SANITIZE"):
+if os.environ.get("MATRIDGE_SANITIZE") == "thread":
+    flags = ["-fsanitize=thread", "-fno-omit-frame-pointer", "-g", "-O1"]
+    compile_args += [*flags, "-DMX_JSON_IN_ARENA=0"]
+    link_args += flags
+elif os.environ.get("MATRIDGE_SANITIZE"):
     flags = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g", "-O1"]
     # cJSON nodes get a malloc each, so ASan checks them one by one.
     compile_args += [*flags, "-DMX_JSON_IN_ARENA=0"]
