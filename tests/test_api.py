@@ -454,3 +454,17 @@ async def test_path_segments_and_query_values_are_percent_encoded() -> None:
         (seen,) = fake.requests_to("/_matrix/client/v3/rooms/%21r%3Ax%2Fy%3Fz/members")
         assert seen.query == {"at": ["s1&membership=join"], "membership": ["le ave"]}
         assert seen.headers["Authorization"] == "Bearer t"
+
+
+async def test_a_redirect_to_another_host_is_not_followed_with_the_token() -> None:
+    with fake_homeserver() as elsewhere, fake_homeserver() as hs:
+        elsewhere.route("/steal", Answer(body={"joined_rooms": []}))
+        hs.route(
+            "/_matrix/client/v3/joined_rooms",
+            Answer(status=302, headers={"Location": f"{elsewhere.base_url}/steal"}),
+        )
+        client = MatrixClient(hs.base_url, "secret-token")
+        with pytest.raises(MatrixError) as e:
+            await client.joined_rooms()
+        assert e.value.status == 302
+        assert elsewhere.requests_to("/steal") == []  # the token never left
