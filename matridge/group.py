@@ -11,7 +11,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from slidge.group import LegacyBookmarks, LegacyMUC, LegacyParticipant
 from slidge.util.types import (
@@ -24,7 +24,7 @@ from slidge.util.types import (
 from slixmpp.exceptions import XMPPError
 
 from . import config
-from .matrix import Event, MatrixError, NetworkError, RoomInfo, decode_event
+from .matrix import Event, History, MatrixError, NetworkError, RoomInfo
 from .util import (
     MatrixMixin,
     jid_local_to_matrix_id,
@@ -37,15 +37,6 @@ if TYPE_CHECKING:
     from .session import Session
 
 log = logging.getLogger(__name__)
-
-
-class HistoryLike(Protocol):
-    """Aggregated history (a :class:`~matridge.matrix.History`, or part of one)."""
-
-    @property
-    def events(self) -> tuple[Event, ...]: ...
-    def replacement(self, event_id: str, /) -> Event | None: ...
-    def reactions(self, event_id: str, /) -> dict[str, list[str]]: ...
 
 
 # A Matrix event may be 65,536 bytes in all; leave room for the envelope.
@@ -76,32 +67,29 @@ class MUC(LegacyMUC[Participant]):
             raise XMPPError("item-not-found", "This Matrix room is not known yet.")
         return info
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Recent messages as the decoder's lazy views, for get_message. A
+        # view keeps its batch (or history) alive: the count bounds that.
+        self._recent: OrderedDict[str, Event] = OrderedDict()
+
     def remember_event(self, event: Event) -> None:
-        """Keeps a recent message at hand for get_message (a bounded cache).
-        Its source is kept, not the view, which would pin its whole batch."""
+        """Keeps a recent message at hand for get_message (a bounded cache)."""
         if event.event_id is None or event.kind not in ("message", "sticker"):
             return
         cache = self._recent
-        cache[event.event_id] = event.source
+        cache[event.event_id] = event
         cache.move_to_end(event.event_id)
         while len(cache) > config.RECENT_EVENTS_CACHE:
             cache.popitem(last=False)
-
-    @property
-    def _recent(self) -> OrderedDict[str, dict[str, Any]]:
-        try:
-            return self.__recent
-        except AttributeError:
-            self.__recent: OrderedDict[str, dict[str, Any]] = OrderedDict()
-            return self.__recent
 
     async def get_message(self, msg_id: str) -> Event | None:
         """The decoded Matrix event `msg_id` of this room: from the recent
         events first, else from the homeserver. None if there is no such
         event (or the user may not see it)."""
-        source = self._recent.get(msg_id)
-        if source is not None:
-            return decode_event(self.legacy_id, source)
+        cached = self._recent.get(msg_id)
+        if cached is not None:
+            return cached
         try:
             return await self.session.matrix.get_event(self.legacy_id, msg_id)
         except MatrixError as e:
@@ -112,19 +100,14 @@ class MUC(LegacyMUC[Participant]):
             log.warning("Could not fetch event %s: %s", msg_id, e)
             return None
 
-    async def reply_reference(
-        self, event: Event, history: HistoryLike | None = None
-    ) -> MessageReference | None:
+    async def reply_reference(self, event: Event) -> MessageReference | None:
         """The XEP-0461 quote for a reply: the replied-to message's author and
-        text, from this history, the recent events or the homeserver."""
+        text, from the recent events (history is relayed oldest first, so a
+        reply's target within it is among them) or the homeserver."""
         target_id = event.in_reply_to
         if target_id is None or event.is_falling_back:
             return None
-        target = None
-        if history is not None:
-            target = next((e for e in history.events if e.event_id == target_id), None)
-        if target is None:
-            target = await self.get_message(target_id)
+        target = await self.get_message(target_id)
         if target is None or target.sender is None:
             return MessageReference(target_id)
         author: Any = (
@@ -195,7 +178,7 @@ class MUC(LegacyMUC[Participant]):
         self,
         event: Event,
         archive_only: bool = False,
-        history: HistoryLike | None = None,
+        history: History | None = None,
     ) -> None:
         """One message-like event to XMPP, from its sender's occupant (the
         user's own occupant for their own messages), with its reply quote;
@@ -208,7 +191,7 @@ class MUC(LegacyMUC[Participant]):
             event,
             archive_only=archive_only,
             replacement=history.replacement(event_id) if history else None,
-            reply_to=await self.reply_reference(event, history),
+            reply_to=await self.reply_reference(event),
         )
         self.remember_event(event)
         if history is None:
@@ -217,10 +200,13 @@ class MUC(LegacyMUC[Participant]):
             occupant = await self.participant_for(reactor)
             occupant.react(event_id, keys, archive_only=archive_only)
 
-    async def relay_history(self, history: HistoryLike, archive_only: bool) -> int:
-        """Relays paged history, oldest first; returns how many events went."""
+    async def relay_history(
+        self, history: History, events: tuple[Event, ...], archive_only: bool
+    ) -> int:
+        """Relays `events` of paged history, oldest first, with the edits and
+        reactions the history gathered; returns how many events went."""
         n = 0
-        for event in history.events:
+        for event in events:
             sender = event.sender
             if sender is None:
                 continue
@@ -269,19 +255,20 @@ class MUC(LegacyMUC[Participant]):
                 from_token = token if isinstance(token, str) else None
             except (MatrixError, NetworkError) as e:
                 log.warning("No context for %s in %s: %s", start_id, self.legacy_id, e)
-        history: HistoryLike = await matrix.history(
+        history = await matrix.history(
             self.legacy_id,
             from_token,
             until_event_id=after.id if after else None,
             limit=config.BACKFILL_EVENTS,
         )
-        if from_token is None and (start_id is not None or start_date is not None):
+        events = history.events
+        if from_token is None:
             # Paged from the live end: leave out what the archive has already.
-            history = _older_part(history, start_id, start_date)
-        n = await self.relay_history(history, archive_only=True)
+            events = _older_than(events, start_id, start_date)
+        n = await self.relay_history(history, events, archive_only=True)
         # What the archive now holds must not come again live from a sync
         # batch that was already on its way.
-        for event in history.events:
+        for event in events:
             self.session.seen_ids.add(event.event_id or "")
         log.debug("Backfilled %d events of %s", n, self.legacy_id)
 
@@ -303,7 +290,7 @@ class MUC(LegacyMUC[Participant]):
         )
         seen = self.session.seen_ids
         fresh = tuple(e for e in history.events if (e.event_id or "") not in seen)
-        n = await self.relay_history(_Filtered(history, fresh), archive_only=False)
+        n = await self.relay_history(history, fresh, archive_only=False)
         for e in fresh:
             seen.add(e.event_id or "")
         log.info("Filled a gap of %d events in %s", n, self.legacy_id)
@@ -391,24 +378,10 @@ class Bookmarks(LegacyBookmarks[MUC]):
         raise XMPPError("feature-not-implemented", "Matrix spaces are not shown.")
 
 
-class _Filtered:
-    """A History restricted to the events before a given one or time."""
-
-    def __init__(self, history: HistoryLike, events: tuple[Event, ...]) -> None:
-        self._history = history
-        self.events = events
-
-    def replacement(self, event_id: str) -> Event | None:
-        return self._history.replacement(event_id)
-
-    def reactions(self, event_id: str) -> dict[str, list[str]]:
-        return self._history.reactions(event_id)
-
-
-def _older_part(
-    history: HistoryLike, event_id: str | None, date: datetime | None
-) -> _Filtered:
-    events = history.events
+def _older_than(
+    events: tuple[Event, ...], event_id: str | None, date: datetime | None
+) -> tuple[Event, ...]:
+    """The events before `event_id` and older than `date` (either may be None)."""
     if event_id is not None:
         ids = [e.event_id for e in events]
         if event_id in ids:
@@ -416,4 +389,4 @@ def _older_part(
     if date is not None:
         limit = date.timestamp() * 1000
         events = tuple(e for e in events if e.origin_server_ts < limit)
-    return _Filtered(history, events)
+    return events
