@@ -367,6 +367,17 @@ API(room_event) {
     return call(self, fut, &s, NULL);
 }
 
+API(get_event) {
+    PyObject *fut;
+    const char *room_id, *event_id;
+    if (!PyArg_ParseTuple(args, "Oss:get_event", &fut, &room_id, &event_id)) return NULL;
+    call_spec s = GET(CS "/rooms/{}/event/{}", SEGS(room_id, event_id), NULL);
+    mx_request *r = build(self, &s, NULL);
+    if (!r) return NULL;
+    r->as_event = 1; /* the engine decodes it like a sync event */
+    return launch(r, fut);
+}
+
 API(event_context) {
     PyObject *fut;
     const char *room_id, *event_id;

@@ -31,6 +31,7 @@ MX_API(members);
 MX_API(room_state);
 MX_API(state_event);
 MX_API(room_event);
+MX_API(get_event);
 MX_API(event_context);
 MX_API(join);
 MX_API(leave);
@@ -75,6 +76,7 @@ MX_API(history);
     MX_API_DEF(room_state, "(future, room_id) GET /rooms/{id}/state."),                        \
     MX_API_DEF(state_event, "(future, room_id, type, state_key)"),                             \
     MX_API_DEF(room_event, "(future, room_id, event_id)"),                                     \
+    MX_API_DEF(get_event, "(future, room_id, event_id) the event as a decoded Event view"),    \
     MX_API_DEF(event_context, "(future, room_id, event_id, limit)"),                           \
     MX_API_DEF(join, "(future, room_id_or_alias, via, reason=None)"),                          \
     MX_API_DEF(leave, "(future, room_id, reason=None)"),                                       \

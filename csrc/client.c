@@ -281,6 +281,17 @@ static PyObject *history_result(mx_state *st, mx_request *r) {
     return mx_History_new(st, h);
 }
 
+/* The decoded event of GET /event: a view kept alive by its own batch. */
+static PyObject *event_result(mx_state *st, mx_request *r) {
+    mx_batch *b = r->batch;
+    r->batch = NULL;
+    PyObject *owner = mx_SyncBatch_new(st, b);
+    if (!owner) return NULL;
+    PyObject *ev = mx_Event_new(owner, &b->rooms[0].timeline.events[0]);
+    Py_DECREF(owner);
+    return ev;
+}
+
 static void deliver_json(mx_state *st, mx_request *r) {
     PyObject *fut = r->py_future;
     r->py_future = NULL;
@@ -297,6 +308,7 @@ static void deliver_json(mx_state *st, mx_request *r) {
             PyObject *value = r->status != MX_OK          ? make_error(st, r)
                               : r->kind == MX_KIND_MEDIA   ? media_result(r)
                               : r->kind == MX_KIND_HISTORY ? history_result(st, r)
+                              : r->batch                   ? event_result(st, r)
                                                            : mx_json_to_py(r->json);
             if (!value) {
                 /* Conversion itself failed: hand that error to the awaiter. */

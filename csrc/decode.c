@@ -455,19 +455,23 @@ int mx_decode_sync_body(const char *data, size_t len, mx_batch **out, const char
     return 0;
 }
 
-int mx_decode_sync(cJSON *root, mx_batch **out, const char **reason) {
+int mx_decode_one_event(cJSON *root, mx_batch **out) {
     *out = NULL;
     mx_batch *b = calloc(1, sizeof *b);
-    if (!b) {
-        *reason = "out of memory";
+    if (!b) return -1;
+    mx_room *room = mx_arena_alloc(&b->arena, sizeof *room);
+    mx_event *ev = mx_arena_alloc(&b->arena, sizeof *ev);
+    if (!room || !ev || mx_decode_event(&b->arena, root, MX_SHAPE_ROOM, ev) != 0) {
+        mx_batch_free(b); /* root is not attached yet */
         return -1;
     }
+    room->notification_count = room->highlight_count = -1;
+    room->joined_member_count = room->invited_member_count = -1;
+    room->timeline.events = ev;
+    room->timeline.n = 1;
+    b->rooms = room;
+    b->n_rooms = 1;
     b->root = root;
-    if (decode_root(b, reason) != 0) {
-        b->root = NULL; /* root stays the caller's on failure */
-        mx_batch_free(b);
-        return -1;
-    }
     b->root_malloced = 1;
     *out = b;
     return 0;

@@ -159,12 +159,13 @@ typedef struct mx_batch {
  * set to a static explanation. */
 int mx_decode_sync_body(const char *data, size_t len, mx_batch **out, const char **reason);
 
-/* Decodes an already parsed /sync body. On success takes ownership of `root`, stores the
- * batch in *out and returns 0. On failure returns -1, leaves `root` to the
- * caller and sets *reason to a static explanation. */
-int mx_decode_sync(cJSON *root, mx_batch **out, const char **reason);
 void mx_batch_free(mx_batch *b);
 const char *mx_batch_next_token(const mx_batch *b);
+
+/* A batch holding one room event (the body of GET /rooms/{id}/event/{id})
+ * as its only room's only timeline event. Takes ownership of `root` on
+ * success (0); -1 on ENOMEM, leaving root to the caller. */
+int mx_decode_one_event(cJSON *root, mx_batch **out);
 
 /* Decodes a JSON array of events (or NULL / a non-array: no events) into
  * arena records. Never fails on bad events (they are marked invalid with a

@@ -500,6 +500,15 @@ static void finish(mx_request *r) {
     } else if (r->status == MX_OK && !keep_raw && !r->json) {
         r->status = MX_ERR_PARSE;
         snprintf(r->errbuf, sizeof r->errbuf, "the server's answer is not JSON");
+    } else if (r->status == MX_OK && r->as_event) {
+        /* Decoded here, off the GIL, like any sync event; the batch owns
+         * the tree from now on. */
+        if (mx_decode_one_event(r->json, &r->batch) == 0) {
+            r->json = NULL;
+        } else {
+            r->status = MX_ERR_NOMEM;
+            snprintf(r->errbuf, sizeof r->errbuf, "out of memory decoding the event");
+        }
     } else if (r->status == MX_OK && r->state_of_room && r->account) {
         /* A room's full state: the cache learns every member, not only the
          * lazy-loaded ones. A body that is not a list changes nothing. */

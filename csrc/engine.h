@@ -110,6 +110,7 @@ typedef struct mx_request {
     int used_fallback;
     char *state_of_room; /* owned, may be NULL: apply a 2xx state list to the cache */
     mx_paging *paging;   /* owned, for MX_KIND_HISTORY */
+    int as_event;        /* decode a 2xx event body into `batch` (GET /event) */
     int64_t not_before_ms; /* monotonic time before which it must not start */
     struct mx_request *next;
 } mx_request;

@@ -48,18 +48,6 @@ SYNC_FILTER = json.dumps(
 )
 
 
-def decode_event(room_id: str, source: dict[str, Any]) -> Event:
-    """One event (as a dict, e.g. from ``/rooms/{id}/event``) through the same
-    C decoder as sync, as an :class:`Event` view."""
-    body = {
-        "next_batch": "-",
-        "rooms": {"join": {room_id: {"timeline": {"events": [source]}}}},
-    }
-    (room,) = _core.decode_sync(json.dumps(body).encode()).rooms
-    (event,) = room.timeline
-    return event
-
-
 # Member state comes along for the senders of each page.
 HISTORY_FILTER = json.dumps({"lazy_load_members": True}, separators=(",", ":"))
 
@@ -318,7 +306,8 @@ class MatrixClient:
 
     async def get_event(self, room_id: str, event_id: str) -> Event:
         """``/rooms/{id}/event/{id}``, decoded like a sync event."""
-        return decode_event(room_id, await self.room_event(room_id, event_id))
+        event: Event = await self._call(self._c.get_event, room_id, event_id)
+        return event
 
     async def room_event(self, room_id: str, event_id: str) -> dict[str, Any]:
         res = await self._call(self._c.room_event, room_id, event_id)
