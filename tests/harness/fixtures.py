@@ -10,6 +10,7 @@ Import them into a conftest or test module::
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TypeVar
 
 import pytest
 
@@ -19,21 +20,22 @@ from .synapse import Synapse
 __all__ = ["prosody", "synapse"]
 
 
-@pytest.fixture(scope="session")
-def synapse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synapse]:
-    server = Synapse(tmp_path_factory.mktemp("synapse"))
+Server = TypeVar("Server", Synapse, Prosody)
+
+
+def _serve(server: Server) -> Iterator[Server]:
     server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def synapse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synapse]:
+    yield from _serve(Synapse(tmp_path_factory.mktemp("synapse")))
 
 
 @pytest.fixture(scope="session")
 def prosody(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prosody]:
-    server = Prosody(tmp_path_factory.mktemp("prosody"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _serve(Prosody(tmp_path_factory.mktemp("prosody")))

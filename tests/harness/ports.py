@@ -108,3 +108,31 @@ def with_pdeathsig(cmd: list[str]) -> list[str]:
     if setpriv is None or not sys.platform.startswith("linux"):
         return cmd
     return [setpriv, "--pdeathsig", "TERM", "--", *cmd]
+
+
+def start_and_wait(
+    name: str,
+    cmd: list[str],
+    cwd: Path,
+    stdout_path: Path,
+    ready: Callable[[], bool],
+    logs: list[Path],
+    timeout: float,
+) -> subprocess.Popen[bytes]:
+    """Starts a server (dying with its parent), its output appended to
+    ``stdout_path``, and waits until ``ready()``; one that does not come up
+    is stopped again, never left half-started."""
+    with stdout_path.open("ab") as out:
+        proc = subprocess.Popen(
+            with_pdeathsig(cmd),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(name, ready, proc, logs, timeout)
+    except BaseException:
+        stop_process(proc)
+        raise
+    return proc

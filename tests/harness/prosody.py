@@ -11,7 +11,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Self
 
-from .ports import free_port, port_open, stop_process, wait_for, with_pdeathsig
+from .ports import (
+    free_port,
+    port_open,
+    start_and_wait,
+    stop_process,
+)
 
 __all__ = ["Prosody"]
 
@@ -211,26 +216,15 @@ class Prosody:
         (self.workdir / "certs").mkdir(exist_ok=True)
         self.config_path.write_text(self.config_text())
         os.chmod(self.config_path, 0o644)
-        with self.stdout_path.open("ab") as out:
-            self.proc = subprocess.Popen(
-                with_pdeathsig([prosody, "--config", str(self.config_path), "-F"]),
-                cwd=self.workdir,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        try:
-            wait_for(
-                "Prosody",
-                self._ready,
-                self.proc,
-                [self.stdout_path, self.log_path],
-                self.startup_timeout,
-            )
-        except BaseException:
-            # Never leave a half-started server behind.
-            self.stop()
-            raise
+        self.proc = start_and_wait(
+            "Prosody",
+            [prosody, "--config", str(self.config_path), "-F"],
+            self.workdir,
+            self.stdout_path,
+            self._ready,
+            [self.stdout_path, self.log_path],
+            self.startup_timeout,
+        )
         self.start_duration = time.monotonic() - t0
 
     def _ready(self) -> bool:

@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Self
 
-from .ports import free_port, stop_process, wait_for, with_pdeathsig
+from .ports import free_port, start_and_wait, stop_process
 
 __all__ = ["Synapse"]
 
@@ -96,34 +96,21 @@ class Synapse:
         self._write_config()
         if not (self.workdir / "signing.key").exists():
             self._generate_keys()
-        with self.stdout_path.open("ab") as out:
-            self.proc = subprocess.Popen(
-                with_pdeathsig(
-                    [
-                        sys.executable,
-                        "-m",
-                        "synapse.app.homeserver",
-                        "--config-path",
-                        str(self.config_path),
-                    ]
-                ),
-                cwd=self.workdir,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        try:
-            wait_for(
-                "Synapse",
-                self._versions_ok,
-                self.proc,
-                [self.stdout_path, self.log_path],
-                self.startup_timeout,
-            )
-        except BaseException:
-            # Never leave a half-started server behind.
-            self.stop()
-            raise
+        self.proc = start_and_wait(
+            "Synapse",
+            [
+                sys.executable,
+                "-m",
+                "synapse.app.homeserver",
+                "--config-path",
+                str(self.config_path),
+            ],
+            self.workdir,
+            self.stdout_path,
+            self._versions_ok,
+            [self.stdout_path, self.log_path],
+            self.startup_timeout,
+        )
         self.start_duration = time.monotonic() - t0
 
     def stop(self) -> None:
