@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "idmap.h"
+#include "strmap.h"
 #include "jsonparse.h"
 
 mx_history *mx_history_new(int backwards, const char *until_event_id, int64_t until_ts,
@@ -122,11 +122,16 @@ typedef struct {
     const mx_event **all; /* oldest first */
     unsigned char *drop;
     size_t n;
-    mx_idmap ids;
+    mx_strmap ids; /* event id -> its slot in `all` (seeded: ids are remote input) */
 } agg;
 
 /* Index of the event `id` in range, if any. */
-static int find(const agg *a, const char *id, size_t *i) { return mx_idmap_get(&a->ids, id, i); }
+static int find(const agg *a, const char *id, size_t *i) {
+    const mx_event **slot = id ? mx_strmap_get(&a->ids, id) : NULL;
+    if (!slot) return 0;
+    *i = (size_t)(slot - a->all);
+    return 1;
+}
 
 /* Redactions of events in range remove both; a redaction of something
  * older stays, so the caller can retract what it already delivered. */
@@ -189,13 +194,17 @@ static int gather_reactions(agg *a, mx_arena *arena, mx_reactions *out) {
     return 0;
 }
 
-int mx_history_aggregate(mx_history *h) {
+/* Aggregates into the arrays of `h`; `a` (its id map included) is the
+ * caller's to release. */
+static int aggregate(mx_history *h, agg *a_out) {
     agg a = {0};
+    mx_strmap_init(&a.ids);
     size_t n = 0;
     for (mx_page *p = h->pages; p; p = p->next) n += p->n_used;
     a.all = mx_arena_alloc(&h->arena, (n ? n : 1) * sizeof *a.all);
     a.drop = mx_arena_alloc(&h->arena, n ? n : 1);
-    if (!a.all || !a.drop || mx_idmap_init(&a.ids, &h->arena, n) != 0) return -1;
+    *a_out = a;
+    if (!a.all || !a.drop || mx_strmap_reserve(&a.ids, n) != 0) return -1;
     /* Oldest first: backwards pages come newest first, in reverse order. */
     size_t i = h->backwards ? n : 0;
     for (mx_page *p = h->pages; p; p = p->next)
@@ -207,9 +216,10 @@ int mx_history_aggregate(mx_history *h) {
     for (i = 0; i < n; i++) {
         if (a.all[i]->invalid || !a.all[i]->event_id)
             a.drop[i] = 1;
-        else
-            mx_idmap_put(&a.ids, a.all[i]->event_id, i);
+        else if (mx_strmap_put(&a.ids, a.all[i]->event_id, (void *)&a.all[i], NULL) != 0)
+            return -1;
     }
+    a_out->ids = a.ids;
     const mx_event **repl = mx_arena_alloc(&h->arena, (n ? n : 1) * sizeof *repl);
     mx_reactions *reacts = mx_arena_alloc(&h->arena, (n ? n : 1) * sizeof *reacts);
     if (!repl || !reacts) return -1;
@@ -231,4 +241,11 @@ int mx_history_aggregate(mx_history *h) {
     h->reactions = reacts;
     h->n_events = out;
     return 0;
+}
+
+int mx_history_aggregate(mx_history *h) {
+    agg a;
+    int rc = aggregate(h, &a);
+    mx_strmap_release(&a.ids);
+    return rc;
 }

@@ -5,15 +5,14 @@
 #include <string.h>
 
 #include "event.h"
-#include "idmap.h"
+#include "strmap.h"
 #include "engine.h"
 #include "pyjson.h"
 
 typedef struct {
     PyObject_HEAD
     mx_history *history; /* owned; Event views reference this object */
-    mx_arena arena;      /* owns `index` */
-    mx_idmap index;      /* event id -> position in history->events */
+    mx_strmap index;     /* event id -> its slot in history->events; owned */
 } HistoryObject;
 
 PyObject *mx_History_new(mx_state *st, mx_history *h) {
@@ -23,13 +22,15 @@ PyObject *mx_History_new(mx_state *st, mx_history *h) {
         return NULL;
     }
     self->history = h;
-    memset(&self->arena, 0, sizeof self->arena);
-    if (mx_idmap_init(&self->index, &self->arena, h->n_events) != 0) {
+    mx_strmap_init(&self->index);
+    int failed = mx_strmap_reserve(&self->index, h->n_events) != 0;
+    for (size_t i = 0; i < h->n_events && !failed; i++)
+        failed = mx_strmap_put(&self->index, h->events[i]->event_id, (void *)&h->events[i],
+                               NULL) != 0;
+    if (failed) {
         Py_DECREF(self);
         return PyErr_NoMemory();
     }
-    for (size_t i = 0; i < h->n_events; i++)
-        mx_idmap_put(&self->index, h->events[i]->event_id, i);
     return (PyObject *)self;
 }
 
@@ -38,7 +39,7 @@ static void free_history(void *h) { mx_history_free(h); }
 static void History_dealloc(HistoryObject *self) {
     PyTypeObject *tp = Py_TYPE(self);
     mx_engine_dispose(free_history, self->history); /* off the loop thread */
-    mx_arena_free(&self->arena);
+    mx_strmap_release(&self->index);
     tp->tp_free(self);
     Py_DECREF(tp);
 }
@@ -109,8 +110,8 @@ static PyObject *History_pages(HistoryObject *self, void *c) {
 static Py_ssize_t position(HistoryObject *self, PyObject *arg) {
     const char *id = PyUnicode_AsUTF8(arg);
     if (!id) return -2;
-    size_t i;
-    return mx_idmap_get(&self->index, id, &i) ? (Py_ssize_t)i : -1;
+    const mx_event **slot = mx_strmap_get(&self->index, id);
+    return slot ? (Py_ssize_t)(slot - self->history->events) : -1;
 }
 
 static PyObject *History_replacement(HistoryObject *self, PyObject *arg) {
