@@ -194,6 +194,7 @@ class MatrixClient:
         user_id: str | None = None,
     ) -> None:
         self._c = _core.Client(homeserver, access_token, insecure)
+        self._rooms = self._c.rooms  # one view of the engine's cache, not one per read
         self.user_id = user_id  # known after login or whoami
 
     @property
@@ -204,12 +205,12 @@ class MatrixClient:
     def user_id(self, user_id: str | None) -> None:
         self._user_id = user_id
         # The room cache leaves the account itself out of room names.
-        self._c.rooms.user_id = user_id
+        self._rooms.user_id = user_id
 
     @property
     def rooms(self) -> RoomCache:
         """Room state, kept up to date by the engine from every sync batch."""
-        return self._c.rooms
+        return self._rooms
 
     def _me(self) -> str:
         if self.user_id is None:
