@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Self
 
 __all__ = [
     "free_port",
@@ -136,3 +137,31 @@ def start_and_wait(
         stop_process(proc)
         raise
     return proc
+
+
+class ServerProcess:
+    """A server run as a child process: subclasses start it (with
+    start_and_wait); stopping, restarting and the context manager are here."""
+
+    stop_timeout = 10.0
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        stop_process(self.proc, timeout=self.stop_timeout)
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

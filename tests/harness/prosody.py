@@ -5,18 +5,11 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Self
 
-from .ports import (
-    free_port,
-    port_open,
-    start_and_wait,
-    stop_process,
-)
+from .ports import ServerProcess, free_port, port_open, start_and_wait
 
 __all__ = ["Prosody"]
 
@@ -67,12 +60,14 @@ def _find_privilege_module(extra_dirs: Sequence[Path] = ()) -> Path | None:
     return None
 
 
-class Prosody:
+class Prosody(ServerProcess):
     """Run ``prosody --config FILE -F`` as a subprocess in ``workdir``.
 
     Authentication is "insecure": any username/password logs in, so tests
     never need to create XMPP accounts.
     """
+
+    stop_timeout = 10.0
 
     startup_timeout = 30.0
 
@@ -110,7 +105,7 @@ class Prosody:
                 raise RuntimeError(
                     "mod_privilege not found; install Debian's prosody-modules"
                 )
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__()
         self._log_offset = 0
         self.start_duration: float | None = None
         atexit.register(self.stop)
@@ -253,18 +248,3 @@ class Prosody:
         ):
             return False
         return all(port_open(port) for port in services.values())
-
-    def stop(self) -> None:
-        stop_process(self.proc, timeout=10)
-        self.proc = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -13,9 +13,9 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
-from .ports import free_port, start_and_wait, stop_process
+from .ports import ServerProcess, free_port, start_and_wait
 
 __all__ = ["Synapse"]
 
@@ -59,12 +59,14 @@ def _rate_limit_config() -> dict[str, Any]:
     return cfg
 
 
-class Synapse:
+class Synapse(ServerProcess):
     """Run ``synapse.app.homeserver`` as a subprocess in ``workdir``.
 
     The port and secrets are chosen once, so :meth:`restart` brings the
     server back with the same URL and database.
     """
+
+    stop_timeout = 15.0
 
     server_name = "localhost"
     startup_timeout = 60.0
@@ -79,7 +81,7 @@ class Synapse:
         self.config_path = self.workdir / "homeserver.yaml"
         self.log_path = self.workdir / "synapse.log"
         self.stdout_path = self.workdir / "synapse.stdout.log"
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__()
         self.start_duration: float | None = None
         atexit.register(self.stop)
 
@@ -112,21 +114,6 @@ class Synapse:
             self.startup_timeout,
         )
         self.start_duration = time.monotonic() - t0
-
-    def stop(self) -> None:
-        stop_process(self.proc, timeout=15)
-        self.proc = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # --- admin helpers ----------------------------------------------------
 
