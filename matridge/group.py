@@ -8,29 +8,26 @@
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from slidge.group import LegacyBookmarks, LegacyMUC, LegacyParticipant
 from slidge.util.types import (
     HoleBound,
-    MessageReference,
     MucType,
     SpaceMetadata,
-    XMPPMessage,
 )
 from slixmpp.exceptions import XMPPError
 
 from . import config
-from .matrix import Event, History, MatrixError, NetworkError, RoomInfo
+from .chat import MESSAGE_KINDS, MatrixChat
+from .matrix import Event, MatrixError, NetworkError, RoomInfo
 from .util import (
     MatrixMixin,
     jid_local_to_matrix_id,
     localpart,
     matrix_id_to_jid_local,
-    message_text,
 )
 
 if TYPE_CHECKING:
@@ -39,17 +36,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-# A Matrix event may be 65,536 bytes in all; leave room for the envelope.
-MAX_BODY_BYTES = 60000
-
-
 class Participant(MatrixMixin, LegacyParticipant):  # type: ignore[type-arg]
     """A member of a Matrix room, as an occupant of its MUC."""
 
     muc: MUC
 
 
-class MUC(LegacyMUC[Participant]):
+class MUC(MatrixChat, LegacyMUC[Participant]):
     """A Matrix room the user has joined, as an XMPP group chat."""
 
     session: Session
@@ -66,57 +59,6 @@ class MUC(LegacyMUC[Participant]):
         if info is None:
             raise XMPPError("item-not-found", "This Matrix room is not known yet.")
         return info
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # Recent messages as the decoder's lazy views, for get_message. A
-        # view keeps its batch (or history) alive: the count bounds that.
-        self._recent: OrderedDict[str, Event] = OrderedDict()
-
-    def remember_event(self, event: Event) -> None:
-        """Keeps a recent message at hand for get_message (a bounded cache)."""
-        if event.event_id is None or event.kind not in ("message", "sticker"):
-            return
-        cache = self._recent
-        cache[event.event_id] = event
-        cache.move_to_end(event.event_id)
-        while len(cache) > config.RECENT_EVENTS_CACHE:
-            cache.popitem(last=False)
-
-    async def get_message(self, msg_id: str) -> Event | None:
-        """The decoded Matrix event `msg_id` of this room: from the recent
-        events first, else from the homeserver. None if there is no such
-        event (or the user may not see it)."""
-        cached = self._recent.get(msg_id)
-        if cached is not None:
-            return cached
-        try:
-            return await self.session.matrix.get_event(self.legacy_id, msg_id)
-        except MatrixError as e:
-            if e.status in (400, 403, 404):
-                return None
-            raise
-        except NetworkError as e:
-            log.warning("Could not fetch event %s: %s", msg_id, e)
-            return None
-
-    async def reply_reference(self, event: Event) -> MessageReference | None:
-        """The XEP-0461 quote for a reply: the replied-to message's author and
-        text, from the recent events (history is relayed oldest first, so a
-        reply's target within it is among them) or the homeserver."""
-        target_id = event.in_reply_to
-        if target_id is None or event.is_falling_back:
-            return None
-        target = await self.get_message(target_id)
-        if target is None or target.sender is None:
-            return MessageReference(target_id)
-        author: Any = (
-            "user"
-            if target.sender == self.session.user_id
-            else await self.participant_for(target.sender)
-        )
-        body = message_text(target.message)
-        return MessageReference(target_id, author, body)
 
     async def update_info(self) -> None:
         """Name, subject (topic) and participant count from the room's state."""
@@ -144,6 +86,14 @@ class MUC(LegacyMUC[Participant]):
             self._apply_power(part, info.power_level(member.user_id))
             yield part
 
+    @property
+    def room_id(self) -> str:
+        return str(self.legacy_id)
+
+    async def sender_for(self, user_id: str) -> Participant:
+        """In a group chat, each member's occupant."""
+        return await self.participant_for(user_id)
+
     async def participant_for(self, user_id: str) -> Participant:
         """The occupant standing for Matrix user `user_id` in this room."""
         if user_id == self.session.user_id:
@@ -162,70 +112,15 @@ class MUC(LegacyMUC[Participant]):
             part.affiliation, part.role = "admin", "moderator"
 
     async def on_matrix_event(self, event: Event) -> None:
-        """Shows one live timeline event of this room to the XMPP user."""
+        """Shows one live timeline event of this room to the XMPP user:
+        messages as the chat does, room state as the group's own."""
         etype = event.type
-        if event.kind in ("message", "sticker", "encrypted"):
-            if self.session.is_own_echo(event):
-                self.remember_event(event)
-                return
-            await self.relay(event)
+        if event.kind in MESSAGE_KINDS:
+            await super().on_matrix_event(event)
         elif etype == "m.room.name" or etype == "m.room.canonical_alias":
             self.name = self.get_room().display_name
         elif etype == "m.room.topic":
             self.subject = self.get_room().topic or ""
-
-    async def relay(
-        self,
-        event: Event,
-        archive_only: bool = False,
-        history: History | None = None,
-    ) -> None:
-        """One message-like event to XMPP, from its sender's occupant (the
-        user's own occupant for their own messages), with its reply quote;
-        from history, with its latest edit applied and its reactions."""
-        sender = event.sender
-        assert sender is not None  # invalid events never get here
-        part = await self.participant_for(sender)
-        event_id = event.event_id or ""
-        part.send_matrix_message(
-            event,
-            archive_only=archive_only,
-            replacement=history.replacement(event_id) if history else None,
-            reply_to=await self.reply_reference(event),
-        )
-        self.remember_event(event)
-        if history is None:
-            return
-        for reactor, keys in history.reactions(event_id).items():
-            occupant = await self.participant_for(reactor)
-            occupant.react(event_id, keys, archive_only=archive_only)
-
-    async def relay_history(
-        self, history: History, events: tuple[Event, ...], archive_only: bool
-    ) -> int:
-        """Relays `events` of paged history, oldest first, with the edits and
-        reactions the history gathered; returns how many events went."""
-        n = 0
-        for event in events:
-            sender = event.sender
-            if sender is None:
-                continue
-            if event.kind in ("message", "sticker", "encrypted"):
-                await self.relay(event, archive_only=archive_only, history=history)
-            elif event.kind == "reaction" and event.relates_to and event.reaction_key:
-                # A reaction to a message older than this history.
-                occupant = await self.participant_for(sender)
-                occupant.react(
-                    event.relates_to, [event.reaction_key], archive_only=archive_only
-                )
-            elif event.kind == "redaction" and event.redacts:
-                # The removal of a message older than this history.
-                occupant = await self.participant_for(sender)
-                occupant.retract(event.redacts, archive_only=archive_only)
-            else:
-                continue
-            n += 1
-        return n
 
     async def backfill(
         self,
@@ -294,34 +189,6 @@ class MUC(LegacyMUC[Participant]):
         for e in fresh:
             seen.add(e.event_id or "")
         log.info("Filled a gap of %d events in %s", n, self.legacy_id)
-
-    async def on_message(self, message: XMPPMessage) -> str:
-        """Sends the user's group chat message to the Matrix room."""
-        if message.attachments:
-            raise XMPPError(
-                "feature-not-implemented",
-                "Sending files to Matrix is not supported by this gateway yet.",
-            )
-        if self.get_room().encrypted:
-            raise XMPPError(
-                "not-acceptable",
-                "This Matrix room is end-to-end encrypted and this gateway cannot "
-                "encrypt yet, so it will not send your message there in clear text.",
-            )
-        body = message.body or ""
-        if len(body.encode()) > MAX_BODY_BYTES:
-            raise XMPPError(
-                "not-acceptable",
-                f"This message is too long for Matrix (over {MAX_BODY_BYTES} bytes). "
-                "Split it into smaller ones.",
-            )
-        if body.startswith("/me "):
-            content = {"msgtype": "m.emote", "body": body[4:]}
-        else:
-            content = {"msgtype": "m.text", "body": body}
-        return await self.session.send_to_matrix(
-            self.legacy_id, "m.room.message", content
-        )
 
     async def available_emojis(self, legacy_msg_id: str | None = None) -> None:
         return None

@@ -31,7 +31,8 @@ from .matrix import (
 )
 
 if TYPE_CHECKING:
-    from .group import MUC, Bookmarks
+    from .chat import MatrixChat
+    from .group import Bookmarks
 
 # The id of the XMPP message being handled, set by Gateway.event() so that
 # sends can derive their Matrix transaction id from it.
@@ -177,14 +178,14 @@ class Session(BaseSession):  # type: ignore[type-arg]
                 if ev.event_id:
                     self._seen.add(ev.event_id)
             return
-        muc: MUC | None = None
+        chat: MatrixChat | None = None
         if room.limited and room.prev_batch:
             # Events were left out before this timeline: fetch them first.
-            muc = await self.bookmarks.show(room.room_id)
-            if muc is None:
+            chat = await self.chat_for(room.room_id)
+            if chat is None:
                 return
             try:
-                await muc.fill_gap(room.prev_batch)
+                await chat.fill_gap(room.prev_batch)
             except (MatrixError, NetworkError) as e:
                 self.log.warning("Could not fill the gap in %s: %s", room.room_id, e)
                 self.send_gateway_message(
@@ -203,12 +204,17 @@ class Session(BaseSession):  # type: ignore[type-arg]
                     ev.invalid,
                 )
                 continue
-            if muc is None:
+            if chat is None:
                 # Also covers rooms joined since login, from another client.
-                muc = await self.bookmarks.show(room.room_id)
-                if muc is None:
+                chat = await self.chat_for(room.room_id)
+                if chat is None:
                     return
-            await muc.on_matrix_event(ev)
+            await chat.on_matrix_event(ev)
+
+    async def chat_for(self, room_id: str) -> MatrixChat | None:
+        """The XMPP conversation that shows a joined room: its group chat.
+        None if the room is not shown (a space, say)."""
+        return await self.bookmarks.show(room_id)
 
     async def _process_left(self, room: SyncRoom) -> None:
         if room.room_id not in self.announced_rooms:

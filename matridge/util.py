@@ -7,6 +7,7 @@ calls; the id functions map Matrix ids to JID local parts and back.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -160,3 +161,28 @@ class MatrixMixin:
             thread=event.thread_root,
             archive_only=archive_only,
         )
+
+
+class ChatSender(Protocol):
+    """What a chat needs of the entity that shows a Matrix user's actions:
+    a Participant in a group chat, the Contact in a direct chat."""
+
+    def send_matrix_message(
+        self,
+        event: Event,
+        archive_only: bool = False,
+        replacement: Event | None = None,
+        reply_to: MessageReference | None = None,
+    ) -> None: ...
+
+    def react(
+        self,
+        legacy_msg_id: str,
+        emojis: Iterable[str] = (),
+        thread: str | None = None,
+        **kwargs: object,
+    ) -> None: ...
+
+    def retract(
+        self, legacy_msg_id: str, thread: str | None = None, **kwargs: object
+    ) -> None: ...
