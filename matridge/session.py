@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
+import weakref
 from collections import OrderedDict
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
@@ -64,7 +65,10 @@ class Session(BaseSession):  # type: ignore[type-arg]
         self.matrix: MatrixClient = None  # type: ignore[assignment]  # set by login
         self.user_id: str = str(self.user.legacy_module_data.get("user_id", ""))
         self._seen = RecentIds(config.MESSAGE_ID_MEMORY)
-        self._send_locks: dict[str, asyncio.Lock] = {}
+        # A lock lives while a send holds or awaits it, so idle rooms cost nothing.
+        self._send_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
         self._queue: asyncio.Queue[SyncBatch | None] = asyncio.Queue()
         self._consumer: asyncio.Task[None] | None = None
 
@@ -293,7 +297,9 @@ class Session(BaseSession):  # type: ignore[type-arg]
         txn_id = self._txn_id()
         # One send at a time per room, so retries through an outage keep the
         # messages in the order they came.
-        lock = self._send_locks.setdefault(room_id, asyncio.Lock())
+        lock = self._send_locks.get(room_id)
+        if lock is None:
+            lock = self._send_locks[room_id] = asyncio.Lock()
         try:
             async with lock:
                 event_id = await self._send_with_retries(
