@@ -98,8 +98,8 @@ class MUC(MatrixChat, LegacyMUC[Participant]):
         """The occupant standing for Matrix user `user_id` in this room."""
         if user_id == self.session.user_id:
             return await self.get_user_participant()
-        info = self.session.room_info(self.legacy_id)
-        name = info.member_display_name(user_id) if info else None
+        # A direct lookup: a room snapshot would copy every member.
+        name = self.session.matrix.rooms.member_display_name(self.room_id, user_id)
         return await self.get_participant(
             name or localpart(user_id), occupant_id=user_id
         )
