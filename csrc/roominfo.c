@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jsonparse.h"
 #include "pyjson.h"
 
 typedef struct {
@@ -445,7 +446,7 @@ static PyObject *RoomCache_apply_sync(RoomCacheObject *self, PyObject *data) {
     size_t len = (size_t)PyBytes_GET_SIZE(data);
     int parsed = 0, rc = 0, err = 0;
     Py_BEGIN_ALLOW_THREADS
-    cJSON *root = cJSON_ParseWithLength(buf, len); /* owned here */
+    cJSON *root = mx_json_parse(buf, len); /* owned here */
     if (root) {
         parsed = 1;
         rc = mx_rooms_apply_sync(self->rooms, root);
@@ -472,7 +473,7 @@ static PyObject *RoomCache_apply_state(RoomCacheObject *self, PyObject *const *a
     size_t len = (size_t)PyBytes_GET_SIZE(args[1]);
     int parsed = 0, rc = 0, err = 0;
     Py_BEGIN_ALLOW_THREADS
-    cJSON *root = cJSON_ParseWithLength(buf, len); /* owned here */
+    cJSON *root = mx_json_parse(buf, len); /* owned here */
     if (root) {
         parsed = 1;
         rc = mx_rooms_apply_state(self->rooms, room_id, root);
