@@ -375,3 +375,43 @@ async def test_sync_status_and_logout_as_ad_hoc_commands(club: Club) -> None:
     with pytest.raises(XmppError) as err:
         await person.xmpp.run_command(person.gateway_jid, NODE + "rooms")
     assert err.value.condition == "forbidden"
+
+
+async def test_a_room_version_12_id_without_server_joins(
+    person: Person, synapse: Synapse
+) -> None:
+    friend = new_matrix_user(synapse, "friend")
+    room_id: str = friend.request(
+        "POST",
+        "/createRoom",
+        {"preset": "public_chat", "name": "Hydra", "room_version": "12"},
+    )["room_id"]
+    assert ":" not in room_id  # the room id format of version 12
+    await register(person, synapse)
+
+    rows = await search(person, room_id)
+
+    assert [(r["name"], r["jid"]) for r in rows] == [
+        ("Hydra", person.room_jid(room_id))
+    ]
+    assert person.matrix.user_id in joined(friend, room_id)
+
+
+async def test_join_asks_for_the_address_in_a_chat(
+    person: Person, synapse: Synapse
+) -> None:
+    friend = new_matrix_user(synapse, "friend")
+    room_id, alias = public_room(friend, "Asked for")
+    await register(person, synapse)
+
+    person.xmpp.send_chat(person.gateway_jid, "join")
+    await person.xmpp.wait_message(
+        from_gateway(person, "Room alias or id?"), timeout=60
+    )
+    person.xmpp.send_chat(person.gateway_jid, alias)
+
+    reply = await person.xmpp.wait_message(
+        from_gateway(person, "You joined this Matrix room"), timeout=60
+    )
+    assert f"xmpp:{person.room_jid(room_id)}?join" in unquote(reply["body"])
+    assert person.matrix.user_id in joined(friend, room_id)
