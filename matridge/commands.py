@@ -3,6 +3,7 @@ a chat command (a message to the gateway's JID starting with CHAT_COMMAND)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -208,7 +209,20 @@ class LeaveRoom(Command):  # type: ignore[type-arg]
         # handled a second time.
         session.forget_announced(room_id)
         await session.bookmarks.remove(muc, reason="You left this room.")
+        await _until_synced_out(session, room_id)
         return f"You left {name} on Matrix."
+
+
+async def _until_synced_out(session: Session, room_id: str, within: float = 10) -> None:
+    """Waits (a little) for sync to bring the leave into the room cache, so
+    that 'rooms' right after 'leave' no longer lists the room."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while loop.time() < deadline:
+        info = session.room_info(room_id)
+        if info is None or info.membership != "join" or not session.matrix.syncing:
+            return
+        await asyncio.sleep(0.1)
 
 
 def _room_label(info: RoomInfo) -> str:

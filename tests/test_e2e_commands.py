@@ -290,6 +290,17 @@ async def test_leave_as_a_chat_command_by_alias(
     assert person.matrix.user_id not in joined(friend, room_id)
     assert await rooms_table(person) == []
 
+    # Joining again brings the group chat back.
+    iq = await person.xmpp.run_command(
+        person.gateway_jid, NODE + "join", {"address": alias}
+    )
+    assert [r["jid"] for r in person.xmpp.command_table(iq)] == [
+        person.room_jid(room_id)
+    ]
+    assert [r["name"] for r in await rooms_table(person)] == ["Left by chat"]
+    presences = await person.xmpp.join_muc(person.room_jid(room_id), person.name)
+    assert presences[-1]["from"].bare == person.room_jid(room_id)
+
 
 # ---- create -----------------------------------------------------------------
 
