@@ -271,6 +271,10 @@ async def test_leave_with_the_ad_hoc_form_leaves_matrix_and_drops_the_muc(
     # slidge's own list of the user's groups no longer has it either.
     person.xmpp.send_chat(person.gateway_jid, "groups")
     await person.xmpp.wait_message(from_gateway(person, "Empty results"), timeout=30)
+    # Its address no longer opens a group chat.
+    with pytest.raises(XmppError) as err:
+        await person.xmpp.join_muc(club.room_jid, person.name)
+    assert "You are not in this Matrix room" in err.value.text
 
 
 async def test_leave_as_a_chat_command_by_alias(
