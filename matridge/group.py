@@ -63,6 +63,13 @@ class MUC(MatrixChat, LegacyMUC[Participant]):
     async def update_info(self) -> None:
         """Name, subject (topic) and participant count from the room's state."""
         info = await self.session.load_room_state(self.legacy_id)
+        me = info.members.get(self.session.user_id)  # from the server's full state
+        if me is not None and me.membership in ("leave", "ban"):
+            raise XMPPError(
+                "item-not-found",
+                "You are not in this Matrix room: join it with the 'join' command "
+                "or the gateway's search.",
+            )
         if info.is_space:
             raise XMPPError(
                 "item-not-found", "This is a Matrix space, not a room you can chat in."

@@ -18,9 +18,10 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from slidge import BaseSession
+from slidge.command import SearchResult
 from slixmpp.exceptions import XMPPError
 
-from . import config, logsafety
+from . import config, logsafety, search
 from .matrix import (
     Event,
     MatrixClient,
@@ -30,6 +31,7 @@ from .matrix import (
     SyncBatch,
     SyncRoom,
 )
+from .sync_status import SyncHealth
 
 if TYPE_CHECKING:
     from .chat import MatrixChat
@@ -71,6 +73,7 @@ class Session(BaseSession):  # type: ignore[type-arg]
         )
         self._queue: asyncio.Queue[SyncBatch | None] = asyncio.Queue()
         self._consumer: asyncio.Task[None] | None = None
+        self.sync_health = SyncHealth()  # read by the sync-status command
 
     # ---- login / logout --------------------------------------------------
 
@@ -107,6 +110,7 @@ class Session(BaseSession):  # type: ignore[type-arg]
 
     def _start_sync(self) -> None:
         since = self.user.legacy_module_data.get("since")
+        self.sync_health = SyncHealth()
         self._queue = asyncio.Queue()
         self.matrix.start_sync(
             self._queue.put_nowait,
@@ -140,6 +144,7 @@ class Session(BaseSession):  # type: ignore[type-arg]
     # ---- Matrix → XMPP ---------------------------------------------------
 
     def _on_sync_error(self, error: Exception, fatal: bool) -> None:
+        self.sync_health.failed(error, fatal)
         if not fatal:
             self.log.info("Sync failed, retrying with backoff: %s", error)
             return
@@ -163,6 +168,7 @@ class Session(BaseSession):  # type: ignore[type-arg]
                 # One bad batch must not stop the session; it is logged whole.
                 self.log.exception("Could not process a sync batch")
             self.legacy_module_data_update({"since": batch.next_batch})
+            self.sync_health.batch_done(batch.next_batch)
             self.matrix.sync_ack()
 
     async def _process(self, batch: SyncBatch) -> None:
@@ -240,6 +246,11 @@ class Session(BaseSession):  # type: ignore[type-arg]
         catches those that sync delivers before the send's answer, since
         Synapse shows the transaction id only to the device that sent it."""
         return event.sender == self.user_id and event.transaction_id is not None
+
+    # ---- finding and joining (matridge/search.py) ------------------------
+
+    async def on_search(self, form_values: dict[str, str]) -> SearchResult | None:
+        return await search.on_search(self, form_values)
 
     # ---- room knowledge --------------------------------------------------
 
