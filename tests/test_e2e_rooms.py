@@ -5,8 +5,10 @@ Prosody, the gateway process and an XMPP client, all real."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
+import json
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
@@ -17,6 +19,7 @@ import pytest
 from PIL import Image
 from slixmpp import Iq, Message, Presence
 from slixmpp.exceptions import IqError
+from slixmpp.plugins.xep_0004 import Form
 
 from matridge.util import matrix_id_to_jid_local
 from tests.conftest import Person, new_matrix_user, unique
@@ -57,8 +60,6 @@ def upload(user: MatrixUser, data: bytes, content_type: str = "image/png") -> st
     req.add_header("Content-Type", content_type)
     req.add_header("Authorization", f"Bearer {user.access_token}")
     with urllib.request.urlopen(req, timeout=30) as resp:
-        import json
-
         uri: str = json.loads(resp.read())["content_uri"]
         return uri
 
@@ -561,10 +562,67 @@ async def test_presence_goes_to_matrix(club: Club, synapse: Synapse) -> None:
 
 
 async def wait_until(check: Callable[[], bool], timeout: float = 30) -> None:
-    import asyncio
-
     deadline = asyncio.get_running_loop().time() + timeout
     while not check():
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError("the condition did not become true")
         await asyncio.sleep(0.3)
+
+
+async def test_the_xmpp_avatar_becomes_the_matrix_avatar(
+    person: Person, synapse: Synapse
+) -> None:
+    image = png((20, 120, 240))
+    raw = person.xmpp
+    for plugin in ("xep_0060", "xep_0163", "xep_0084"):
+        raw.register_plugin(plugin)
+    # Readable by the gateway before it is subscribed to the user's presence.
+    options = {"pubsub#access_model": "open"}
+    await raw.plugin["xep_0084"].publish_avatar(image, options=publish_options(options))
+    await raw.plugin["xep_0084"].publish_avatar_metadata(
+        items=[
+            {
+                "id": hashlib.sha1(image).hexdigest(),
+                "type": "image/png",
+                "bytes": str(len(image)),
+                "width": "48",
+                "height": "48",
+            }
+        ],
+        options=publish_options(options),
+    )
+    # Avatar sync is on by default: the gateway fetches it at login.
+    await register(person, synapse)
+
+    def avatar_url() -> str | None:
+        url = person.matrix.request("GET", f"/profile/{q(person.matrix.user_id)}").get(
+            "avatar_url"
+        )
+        return url if isinstance(url, str) and url else None
+
+    await wait_until(lambda: avatar_url() is not None)
+    assert download(person.matrix, str(avatar_url())) == image
+
+
+def download(user: MatrixUser, mxc: str) -> bytes:
+    server, media_id = mxc.removeprefix("mxc://").split("/", 1)
+    req = urllib.request.Request(
+        f"{user.base_url}/_matrix/client/v1/media/download/{server}/{media_id}"
+    )
+    req.add_header("Authorization", f"Bearer {user.access_token}")
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        data: bytes = resp.read()
+        return data
+
+
+def publish_options(values: dict[str, str]) -> Form:
+    form = Form()
+    form["type"] = "submit"
+    form.add_field(
+        var="FORM_TYPE",
+        ftype="hidden",
+        value="http://jabber.org/protocol/pubsub#publish-options",
+    )
+    for var, value in values.items():
+        form.add_field(var=var, value=value)
+    return form
