@@ -105,14 +105,14 @@ async def on_member(muc: MUC, event: Event) -> None:
         apply_power(part, muc.get_room().power_level(target))
         part.online()
         return
-    if membership not in ("leave", "ban") or previous in ("leave", "ban", None):
+    if membership not in ("leave", "ban") or previous in ("leave", "ban"):
         return  # invitations, knocks, unbans: nobody enters or leaves
     gone = await muc.get_participant(occupant_id=target, create=False)
     if gone is None:
         return  # never shown here (the MUC was not filled yet)
     if membership == "ban":
         gone.ban(event.reason)
-    elif sender != target and previous == "join":
+    elif sender != target and previous != "invite":
         gone.kick(event.reason)
     else:
         gone.leave()

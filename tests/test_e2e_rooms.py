@@ -626,3 +626,17 @@ def publish_options(values: dict[str, str]) -> Form:
     for var, value in values.items():
         form.add_field(var=var, value=value)
     return form
+
+
+async def test_granting_admin_from_xmpp_sets_the_power_level(
+    club: Club, synapse: Synapse
+) -> None:
+    xmpp, room_jid = club.person.xmpp, club.room_jid
+    set_power(club.friend, club.room_id, club.person.matrix.user_id, 100)
+    member = await join_third_member(club, synapse, "Ada Admin")
+    await muc_admin(xmpp, room_jid, "Ada Admin", "helps a lot", affiliation="admin")
+    await xmpp.wait_presence(
+        ranked(room_jid, "Ada Admin", "admin", "moderator"), timeout=30
+    )
+    levels = club.friend.state(club.room_id, "m.room.power_levels")
+    assert levels["users"][member.user_id] == 50
