@@ -19,9 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 from slidge import BaseSession
 from slidge.command import SearchResult
+from slidge.util.types import PseudoPresenceShow
+from slidge.util.util import merge_resources
 from slixmpp.exceptions import XMPPError
+from slixmpp.types import ResourceDict
 
-from . import config, logsafety, search
+from . import config, logsafety, room_admin, room_state, search
 from .matrix import (
     Event,
     MatrixClient,
@@ -74,6 +77,8 @@ class Session(BaseSession):  # type: ignore[type-arg]
         self._queue: asyncio.Queue[SyncBatch | None] = asyncio.Queue()
         self._consumer: asyncio.Task[None] | None = None
         self.sync_health = SyncHealth()  # read by the sync-status command
+        # Rooms whose invitation was shown to the user since the gateway started.
+        self.invitations_sent: set[str] = set()
 
     # ---- login / logout --------------------------------------------------
 
@@ -105,6 +110,7 @@ class Session(BaseSession):  # type: ignore[type-arg]
         except NetworkError as e:
             raise RuntimeError(f"could not reach {homeserver}: {e}") from e
         self.user_id = str(who.get("user_id", self.user_id))
+        room_admin.apply_default_preferences(self)
         self._start_sync()
         return f"Connected as {self.user_id}"
 
@@ -178,6 +184,8 @@ class Session(BaseSession):  # type: ignore[type-arg]
                 await self._process_joined(room, initial)
             elif room.membership == "leave":
                 await self._process_left(room)
+            elif room.membership == "invite":
+                await room_state.on_invited(self, room)
 
     async def _process_joined(self, room: SyncRoom, initial: bool) -> None:
         # The engine has already applied this batch's state to the room cache.
@@ -227,12 +235,7 @@ class Session(BaseSession):  # type: ignore[type-arg]
         return await self.bookmarks.show(room_id)
 
     async def _process_left(self, room: SyncRoom) -> None:
-        if room.room_id not in self.announced_rooms:
-            return
-        muc = await self.bookmarks.by_legacy_id(room.room_id)
-        self.forget_announced(room.room_id)
-        if muc is not None:
-            await self.bookmarks.remove(muc, reason="You left this room on Matrix.")
+        await room_state.on_left_room(self, room)
 
     @property
     def seen_ids(self) -> RecentIds:
@@ -352,3 +355,43 @@ class Session(BaseSession):  # type: ignore[type-arg]
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+
+    # ---- room management from XMPP (matridge.room_admin) -----------------
+
+    async def on_create_group(self, name: str, contacts: list[Any]) -> str:
+        return await room_admin.create_group(self, name, contacts)
+
+    async def on_presence(
+        self,
+        resource: str,
+        show: PseudoPresenceShow,
+        status: str,
+        resources: dict[str, ResourceDict],
+        merged_resource: ResourceDict | None,
+    ) -> None:
+        """The user's XMPP presence, merged over their online clients, as
+        their Matrix presence (``sync_presence`` preference)."""
+        if str(show) == "unavailable":  # slidge passes presence types too
+            # The roster may still list the client that just went offline.
+            others = {r: d for r, d in resources.items() if r != resource}
+            merged_resource = merge_resources(others)
+        if merged_resource is None:
+            await room_admin.set_presence(self, "unavailable", "", all_gone=True)
+            return
+        await room_admin.set_presence(
+            self,
+            merged_resource["show"] or "available",
+            merged_resource["status"],
+            all_gone=False,
+        )
+
+    async def on_avatar(
+        self,
+        bytes_: bytes | None,
+        hash_: str | None,
+        type_: str | None,
+        width: int | None,
+        height: int | None,
+    ) -> None:
+        """The user's XMPP avatar as their Matrix avatar (``sync_avatar``)."""
+        await room_admin.set_avatar(self, bytes_, type_)
