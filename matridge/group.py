@@ -83,11 +83,14 @@ class MUC(MatrixChat, LegacyMUC[Participant]):
         info = self.session.room_info(self.legacy_id)
         if info is None or info.membership != "invite":
             info = await self.session.load_room_state(self.legacy_id)
-        # Synapse lets a former member read the state: the own member event
-        # in it tells whether the user is still in the room.
-        me = info.members.get(self.session.user_id)
-        left = me is not None and me.membership in ("leave", "ban")
-        if left or info.membership in ("leave", "knock"):
+            # Synapse lets a former member read the state. The own member
+            # event in it is current, while the cache's own membership waits
+            # for the next sync (a join a moment ago still reads "leave").
+            me = info.members.get(self.session.user_id)
+            in_room = me is not None and me.membership in ("join", "invite")
+        else:
+            in_room = True
+        if not in_room:
             raise XMPPError(
                 "item-not-found",
                 "You are not in this Matrix room: join it with the 'join' command "
