@@ -404,6 +404,17 @@ class MatrixChat:
             raise XMPPError("item-not-found", "This is not a Matrix message.")
         await self.redact(legacy_msg_id)
 
+    async def on_moderate(self, legacy_msg_id: str, reason: str | None) -> None:
+        """The user, a moderator, removes someone's message (XEP-0425, group
+        chats only): redact it, then show the moderation to the room."""
+        if not is_event_id(legacy_msg_id):
+            raise XMPPError("item-not-found", "This is not a Matrix message.")
+        await self.redact(legacy_msg_id, reason)
+        moderator = await self.sender_for(self.session.user_id)
+        moderate = getattr(moderator, "moderate", None)
+        if moderate is not None:
+            moderate(legacy_msg_id, reason)
+
     async def redact(self, event_id: str, reason: str | None = None) -> None:
         """Redacts an event of this room (the redaction's own return through
         sync is skipped)."""

@@ -11,7 +11,7 @@ import uuid
 from typing import Any
 
 import pytest
-from slixmpp import Message
+from slixmpp import JID, Message
 
 from tests.harness.matrix_user import MatrixUser
 from tests.scenarios import Club, groupchat_from
@@ -354,6 +354,17 @@ async def test_replies_and_corrections_reach_matrix(club: Club) -> None:
         "m.in_reply_to": {"event_id": question}
     }
 
+    in_thread = groupchat_stanza(club, "Threaded answer")
+    in_thread["thread"] = question
+    in_thread.send()
+    threaded = await matrix_event(
+        club, lambda e: content_of(e).get("body") == "Threaded answer"
+    )
+    assert content_of(threaded)["m.relates_to"] == {
+        "rel_type": "m.thread",
+        "event_id": question,
+    }
+
     first = groupchat_stanza(club, "See you at noom")
     first.send()
     typo = await matrix_event(
@@ -465,3 +476,27 @@ async def test_chat_states_and_displayed_markers_reach_matrix(club: Club) -> Non
         f"/user/{_q(me)}/rooms/{_q(club.room_id)}/account_data/m.fully_read",
     )
     assert fully_read["event_id"] == latest
+
+
+async def test_a_moderator_removes_a_message_from_xmpp(club: Club) -> None:
+    friend, me = club.friend, club.person.matrix.user_id
+    levels = friend.state(club.room_id, "m.room.power_levels")
+    levels.setdefault("users", {})[me] = 50
+    friend.send_state(club.room_id, "m.room.power_levels", levels)
+    spam = friend.send_text(club.room_id, "buy cheap watches")
+    await relayed(club, "buy cheap watches")
+
+    await club.person.xmpp.plugin["xep_0425"].moderate(
+        JID(club.room_jid), spam, "spam", timeout=30
+    )
+    redaction = await matrix_event(
+        club, lambda e: e["type"] == "m.room.redaction" and e.get("redacts") == spam
+    )
+    assert redaction["sender"] == me
+    assert content_of(redaction).get("reason") == "spam"
+    moderation = await club.person.xmpp.wait_message(
+        lambda m: "retract" in m and m["retract"]["id"] == spam, timeout=30
+    )
+    moderated = moderation.xml.find(".//{*}moderated")
+    assert moderated is not None
+    assert moderated.get("by") == f"{club.room_jid}/{club.nick}"

@@ -1,10 +1,14 @@
-"""XEP-0393 styling → Matrix HTML (matridge.formatting), as a pure function."""
+"""XEP-0393 styling → Matrix HTML (matridge.formatting), the Matrix contents
+of what the user sends (matridge.outgoing) and mention rewriting: pure
+functions."""
 
 from __future__ import annotations
 
 import pytest
 
 from matridge.formatting import styling_to_html
+from matridge.outgoing import edit_content, relate, text_content
+from matridge.util import MentionTarget, apply_mentions
 
 
 @pytest.mark.parametrize(
@@ -78,3 +82,57 @@ def test_quotes_hold_styled_and_nested_quotes() -> None:
 
 def test_a_quote_alone_is_styling() -> None:
     assert styling_to_html(">plain quote") == "<blockquote>plain quote</blockquote>"
+
+
+# ---- message contents (matridge.outgoing) and mentions (matridge.util) ----
+
+
+def test_plain_text_has_no_formatted_body() -> None:
+    assert text_content("hello") == {"msgtype": "m.text", "body": "hello"}
+
+
+def test_an_emote_keeps_its_styling() -> None:
+    assert text_content("/me *waves*") == {
+        "msgtype": "m.emote",
+        "body": "*waves*",
+        "format": "org.matrix.custom.html",
+        "formatted_body": "<strong>waves</strong>",
+    }
+
+
+def test_a_thread_reply_is_not_a_fallback() -> None:
+    content = relate({"body": "x"}, "$reply", "$root")
+    assert content["m.relates_to"] == {
+        "rel_type": "m.thread",
+        "event_id": "$root",
+        "is_falling_back": False,
+        "m.in_reply_to": {"event_id": "$reply"},
+    }
+    assert relate({"body": "x"}, None, None) == {"body": "x"}
+
+
+def test_an_edit_prefixes_both_bodies() -> None:
+    content = edit_content("$old", text_content("*new*"))
+    assert content["body"] == "* *new*"
+    assert content["formatted_body"] == "* <strong>new</strong>"
+    assert content["m.new_content"]["body"] == "*new*"
+    assert content["m.relates_to"] == {"rel_type": "m.replace", "event_id": "$old"}
+
+
+def test_mentions_write_the_xmpp_name_and_shift_later_references() -> None:
+    targets = {
+        "@a:x": MentionTarget("Alice W.", "xmpp:room@gw/Alice W."),
+        "@b:x": MentionTarget("Bo", "xmpp:room@gw/Bo"),
+    }
+    text = "hi A and 🐇 B!"
+    spans = [(11, 12, "@b:x"), (3, 4, "@a:x"), (5, 6, "@nobody:x")]
+    new, refs = apply_mentions(text, spans, targets)
+    assert new == "hi Alice W. and 🐇 Bo!"
+    assert [new[b:e] for b, e, _ in refs] == ["Alice W.", "Bo"]
+    assert refs[1][2] == "xmpp:room@gw/Bo"
+
+
+def test_bad_mention_spans_are_ignored() -> None:
+    targets = {"@a:x": MentionTarget("A", "xmpp:a")}
+    spans = [(0, 3, "@a:x"), (2, 4, "@a:x"), (5, 99, "@a:x"), (4, 3, "@a:x")]
+    assert apply_mentions("abcdef", spans, targets) == ("Adef", [(0, 1, "xmpp:a")])
