@@ -189,6 +189,9 @@ class MatrixChat:
                 continue
             if event.kind in MESSAGE_KINDS:
                 await self.relay(event, archive_only=archive_only, history=history)
+            elif not archive_only and event.kind in ("reaction", "redaction"):
+                # A gap in the live timeline: as if it had come live.
+                await self.on_matrix_event(event)
             elif event.kind == "reaction" and event.relates_to and event.reaction_key:
                 # A reaction to a message older than this history.
                 reacting = await self.sender_for(sender)
@@ -275,10 +278,10 @@ class MatrixChat:
         if not redacts or not redactor:
             return
         reaction = self.reaction_log.pop(redacts)
+        if self.session.is_own_echo(event):
+            return  # the user's removal from XMPP: shown already
         if reaction is not None:
             await self.show_reactions(reaction.target, reaction.sender)
-            return
-        if self.session.is_own_echo(event):
             return
         original = await self.get_message(redacts)
         self._recent.pop(redacts, None)
@@ -286,6 +289,10 @@ class MatrixChat:
             # A reaction this room no longer remembers, an edit, a state
             # event…: nothing XMPP shows as a message.
             log.debug("Redaction of %s: not a message shown here", redacts)
+            return
+        if original.rel_type == "m.replace":
+            # An edit taken back: XMPP corrections cannot be undone.
+            log.debug("Redaction of the edit %s: not shown", redacts)
             return
         author = original.sender or redactor
         redacting = await self.sender_for(redactor)
@@ -434,6 +441,7 @@ class MatrixChat:
             ) from e
         self.session.seen_ids.add(redaction)
         self._recent.pop(event_id, None)
+        self.reaction_log.pop(event_id)
 
     @staticmethod
     def _fresh_txn_id() -> str:
