@@ -23,10 +23,11 @@ from slixmpp import Presence
 from slixmpp.exceptions import XMPPError
 
 from . import config, room_admin, room_state
-from .chat import MESSAGE_KINDS, MatrixChat
+from .chat import CHAT_KINDS, MatrixChat
 from .matrix import Event, MatrixError, NetworkError, RoomInfo
 from .util import (
     MatrixMixin,
+    MentionTarget,
     jid_local_to_matrix_id,
     localpart,
     matrix_id_to_jid_local,
@@ -63,10 +64,10 @@ class MUC(MatrixChat, LegacyMUC[Participant]):
 
     session: Session
 
-    # Edits, retractions and reactions towards Matrix come with a later issue;
-    # until then slidge tells clients these are not available here.
-    CORRECTION = False
-    RETRACTION = False
+    # Edits (m.replace), retractions (redactions) and reactions go to Matrix.
+    CORRECTION = True
+    RETRACTION = True
+    REACTION = True
 
     def get_room(self) -> RoomInfo:
         """A snapshot of this room from the engine's room cache: name, topic,
@@ -176,6 +177,10 @@ class MUC(MatrixChat, LegacyMUC[Participant]):
         assert part is not None  # created when missing
         return part
 
+    def own_mention_target(self) -> MentionTarget:
+        """A mention of the user shows their nick, which clients highlight."""
+        return MentionTarget(self.user_nick, f"xmpp:{self.user_muc_jid}")
+
     @staticmethod
     def _apply_power(part: Participant, level: int) -> None:
         room_state.apply_power(part, level)
@@ -184,7 +189,7 @@ class MUC(MatrixChat, LegacyMUC[Participant]):
         """Shows one live timeline event of this room to the XMPP user:
         messages as the chat does, room state as the group's own."""
         etype = event.type
-        if event.kind in MESSAGE_KINDS:
+        if event.kind in CHAT_KINDS:
             await super().on_matrix_event(event)
         elif etype == "m.room.name" or etype == "m.room.canonical_alias":
             self.name = self.get_room().display_name

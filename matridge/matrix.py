@@ -23,6 +23,7 @@ TooLargeError = _core.TooLargeError
 MAX_UNDELIVERED = _core.MAX_UNDELIVERED
 SyncBatch = _core.SyncBatch
 SyncRoom = _core.Room
+Receipt = _core.Receipt
 Event = _core.Event
 Message = _core.Message
 History = _core.History

@@ -34,6 +34,7 @@ from .matrix import (
     SyncBatch,
     SyncRoom,
 )
+from .memory import ChatMemory
 from .sync_status import SyncHealth
 
 if TYPE_CHECKING:
@@ -79,6 +80,7 @@ class Session(BaseSession):  # type: ignore[type-arg]
         self.sync_health = SyncHealth()  # read by the sync-status command
         # Rooms whose invitation was shown to the user since the gateway started.
         self.invitations_sent: set[str] = set()
+        self._chat_memories: dict[str, ChatMemory] = {}
 
     # ---- login / logout --------------------------------------------------
 
@@ -228,6 +230,20 @@ class Session(BaseSession):  # type: ignore[type-arg]
                 if chat is None:
                     return
             await chat.on_matrix_event(ev)
+        await self._process_ephemeral(room, chat)
+
+    async def _process_ephemeral(self, room: SyncRoom, chat: MatrixChat | None) -> None:
+        """Typing notices and read receipts, after the timeline they refer to."""
+        if room.typing is None and not room.receipts:
+            return
+        if chat is None:
+            chat = await self.chat_for(room.room_id)
+            if chat is None:
+                return
+        if room.typing is not None:
+            await chat.on_typing(room.typing)
+        if room.receipts:
+            await chat.on_receipts(room.receipts)
 
     async def chat_for(self, room_id: str) -> MatrixChat | None:
         """The XMPP conversation that shows a joined room: its group chat.
@@ -274,6 +290,10 @@ class Session(BaseSession):  # type: ignore[type-arg]
         # A JSON list; slidge's JSONSerializable type does not spell lists out.
         self.legacy_module_data_update({"announced_rooms": sorted(rooms)})  # type: ignore[dict-item]
 
+    def chat_memory(self, room_id: str) -> ChatMemory:
+        """What the conversation of `room_id` remembers between events."""
+        return self._chat_memories.setdefault(room_id, ChatMemory())
+
     def room_info(self, room_id: str) -> RoomInfo | None:
         """A snapshot of the room from the engine's room cache, if known."""
         return self.matrix.rooms.get(room_id)
@@ -306,9 +326,15 @@ class Session(BaseSession):  # type: ignore[type-arg]
         return "x" + digest[:40]
 
     async def send_to_matrix(
-        self, room_id: str, event_type: str, content: dict[str, Any]
+        self,
+        room_id: str,
+        event_type: str,
+        content: dict[str, Any],
+        txn_id: str | None = None,
     ) -> str:
-        txn_id = self._txn_id()
+        """Sends an event; `txn_id` defaults to one derived from the XMPP
+        message being handled."""
+        txn_id = txn_id or self._txn_id()
         # One send at a time per room, so retries through an outage keep the
         # messages in the order they came.
         lock = self._send_locks.get(room_id)

@@ -47,6 +47,16 @@ _PLUGINS = (
     "xep_0461",  # replies
 )
 
+# ---- messages ----
+_MESSAGE_PLUGINS = (
+    "xep_0085",  # chat states
+    "xep_0333",  # chat markers
+    "xep_0372",  # references (mentions)
+    "xep_0424",  # retractions
+    "xep_0425",  # moderation
+    "xep_0444",  # reactions
+)
+
 S = TypeVar("S", Message, Presence)
 
 
@@ -102,6 +112,12 @@ class XmppClient(slixmpp.ClientXMPP):
         self.register_handler(
             Callback("harness presences", StanzaPath("presence"), self._on_presence)
         )
+
+        # ---- messages ----
+        # Stanza plugins for chat states, markers, mentions, retractions,
+        # moderation and reactions.
+        for name in _MESSAGE_PLUGINS:
+            self.register_plugin(name)
 
     # --- connection -------------------------------------------------------
 
