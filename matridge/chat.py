@@ -14,11 +14,12 @@ import logging
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-from slidge.util.types import MessageReference, XMPPMessage
+from slidge.util.types import MessageReference, Sticker, XMPPMessage
 from slixmpp.exceptions import XMPPError
 
 from . import config
 from .matrix import Event, History, MatrixError, NetworkError
+from .media import send_sticker, send_xmpp_attachments
 from .util import ChatSender, message_text
 
 if TYPE_CHECKING:
@@ -134,7 +135,7 @@ class MatrixChat:
         assert sender is not None  # invalid events never get here
         entity = await self.sender_for(sender)
         event_id = event.event_id or ""
-        entity.send_matrix_message(
+        await entity.send_matrix_message(
             event,
             archive_only=archive_only,
             replacement=history.replacement(event_id) if history else None,
@@ -178,19 +179,12 @@ class MatrixChat:
 
     async def on_message(self, message: XMPPMessage) -> str:
         """Sends the user's XMPP message to the Matrix room."""
-        if message.attachments:
-            raise XMPPError(
-                "feature-not-implemented",
-                "Sending files to Matrix is not supported by this gateway yet.",
-            )
-        info = self.session.room_info(self.room_id)
-        if info is not None and info.encrypted:
-            raise XMPPError(
-                "not-acceptable",
-                "This Matrix room is end-to-end encrypted and this gateway cannot "
-                "encrypt yet, so it will not send your message there in clear text.",
-            )
+        self._refuse_if_encrypted()
         body = message.body or ""
+        if message.attachments:
+            return await send_xmpp_attachments(
+                self.session, self.room_id, message.attachments, body
+            )
         if len(body.encode()) > MAX_BODY_BYTES:
             raise XMPPError(
                 "not-acceptable",
@@ -204,3 +198,17 @@ class MatrixChat:
         return await self.session.send_to_matrix(
             self.room_id, "m.room.message", content
         )
+
+    async def on_sticker(self, sticker: Sticker) -> str:
+        """Sends the user's XMPP sticker to the Matrix room as ``m.sticker``."""
+        self._refuse_if_encrypted()
+        return await send_sticker(self.session, self.room_id, sticker)
+
+    def _refuse_if_encrypted(self) -> None:
+        info = self.session.room_info(self.room_id)
+        if info is not None and info.encrypted:
+            raise XMPPError(
+                "not-acceptable",
+                "This Matrix room is end-to-end encrypted and this gateway cannot "
+                "encrypt yet, so it will not send your message there in clear text.",
+            )
