@@ -147,9 +147,11 @@ async def send_matrix_media(
     archive_only: bool,
     reply_to: MessageReference | None,
     thread: str | None,
+    **send_kwargs: Any,
 ) -> None:
     """Sends the file of a Matrix message (or sticker) event to XMPP from
-    `sender`, with its caption; a text saying why when the file cannot go."""
+    `sender`, with its caption; a text saying why when the file cannot go.
+    `send_kwargs` go to slidge's send_* calls as they are (``carbon=``)."""
     matrix: MatrixClient = sender.session.matrix
     name = safe_file_name(content.filename or content.body)
     # Per the spec, a body that is not the file name is a caption.
@@ -164,6 +166,7 @@ async def send_matrix_media(
         "archive_only": archive_only,
         "reply_to": reply_to,
         "thread": thread,
+        **send_kwargs,
     }
 
     def instead(text: str) -> None:

@@ -10,12 +10,20 @@ import os
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from slixmpp import Message
 
+from matridge.media import (
+    describe_file,
+    human_size,
+    msgtype_for,
+    name_from_url,
+    safe_file_name,
+)
 from tests.conftest import MEDIA_MAX_BYTES, Person, unique
 from tests.harness.gateway import Gateway
 from tests.harness.matrix_user import MatrixUser
@@ -419,3 +427,55 @@ async def test_a_file_that_cannot_be_fetched_is_refused_by_name(
         if e["sender"] == club.person.matrix.user_id
     ]
     assert [e for e in own if name in str(e["content"])] == []
+
+
+# ---- the helpers' edge cases -------------------------------------------------
+
+
+async def test_file_names_lose_directories_and_control_characters() -> None:
+    assert safe_file_name("../../etc/passwd") == "passwd"
+    assert safe_file_name("C:\\Users\\a\\cv.pdf") == "cv.pdf"
+    assert safe_file_name("bad\x00\nname.txt") == "badname.txt"
+    assert safe_file_name(".hidden") == "hidden"
+    assert safe_file_name("") == "file"
+    assert safe_file_name(None, "sticker") == "sticker"
+    long = safe_file_name("x" * 500 + ".jpeg")
+    assert len(long) == 200 and long.endswith(".jpeg")
+    assert name_from_url("http://h/share/abc/na%C3%AFve%20file.txt?x=1") == (
+        "naïve file.txt"
+    )
+
+
+async def test_sizes_read_as_people_write_them() -> None:
+    assert human_size(999) == "999 bytes"
+    assert human_size(1_100_000) == "1.1 MB"
+    assert human_size(50_000_000) == "50.0 MB"
+    assert human_size(3 * 10**12) == "3000.0 GB"
+
+
+async def test_the_content_type_comes_from_the_client_then_the_bytes(
+    tmp_path: Path,
+) -> None:
+    image = tmp_path / "image.bin"
+    image.write_bytes(png(5, 3))
+    sniffed = await describe_file(image, "image.bin", None, "application/octet-stream")
+    assert (sniffed.mimetype, sniffed.width, sniffed.height) == ("image/png", 5, 3)
+    declared = await describe_file(image, "image.bin", "image/x-custom")
+    assert (declared.mimetype, declared.width) == ("image/x-custom", 5)
+    # Declared as no image: no dimensions even though the bytes are one.
+    other = await describe_file(image, "image.bin", "application/x-custom")
+    assert (other.mimetype, other.width) == ("application/x-custom", None)
+    text = tmp_path / "notes.md"
+    text.write_bytes(b"# notes\n")
+    assert (await describe_file(text, "notes.md", None, None)).mimetype in (
+        "text/markdown",
+        "text/x-markdown",
+    )
+    blob = tmp_path / "blob"
+    blob.write_bytes(b"\x00\x01")
+    assert (await describe_file(blob, "blob", None, None)).mimetype == (
+        "application/octet-stream"
+    )
+    assert msgtype_for("Image/JPEG") == "m.image"
+    assert msgtype_for("audio/ogg; codecs=opus") == "m.audio"
+    assert msgtype_for("application/pdf") == "m.file"
