@@ -315,7 +315,7 @@ async def wait_own_event(
 
 
 async def test_an_xmpp_image_reaches_matrix_with_its_info(
-    club: Club, prosody: Prosody
+    club: Club, prosody: Prosody, gateway: Gateway
 ) -> None:
     data = png(40, 30)
     # No content type anywhere: the gateway sees it is a PNG.
@@ -335,6 +335,8 @@ async def test_an_xmpp_image_reaches_matrix_with_its_info(
         "h": 30,
     }
     assert club.friend.download(content["url"]) == data
+    # The file was uploaded before the event was sent, so it is gone by now.
+    assert media_leftovers(gateway) == []
 
 
 async def test_an_xmpp_file_with_a_caption_reaches_matrix(
@@ -427,6 +429,7 @@ async def test_a_file_that_cannot_be_fetched_is_refused_by_name(
         if e["sender"] == club.person.matrix.user_id
     ]
     assert [e for e in own if name in str(e["content"])] == []
+    assert media_leftovers(gateway) == []
 
 
 # ---- the helpers' edge cases -------------------------------------------------
