@@ -16,11 +16,12 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from slidge.util.types import ChatState, MessageReference, XMPPMessage
+from slidge.util.types import ChatState, MessageReference, Sticker, XMPPMessage
 from slixmpp.exceptions import XMPPError
 
 from . import config
 from .matrix import Event, History, MatrixError, Message, NetworkError, Receipt
+from .media import send_sticker, send_xmpp_attachments
 from .memory import ChatMemory
 from .outgoing import (
     edit_content,
@@ -163,7 +164,7 @@ class MatrixChat:
             shown = event.new_message
         else:
             shown = event.message
-        entity.send_matrix_message(
+        await entity.send_matrix_message(
             event,
             archive_only=archive_only,
             replacement=replacement,
@@ -342,19 +343,12 @@ class MatrixChat:
 
     async def on_message(self, message: XMPPMessage) -> str:
         """Sends the user's XMPP message to the Matrix room."""
-        if message.attachments:
-            raise XMPPError(
-                "feature-not-implemented",
-                "Sending files to Matrix is not supported by this gateway yet.",
-            )
-        info = self.session.room_info(self.room_id)
-        if info is not None and info.encrypted:
-            raise XMPPError(
-                "not-acceptable",
-                "This Matrix room is end-to-end encrypted and this gateway cannot "
-                "encrypt yet, so it will not send your message there in clear text.",
-            )
+        self._refuse_if_encrypted()
         body = message.body or ""
+        if message.attachments:
+            return await send_xmpp_attachments(
+                self.session, self.room_id, message.attachments, body
+            )
         if len(body.encode()) > MAX_BODY_BYTES:
             raise XMPPError(
                 "not-acceptable",
@@ -474,3 +468,17 @@ class MatrixChat:
             )
         except (MatrixError, NetworkError) as e:
             log.info("Read marker in %s failed: %s", self.room_id, e)
+
+    async def on_sticker(self, sticker: Sticker) -> str:
+        """Sends the user's XMPP sticker to the Matrix room as ``m.sticker``."""
+        self._refuse_if_encrypted()
+        return await send_sticker(self.session, self.room_id, sticker)
+
+    def _refuse_if_encrypted(self) -> None:
+        info = self.session.room_info(self.room_id)
+        if info is not None and info.encrypted:
+            raise XMPPError(
+                "not-acceptable",
+                "This Matrix room is end-to-end encrypted and this gateway cannot "
+                "encrypt yet, so it will not send your message there in clear text.",
+            )

@@ -61,3 +61,12 @@ SEND_RETRY_SECONDS__DOC = (
     "or failing, before the sender is told it was not sent. Retries reuse the "
     "transaction id, so Matrix never gets the message twice."
 )
+
+MEDIA_MAX_BYTES = 50_000_000
+MEDIA_MAX_BYTES__DOC = (
+    "The largest file, in bytes, the gateway carries either way. A larger Matrix "
+    "file reaches XMPP as a text with its name and size (see it in a Matrix "
+    "client); a larger XMPP file is refused with an error naming it. The gateway "
+    "stores each file in a temporary file while it passes, so this also bounds "
+    "its disk use per transfer."
+)

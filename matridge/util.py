@@ -15,6 +15,8 @@ from xml.etree import ElementTree as ET
 from slixmpp import Message as XMPPMessage
 from slixmpp.jid import unescape_node
 
+from .media import MediaSender, is_media, send_matrix_media
+
 if TYPE_CHECKING:
     from slidge.util.types import MessageReference
 
@@ -161,11 +163,7 @@ def add_references(stanza: XMPPMessage, refs: Iterable[Reference]) -> None:
         )
 
 
-class _Sender(Protocol):
-    def send_text(
-        self, body: str, legacy_msg_id: str | None = None, **kwargs: Any
-    ) -> XMPPMessage | None: ...
-
+class _Sender(MediaSender, Protocol):
     def correct(self, legacy_msg_id: str, new_text: str, **kwargs: Any) -> None: ...
 
 
@@ -180,7 +178,7 @@ class MatrixMixin:
             add_references(stanza, refs)
         return super()._send(stanza, *args, **send_kwargs)  # type: ignore[misc]
 
-    def send_matrix_message(
+    async def send_matrix_message(
         self: _Sender,
         event: Event,
         archive_only: bool = False,
@@ -219,6 +217,17 @@ class MatrixMixin:
                 )
             return
         content = replacement.new_message if replacement else event.message
+        if content is not None and is_media(event, content):
+            await send_matrix_media(
+                self,
+                event,
+                content,
+                when=when,
+                archive_only=archive_only,
+                reply_to=reply_to,
+                thread=event.thread_root,
+            )
+            return
         text = message_text(content)
         if text is None:
             log.info(
@@ -243,7 +252,7 @@ class ChatSender(Protocol):
     """What a chat needs of the entity that shows a Matrix user's actions:
     a Participant in a group chat, the Contact in a direct chat."""
 
-    def send_matrix_message(
+    async def send_matrix_message(
         self,
         event: Event,
         archive_only: bool = False,

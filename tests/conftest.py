@@ -20,6 +20,9 @@ from tests.harness.xmpp_client import XmppClient
 
 __all__ = ["gateway", "prosody", "synapse"]
 
+# The shared gateway's file size cap (tests/test_e2e_media.py goes over it).
+MEDIA_MAX_BYTES = 1_000_000
+
 
 @pytest.fixture(scope="session")
 def gateway(
@@ -32,6 +35,7 @@ def gateway(
         prosody,
         "--backfill-events=1500",  # enough for the 1000-message history test
         "--sync-timeout-ms=5000",  # so outages longer than a long-poll are short
+        f"--media-max-bytes={MEDIA_MAX_BYTES}",  # small, so tests can exceed it
     )
     gw.start()
     try:

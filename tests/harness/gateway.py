@@ -25,6 +25,8 @@ class Gateway:
         self.extra_args = extra_args
         self.home = workdir / "home"
         self.log_path = workdir / "gateway.log"
+        # The gateway's own temporary directory, so tests can see leftovers.
+        self.tmp = workdir / "tmp"
         self.proc: subprocess.Popen[bytes] | None = None
         self.jid = prosody.component_jid
 
@@ -48,9 +50,10 @@ class Gateway:
 
     def start(self, timeout: float = 60) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
+        self.tmp.mkdir(parents=True, exist_ok=True)
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": str(self.tmp)}
         self.proc = subprocess.Popen(
             with_pdeathsig(self.command()),
             stdout=log,

@@ -271,6 +271,30 @@ class MatrixUser:
             f"latest events (newest first): {summary}"
         )
 
+    # ---- media ----
+
+    def upload(self, data: bytes, content_type: str, filename: str) -> str:
+        """Uploads to the media repository; returns the mxc:// URI."""
+        url = f"{self.base_url}/_matrix/media/v3/upload?" + urllib.parse.urlencode(
+            {"filename": filename}
+        )
+        req = urllib.request.Request(url, data=data, method="POST")
+        req.add_header("Content-Type", content_type)
+        req.add_header("Authorization", f"Bearer {self.access_token}")
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            uri: str = json.loads(resp.read())["content_uri"]
+        return uri
+
+    def download(self, mxc: str) -> bytes:
+        """The bytes of an mxc:// URI, through authenticated media."""
+        server_media = mxc.removeprefix("mxc://")
+        url = f"{self.base_url}/_matrix/client/v1/media/download/{server_media}"
+        req = urllib.request.Request(url)
+        req.add_header("Authorization", f"Bearer {self.access_token}")
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            data: bytes = resp.read()
+        return data
+
 
 def _first_match(
     events: list[dict[str, Any]], predicate: Callable[[dict[str, Any]], bool]

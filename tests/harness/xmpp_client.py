@@ -45,6 +45,8 @@ _PLUGINS = (
     "xep_0359",  # stanza/origin ids
     "xep_0308",  # corrections
     "xep_0461",  # replies
+    "xep_0066",  # out-of-band data (file links)
+    "xep_0363",  # HTTP file upload
 )
 
 # ---- messages ----
@@ -450,3 +452,54 @@ class XmppClient(slixmpp.ClientXMPP):
         """The rows of a finished command's result form."""
         items = iq["command"]["form"]["items"]
         return [{k: str(v) for k, v in item.items()} for item in items]
+
+    # ---- media ----
+
+    async def upload(
+        self,
+        service_jid: str,
+        name: str,
+        data: bytes,
+        content_type: str | None = None,
+        timeout: float = 30,
+    ) -> str:
+        """Uploads `data` to an XEP-0363 service; returns the GET URL."""
+        import aiohttp  # a slidge dependency; only the media tests need it
+
+        slot_iq = self.plugin["xep_0363"].request_slot(
+            JID(service_jid), name, len(data), content_type, timeout=timeout
+        )
+        try:
+            iq = cast(Iq, await slot_iq)
+        except IqError as e:
+            raise XmppError.from_iq_error(e) from None
+        slot = iq["http_upload_slot"]
+        headers = {h["name"]: h["value"] for h in slot["put"]["headers"]}
+        headers["Content-Type"] = content_type or "application/octet-stream"
+        async with (
+            aiohttp.ClientSession() as http,
+            http.put(slot["put"]["url"], data=data, headers=headers) as resp,
+        ):
+            resp.raise_for_status()
+        return cast(str, slot["get"]["url"])
+
+    def send_file_link(
+        self,
+        to: str,
+        url: str,
+        mtype: str = "groupchat",
+        caption: str | None = None,
+        sticker: bool = False,
+    ) -> str:
+        """Sends a file as clients do: the URL as body with XEP-0066 OOB, a
+        caption as a separate line of the body; a sticker with XEP-0449."""
+        body = url if caption is None else f"{url}\n{caption}"
+        msg = self.make_message(mto=JID(to).bare, mbody=body, mtype=mtype)  # type: ignore[arg-type]
+        msg["oob"]["url"] = url
+        if sticker:
+            ET.SubElement(msg.xml, "{urn:xmpp:stickers:0}sticker")
+        msg_id = uuid.uuid4().hex
+        msg["id"] = msg_id
+        msg["origin_id"]["id"] = msg_id
+        msg.send()
+        return msg_id

@@ -1,0 +1,404 @@
+"""Files both ways: Matrix media to XMPP attachments, XMPP attachments to
+Matrix media.
+
+Matrix → XMPP: the engine downloads the content with the user's token
+(authenticated media) into a temporary file, which slidge uploads to the XMPP
+upload service and sends as an attachment. XMPP → Matrix: the file behind the
+attachment's URL is fetched into a temporary file, uploaded to the Matrix
+media repository and sent as an ``m.image``/``m.video``/``m.audio``/``m.file``
+(or ``m.sticker``) event. Both ways honour ``MEDIA_MAX_BYTES``; nothing is
+lost silently: what cannot be carried becomes a text that says why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import mimetypes
+import os
+import tempfile
+import urllib.parse
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import aiohttp
+from PIL import Image, UnidentifiedImageError
+from slidge.util.types import LegacyAttachment, MessageReference
+from slixmpp.exceptions import XMPPError
+
+from . import config
+from .matrix import Event, MatrixClient, MatrixError, Message, NetworkError
+from .matrix import TooLargeError as MatrixTooLargeError
+
+if TYPE_CHECKING:
+    from slidge.util.types import Sticker, XMPPAttachment
+    from slixmpp import Message as XMPPMessage
+
+    from .session import Session
+
+log = logging.getLogger(__name__)
+
+# msgtypes of m.room.message events that carry a file.
+FILE_MSGTYPES = frozenset({"m.image", "m.file", "m.audio", "m.video"})
+
+_TEMP_PREFIX = "matridge-media-"
+_CHUNK = 64 * 1024
+# What a file name may be on disk and in an upload slot.
+_MAX_NAME = 200
+
+
+class MediaSender(Protocol):
+    """The XMPP entity that shows a Matrix user's files (Participant, Contact)."""
+
+    @property
+    def session(self) -> Any: ...  # matridge's Session: its ``matrix`` client
+
+    def send_text(
+        self, body: str, legacy_msg_id: str | None = None, **kwargs: Any
+    ) -> XMPPMessage | None: ...
+
+    async def send_files(
+        self,
+        attachments: Collection[LegacyAttachment],
+        legacy_msg_id: str | None = None,
+        body: str | None = None,
+        **kwargs: Any,
+    ) -> None: ...
+
+
+def human_size(n: int) -> str:
+    """``1234567`` → ``1.2 MB`` (decimal units, as file managers show)."""
+    size = float(n)
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{n} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1000
+    raise AssertionError  # the loop always returns
+
+
+def safe_file_name(name: str | None, fallback: str = "file") -> str:
+    """A name fit for disk and upload slots: no directories, no control
+    characters, not empty, not too long (the extension is kept)."""
+    base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    base = "".join(ch for ch in base if ch.isprintable()).strip().lstrip(".")
+    if not base:
+        base = fallback
+    if len(base) > _MAX_NAME:
+        stem, ext = os.path.splitext(base)
+        ext = ext[:20]
+        base = stem[: _MAX_NAME - len(ext)] + ext
+    return base
+
+
+def msgtype_for(mimetype: str) -> str:
+    """The Matrix msgtype of a file of this content type."""
+    major = mimetype.split("/", 1)[0].lower()
+    return {"image": "m.image", "video": "m.video", "audio": "m.audio"}.get(
+        major, "m.file"
+    )
+
+
+# ---- Matrix → XMPP -------------------------------------------------------
+
+
+def is_media(event: Event, content: Message | None) -> bool:
+    """Whether this message event carries a file (its content as shown)."""
+    if content is None:
+        return False
+    return event.kind == "sticker" or content.msgtype in FILE_MSGTYPES
+
+
+def over_cap_text(name: str, size: int | None, cap: int) -> str:
+    what = f"{name} ({human_size(size)})" if size is not None else name
+    return (
+        f"📎 {what} is larger than this gateway's limit of {human_size(cap)} "
+        "for files, so it was not transferred. See it in a Matrix client."
+    )
+
+
+def fetch_failed_text(name: str, reason: str) -> str:
+    return f"[{name}: could not be fetched from Matrix: {reason}]"
+
+
+def encrypted_file_text(name: str) -> str:
+    return (
+        f"🔒 {name}: this file is end-to-end encrypted, and this gateway cannot "
+        "decrypt it yet. See it in a Matrix client."
+    )
+
+
+def _reason(e: Exception) -> str:
+    if isinstance(e, MatrixError):
+        return f"the homeserver answered {e.status} ({e.error or e.errcode or 'error'})"
+    if isinstance(e, NetworkError):
+        return f"the homeserver is unreachable ({e})"
+    return str(e) or type(e).__name__
+
+
+async def send_matrix_media(
+    sender: MediaSender,
+    event: Event,
+    content: Message,
+    *,
+    when: datetime | None,
+    archive_only: bool,
+    reply_to: MessageReference | None,
+    thread: str | None,
+    **send_kwargs: Any,
+) -> None:
+    """Sends the file of a Matrix message (or sticker) event to XMPP from
+    `sender`, with its caption; a text saying why when the file cannot go.
+    `send_kwargs` go to slidge's send_* calls as they are (``carbon=``)."""
+    matrix: MatrixClient = sender.session.matrix
+    name = safe_file_name(content.filename or content.body)
+    # Per the spec, a body that is not the file name is a caption.
+    caption_text = content.text or content.body
+    caption = (
+        caption_text
+        if content.filename and caption_text and content.body != content.filename
+        else None
+    )
+    common: dict[str, Any] = {
+        "when": when,
+        "archive_only": archive_only,
+        "reply_to": reply_to,
+        "thread": thread,
+        **send_kwargs,
+    }
+
+    def instead(text: str) -> None:
+        if caption:
+            text = f"{text}\n{caption}"
+        sender.send_text(text, legacy_msg_id=event.event_id, **common)
+
+    cap = config.MEDIA_MAX_BYTES
+    if content.encrypted_file:
+        instead(encrypted_file_text(name))
+        return
+    if not content.url:
+        instead(fetch_failed_text(name, "the event has no file URL"))
+        return
+    if content.size is not None and content.size > cap:
+        instead(over_cap_text(name, content.size, cap))
+        return
+    with tempfile.TemporaryDirectory(prefix=_TEMP_PREFIX) as tmp:
+        path = Path(tmp) / name
+        try:
+            media = await matrix.download(content.url, cap, path=path)
+        except MatrixTooLargeError:
+            instead(over_cap_text(name, content.size, cap))
+            return
+        except (MatrixError, NetworkError, ValueError) as e:
+            log.warning(
+                "Could not download %s of event %s: %s", content.url, event.event_id, e
+            )
+            instead(fetch_failed_text(name, _reason(e)))
+            return
+        attachment = LegacyAttachment(
+            path=path,
+            name=name,
+            content_type=content.mimetype or media.content_type,
+            size=media.size,
+            is_sticker=event.kind == "sticker",
+        )
+        await sender.send_files(
+            [attachment], legacy_msg_id=event.event_id, body=caption, **common
+        )
+
+
+# ---- XMPP → Matrix -------------------------------------------------------
+
+
+class FetchError(Exception):
+    """A file the user sent could not be fetched; the text says why."""
+
+
+class TooLargeError(FetchError):
+    pass
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    """A fetched file and what Matrix should be told about it."""
+
+    path: Path
+    name: str
+    size: int
+    mimetype: str
+    width: int | None = None
+    height: int | None = None
+
+
+def _inspect(path: Path) -> tuple[int, tuple[str, int, int] | None]:
+    """The file's size, and (mimetype, width, height) if it is an image."""
+    return path.stat().st_size, _image_info(path)
+
+
+def _image_info(path: Path) -> tuple[str, int, int] | None:
+    """(mimetype, width, height) if Pillow recognises the file as an image
+    (it reads the header only)."""
+    try:
+        with Image.open(path) as img:
+            mime = Image.MIME.get(img.format or "")
+            if mime is None:
+                return None
+            width, height = img.size
+            return mime, width, height
+    except (UnidentifiedImageError, OSError, ValueError):
+        return None
+
+
+def _is_specific(content_type: str | None) -> bool:
+    return bool(content_type) and content_type != "application/octet-stream"
+
+
+async def describe_file(
+    path: Path, name: str, declared: str | None, served: str | None = None
+) -> LocalFile:
+    """What a file is: the content type the client declared, else what its
+    bytes show (images), else what the server said, else its name's;
+    dimensions for images."""
+    size, image = await asyncio.to_thread(_inspect, path)
+    if _is_specific(declared):
+        assert declared is not None
+        mimetype = declared.split(";", 1)[0].strip()
+    elif image is not None:
+        mimetype = image[0]
+    elif _is_specific(served):
+        assert served is not None
+        mimetype = served.split(";", 1)[0].strip()
+    else:
+        mimetype = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    if image is not None and mimetype.startswith("image/"):
+        return LocalFile(path, name, size, mimetype, image[1], image[2])
+    return LocalFile(path, name, size, mimetype)
+
+
+def name_from_url(url: str) -> str:
+    """The file name an upload URL ends with (upload services keep it)."""
+    path = urllib.parse.urlsplit(url).path
+    return safe_file_name(urllib.parse.unquote(path.rsplit("/", 1)[-1]))
+
+
+async def fetch(
+    attachment: XMPPAttachment, directory: Path, cap: int
+) -> tuple[Path, str, str | None]:
+    """Downloads an attachment's URL into `directory`, at most `cap` bytes;
+    returns the file, its name and the Content-Type the server gave.
+    Raises FetchError (TooLargeError above the cap)."""
+    name = name_from_url(attachment.url)
+    path = directory / name
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=60)
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as http,
+            http.get(attachment.url) as resp,
+        ):
+            if resp.status >= 400:
+                raise FetchError(f"its server answered HTTP {resp.status}")
+            if resp.content_length is not None and resp.content_length > cap:
+                raise TooLargeError(human_size(resp.content_length))
+            got = 0
+            with path.open("wb") as out:
+                async for chunk in resp.content.iter_chunked(_CHUNK):
+                    got += len(chunk)
+                    if got > cap:
+                        raise TooLargeError(f"more than {human_size(cap)}")
+                    out.write(chunk)
+            return path, name, resp.headers.get("Content-Type")
+    except (aiohttp.ClientError, TimeoutError, ValueError) as e:
+        reason = f"its URL could not be fetched ({type(e).__name__}: {e})"
+        raise FetchError(reason) from e
+
+
+def file_content(
+    msgtype: str, mxc: str, file: LocalFile, caption: str | None
+) -> dict[str, Any]:
+    """The content of a file event; a caption goes in ``body`` next to
+    ``filename``, as the spec's media captions say."""
+    info: dict[str, Any] = {"mimetype": file.mimetype, "size": file.size}
+    if file.width is not None and file.height is not None:
+        info["w"], info["h"] = file.width, file.height
+    content: dict[str, Any] = {
+        "body": caption or file.name,
+        "filename": file.name,
+        "url": mxc,
+        "info": info,
+    }
+    if msgtype != "m.sticker":
+        content["msgtype"] = msgtype
+    return content
+
+
+async def _upload(session: Session, file: LocalFile) -> str:
+    try:
+        return await session.matrix.upload_file(file.path, file.mimetype, file.name)
+    except (MatrixError, NetworkError) as e:
+        log.warning("Upload of %s to Matrix failed: %s", file.name, e)
+        raise XMPPError(
+            "service-unavailable",
+            f"{file.name} could not be sent: the Matrix media repository "
+            f"refused it ({_reason(e)}).",
+        ) from e
+
+
+async def send_xmpp_attachments(
+    session: Session, room_id: str, attachments: Collection[XMPPAttachment], body: str
+) -> str:
+    """Sends the user's XMPP attachments to a Matrix room, the first with
+    the caption `body` (if any); returns the first event's id. Raises an
+    XMPPError naming the file when one cannot be fetched or uploaded."""
+    cap = config.MEDIA_MAX_BYTES
+    first: str | None = None
+    caption: str | None = body.strip() or None
+    for attachment in attachments:
+        shown = name_from_url(attachment.url)
+        with tempfile.TemporaryDirectory(prefix=_TEMP_PREFIX) as tmp:
+            try:
+                path, name, served = await fetch(attachment, Path(tmp), cap)
+            except TooLargeError as e:
+                log.info("Not sending %s to Matrix: over the cap (%s)", shown, e)
+                raise XMPPError(
+                    "not-acceptable",
+                    f"{shown} was not sent to Matrix: it is larger ({e}) than "
+                    f"this gateway's limit of {human_size(cap)} for files.",
+                ) from e
+            except FetchError as e:
+                log.warning("Could not fetch %s (%s): %s", shown, attachment.url, e)
+                raise XMPPError(
+                    "item-not-found",
+                    f"{shown} was not sent to Matrix: {e}.",
+                ) from e
+            file = await describe_file(path, name, attachment.content_type, served)
+            mxc = await _upload(session, file)
+        msgtype = "m.sticker" if attachment.is_sticker else msgtype_for(file.mimetype)
+        content = file_content(msgtype, mxc, file, caption)
+        event_type = "m.sticker" if msgtype == "m.sticker" else "m.room.message"
+        event_id = await session.send_to_matrix(room_id, event_type, content)
+        first = first or event_id
+        caption = None
+    assert first is not None  # slidge only calls with at least one attachment
+    return first
+
+
+async def send_sticker(session: Session, room_id: str, sticker: Sticker) -> str:
+    """Sends an XMPP sticker (a file slidge already fetched) as ``m.sticker``."""
+    name = safe_file_name(sticker.path.name, "sticker")
+    file = await describe_file(sticker.path, name, sticker.content_type)
+    if file.size > config.MEDIA_MAX_BYTES:
+        raise XMPPError(
+            "not-acceptable",
+            f"This sticker ({human_size(file.size)}) is larger than this gateway's "
+            f"limit of {human_size(config.MEDIA_MAX_BYTES)} for files.",
+        )
+    mxc = await _upload(session, file)
+    content = file_content("m.sticker", mxc, file, None)
+    # Clients put the sticker's URL in the body as a fallback: not a text.
+    fallback = (sticker.fallback or "").strip()
+    is_link = fallback.startswith(("http://", "https://")) and " " not in fallback
+    content["body"] = "sticker" if not fallback or is_link else fallback
+    del content["filename"]
+    return await session.send_to_matrix(room_id, "m.sticker", content)
