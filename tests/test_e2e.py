@@ -219,3 +219,24 @@ async def test_no_password_or_token_reaches_the_gateway_log(
     assert club.person.password not in log
     for token in tokens:
         assert token not in log
+
+
+async def test_an_encrypted_message_arrives_as_a_visible_notice(club: Club) -> None:
+    event_id = club.friend.send_event(
+        club.room_id,
+        "m.room.encrypted",
+        {
+            "algorithm": "m.megolm.v1.aes-sha2",
+            "ciphertext": "AwgAEnACbJ3v",
+            "device_id": "FRANDEVICE",
+            "sender_key": "c2VuZGVyIGtleQ",
+            "session_id": "c2Vzc2lvbg",
+        },
+    )
+    msg = await club.person.xmpp.wait_message(
+        lambda m: groupchat_from(club.room_jid)(m) and m["stanza_id"]["id"] == event_id,
+        timeout=30,
+    )
+    assert msg["from"].resource == "Friendly Fran"
+    assert "end-to-end encrypted" in msg["body"]
+    assert "Read it in a Matrix client" in msg["body"]
