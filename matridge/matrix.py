@@ -42,7 +42,8 @@ SYNC_FILTER = json.dumps(
             "state": {"lazy_load_members": True},
             "timeline": {"limit": 100, "lazy_load_members": True},
         },
-        "presence": {"not_types": ["*"]},
+        # Presence shows for direct-chat contacts (matridge.contact).
+        "presence": {"types": ["m.presence"]},
     },
     separators=(",", ":"),
 )
@@ -506,6 +507,19 @@ class MatrixClient:
         await self._call(
             self._c.set_account_data, self._me(), event_type, content, room_id
         )
+
+    async def load_direct_rooms(self) -> dict[str, str]:
+        """Fetches ``m.direct`` into the room cache (a sync resumed from a
+        token does not repeat it) and returns room id -> the other user id."""
+        try:
+            content = await self.get_account_data("m.direct")
+        except MatrixError as e:
+            if e.status != 404:
+                raise
+            content = {}
+        body = {"account_data": {"events": [{"type": "m.direct", "content": content}]}}
+        self._rooms.apply_sync(json.dumps(body).encode())
+        return self._rooms.direct_rooms()
 
     async def resolve_alias(self, alias: str) -> Alias:
         res = _object(await self._call(self._c.resolve_alias, alias), "directory")

@@ -31,7 +31,10 @@ from .matrix import (
 )
 
 if TYPE_CHECKING:
+    from slidge.command import SearchResult
+
     from .chat import MatrixChat
+    from .contact import Roster
     from .group import Bookmarks
 
 # The id of the XMPP message being handled, set by Gateway.event() so that
@@ -58,6 +61,7 @@ class RecentIds:
 
 class Session(BaseSession):  # type: ignore[type-arg]
     bookmarks: Bookmarks
+    contacts: Roster
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -163,11 +167,13 @@ class Session(BaseSession):  # type: ignore[type-arg]
 
     async def _process(self, batch: SyncBatch) -> None:
         initial = "since" not in self.user.legacy_module_data
+        await self.contacts.on_account_data(batch.account_data)  # before routing
         for room in batch.rooms:
             if room.membership == "join":
                 await self._process_joined(room, initial)
             elif room.membership == "leave":
                 await self._process_left(room)
+        await self.contacts.on_presence(batch.presence)
 
     async def _process_joined(self, room: SyncRoom, initial: bool) -> None:
         # The engine has already applied this batch's state to the room cache.
@@ -212,8 +218,12 @@ class Session(BaseSession):  # type: ignore[type-arg]
             await chat.on_matrix_event(ev)
 
     async def chat_for(self, room_id: str) -> MatrixChat | None:
-        """The XMPP conversation that shows a joined room: its group chat.
-        None if the room is not shown (a space, say)."""
+        """The XMPP conversation that shows a joined room: the contact of a
+        direct chat, else its group chat. None if the room is not shown (a
+        space, say)."""
+        contact = await self.contacts.contact_for_room(room_id)
+        if contact is not None:
+            return contact
         return await self.bookmarks.show(room_id)
 
     async def _process_left(self, room: SyncRoom) -> None:
@@ -277,6 +287,12 @@ class Session(BaseSession):  # type: ignore[type-arg]
         return info
 
     # ---- XMPP → Matrix ---------------------------------------------------
+
+    async def on_search(self, form_values: dict[str, str]) -> SearchResult | None:
+        # A Matrix user id opens a direct chat. (Rooms: see matridge.search.)
+        from .contact import find_user
+
+        return await find_user(self, str(form_values.get("address") or ""))
 
     def _txn_id(self) -> str:
         """A transaction id derived from the XMPP message id, so that sending

@@ -118,12 +118,14 @@ class MatrixMixin:
         archive_only: bool = False,
         replacement: Event | None = None,
         reply_to: MessageReference | None = None,
+        **send_kwargs: Any,
     ) -> None:
         """An ``m.room.message``, ``m.sticker`` or ``m.room.encrypted`` event.
 
         ``replacement`` is the latest edit of the event, applied already (in
         history); a live edit arrives as its own event and becomes a
-        correction of the original."""
+        correction of the original. ``send_kwargs`` go to every slidge call
+        (``carbon=True`` for the user's own messages in a direct chat)."""
         when = timestamp(event)
         if event.encrypted:
             self.send_text(
@@ -131,6 +133,7 @@ class MatrixMixin:
                 legacy_msg_id=event.event_id,
                 when=when,
                 archive_only=archive_only,
+                **send_kwargs,
             )
             return
         if event.rel_type == "m.replace" and event.relates_to and event.new_message:
@@ -142,6 +145,7 @@ class MatrixMixin:
                     when=when,
                     archive_only=archive_only,
                     correction_event_id=event.event_id,
+                    **send_kwargs,
                 )
             return
         content = replacement.new_message if replacement else event.message
@@ -160,6 +164,7 @@ class MatrixMixin:
             reply_to=reply_to,
             thread=event.thread_root,
             archive_only=archive_only,
+            **send_kwargs,
         )
 
 
