@@ -227,6 +227,7 @@ class Session(BaseSession):  # type: ignore[type-arg]
         return await self.bookmarks.show(room_id)
 
     async def _process_left(self, room: SyncRoom) -> None:
+        await self.contacts.classify(room.room_id)  # a direct chat no more
         if room.room_id not in self.announced_rooms:
             return
         muc = await self.bookmarks.by_legacy_id(room.room_id)

@@ -8,21 +8,26 @@ import asyncio
 import base64
 import io
 import json
+import os
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
 from PIL import Image
-from slixmpp import Message, Presence
+from slixmpp import JID, Message, Presence
 
 from matridge.util import matrix_id_to_jid_local
 from tests.conftest import Person, new_matrix_user, unique
+from tests.harness.gateway import Gateway
 from tests.harness.matrix_user import MatrixUser
+from tests.harness.prosody import Prosody
 from tests.harness.synapse import Synapse
-from tests.harness.xmpp_client import XmppError
+from tests.harness.xmpp_client import XmppClient, XmppError
 from tests.scenarios import book_club, groupchat_from, register
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -363,3 +368,100 @@ async def test_searching_an_unknown_user_says_so(direct: Direct) -> None:
     with pytest.raises(XmppError) as err:
         await person.xmpp.search(person.gateway_jid, {"address": "@no-server"})
     assert err.value.condition == "bad-request"
+
+
+# ---- with XEP-0356 privileges: roster push and carbons ----
+
+
+def privilege_module_dirs() -> list[Path]:
+    """Where to look for mod_privilege besides the system's module paths:
+    $MATRIDGE_PROSODY_MODULES (e.g. an unpacked prosody-modules .deb)."""
+    extra = os.environ.get("MATRIDGE_PROSODY_MODULES")
+    return [Path(extra)] if extra else []
+
+
+@pytest.fixture(scope="module")
+def privileged_gateway(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Gateway]:
+    """A second Prosody that grants the gateway XEP-0356 privileges (roster,
+    outgoing messages), with its own gateway on the shared Synapse."""
+    try:
+        prosody = Prosody(
+            tmp_path_factory.mktemp("prosody-privileged"),
+            privilege=True,
+            plugin_dirs=privilege_module_dirs(),
+        )
+    except RuntimeError as e:
+        pytest.skip(
+            f"{e}: set MATRIDGE_PROSODY_MODULES to a directory holding "
+            "mod_privilege (apt-get download prosody-modules; dpkg-deb -x)"
+        )
+    with prosody:
+        gw = Gateway(tmp_path_factory.mktemp("gateway-privileged"), prosody)
+        gw.start()
+        try:
+            yield gw
+        finally:
+            gw.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def privileged_person(
+    synapse: Synapse, privileged_gateway: Gateway
+) -> AsyncIterator[Person]:
+    prosody = privileged_gateway.prosody
+    name = unique("user")
+    password = "pw-" + uuid.uuid4().hex
+    info = synapse.register_user(name, password)
+    matrix = MatrixUser(synapse.base_url, info["access_token"], info["user_id"])
+    xmpp = await XmppClient.connect_to(
+        f"{name}@{prosody.domain}", "any", "127.0.0.1", prosody.c2s_port
+    )
+    try:
+        yield Person(name, password, matrix, xmpp, privileged_gateway.jid)
+    finally:
+        await xmpp.disconnect_and_wait()
+
+
+async def test_with_privileges_the_contact_is_pushed_and_own_messages_are_carbons(
+    privileged_person: Person, synapse: Synapse
+) -> None:
+    person = privileged_person
+    friend = new_matrix_user(synapse, "dana", "Direct Dana")
+    room_id = open_direct_room(person, friend)
+    await register(person, synapse)
+    jid = contact_jid(person, friend.user_id)
+
+    # The gateway puts the contact in the user's roster itself (XEP-0356),
+    # named after the Matrix display name.
+    for _ in range(100):
+        if jid in person.xmpp.client_roster and person.xmpp.client_roster[jid]["name"]:
+            break
+        await asyncio.sleep(0.2)
+    assert person.xmpp.client_roster[jid]["name"] == "Direct Dana"
+
+    # What the user writes from another Matrix client shows in XMPP as their
+    # own message to the contact (a carbon), not as the contact's.
+    await person.xmpp.enable_carbons()
+    body = "Written in Element " + unique("")
+    person.matrix.send_text(room_id, body)
+    carbon = await person.xmpp.wait_message(
+        lambda m: (sent := sent_carbon(m)) is not None and sent["body"] == body,
+        timeout=30,
+    )
+    sent = sent_carbon(carbon)
+    assert sent is not None
+    assert sent["to"].bare == jid
+    assert sent["from"].bare == JID(person.xmpp.boundjid).bare
+    assert not any(
+        isinstance(m, Message) and m["from"].bare == jid and m["body"] == body
+        for m in person.xmpp.received
+    )
+
+
+def sent_carbon(m: Message) -> Message | None:
+    """The message a "sent" carbon (XEP-0280) forwards, if `m` is one."""
+    if m.xml.find("{urn:xmpp:carbons:2}sent") is None:
+        return None
+    return m["carbon_sent"]  # type: ignore[no-any-return]

@@ -393,3 +393,9 @@ class XmppClient(slixmpp.ClientXMPP):
         iq["pubsub"]["items"]["node"] = node
         reply = await self._send_iq(iq, timeout)
         return [item.get_payload() for item in reply["pubsub"]["items"]]
+
+    async def enable_carbons(self, timeout: float = 30) -> None:
+        """Asks the server for copies of what other resources send (XEP-0280)."""
+        if "xep_0280" not in self.plugin:
+            self.register_plugin("xep_0280")
+        await self.plugin["xep_0280"].enable(timeout=timeout)
