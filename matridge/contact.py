@@ -271,7 +271,9 @@ class Roster(LegacyRoster[Contact]):
         partner = None
         if direct:
             info = self.session.room_info(room_id)
-            if info is None or room_id not in self._state_loaded:
+            # Once per room: m.direct also lists rooms left long ago, which
+            # the homeserver refuses to describe; those stay not direct.
+            if room_id not in self._state_loaded:
                 self._state_loaded.add(room_id)
                 try:
                     info = await self.session.load_room_state(room_id)
