@@ -235,8 +235,9 @@ class Roster(LegacyRoster[Contact]):
         super().__init__(session)
         self._room_of_user: dict[str, str] = {}  # user id -> their direct room
         self._user_of_room: dict[str, str] = {}  # room id -> the other user id
-        # Rooms whose full state was loaded once: lazy-loaded sync state may
-        # not hold every member, and membership decides direct-ness.
+        # Rooms whose full state was loaded (once per login) into the room
+        # cache: lazy-loaded sync state may not hold every member, and the
+        # members decide direct-ness.
         self._state_loaded: set[str] = set()
         # Held while a direct room is created and recorded, so that a sync
         # batch bringing the new room waits instead of showing it as a group.
@@ -311,6 +312,7 @@ class Roster(LegacyRoster[Contact]):
     async def fill(self) -> AsyncIterator[Contact]:
         """Every user with whom the user has a direct chat, in the roster."""
         self.user_legacy_id = self.session.user_id
+        self._state_loaded.clear()  # each login starts a new room cache
         try:
             await self.session.matrix.load_direct_rooms()
         except (MatrixError, NetworkError) as e:

@@ -226,6 +226,29 @@ async def test_a_live_edit_in_a_direct_chat_is_a_correction(direct: Direct) -> N
     assert fixed["replace"]["id"] == first["id"]
 
 
+async def test_a_direct_chat_stays_a_contact_after_logging_in_again(
+    direct: Direct,
+) -> None:
+    """A sync resumed from its token does not repeat m.direct: the gateway
+    must fetch it on login, or the direct room would turn into a group."""
+    xmpp = direct.person.xmpp
+    gateway = direct.person.gateway_jid
+    xmpp.send_chat(gateway, "logout")
+    await xmpp.wait_message(
+        lambda m: m["from"].bare == gateway and "Disconnected from Matrix" in m["body"],
+        timeout=30,
+    )
+    xmpp.send_chat(gateway, "re-login")
+    await xmpp.wait_presence(
+        lambda p: p["from"].bare == gateway and "Connected as" in p["status"],
+        timeout=60,
+    )
+    body = "Still there? " + unique("")
+    direct.friend.send_text(direct.room_id, body)
+    await xmpp.wait_message(chat_from(direct.jid, body), timeout=30)
+    assert invitations_to(direct.person, direct.person.room_jid(direct.room_id)) == []
+
+
 # ---- 3. writing to a contact -------------------------------------------------------
 
 
