@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "decode.h"
+#include "jsonparse.h"
 #include "media.h"
 #include "paging.h"
 #include "sync.h"
@@ -490,7 +491,7 @@ static void finish(mx_request *r) {
                     r->kind == MX_KIND_HISTORY) &&
                    is_2xx(code);
     if (r->status == MX_OK && r->response.len > 0 && !keep_raw)
-        r->json = cJSON_ParseWithLength(r->response.data, r->response.len);
+        r->json = mx_json_parse(r->response.data, r->response.len);
     if (r->status == MX_OK && !is_2xx(code)) {
         r->status = MX_ERR_HTTP;
         if (!r->json) describe_raw_error(r);

@@ -2,7 +2,14 @@
  * parsing into one. */
 #include "jsonparse.h"
 
+#include <pthread.h>
 #include <stdlib.h>
+
+/* cJSON records its last error in a global that every parse writes, even
+ * a successful one: parses on different threads (the engine; Python threads
+ * in decode_sync and RoomCache.apply_*) take turns. Uncontended in
+ * production, where only the engine parses. */
+static pthread_mutex_t parse_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* The arena of the parse running on this thread, if any. */
 static _Thread_local mx_arena *parse_arena;
@@ -22,13 +29,22 @@ void mx_json_install_hooks(void) {
     cJSON_InitHooks(&hooks);
 }
 
+cJSON *mx_json_parse(const char *data, size_t len) {
+    pthread_mutex_lock(&parse_lock);
+    cJSON *root = cJSON_ParseWithLength(data, len);
+    pthread_mutex_unlock(&parse_lock);
+    return root;
+}
+
 cJSON *mx_json_parse_in_arena(const char *data, size_t len, mx_arena *arena) {
 #if !MX_JSON_IN_ARENA
     (void)arena;
-    return cJSON_ParseWithLength(data, len);
+    return mx_json_parse(data, len);
 #endif
+    pthread_mutex_lock(&parse_lock);
     parse_arena = arena;
     cJSON *root = cJSON_ParseWithLength(data, len);
     parse_arena = NULL;
+    pthread_mutex_unlock(&parse_lock);
     return root;
 }

@@ -19,6 +19,11 @@
  * mx_json_parse_in_arena the hooks are plain malloc and free. */
 void mx_json_install_hooks(void);
 
+/* Parses `data` with plain malloc; the caller cJSON_Deletes the tree. NULL
+ * when the data is not JSON (or memory ran out). Every parse in matridge
+ * goes through here or mx_json_parse_in_arena: see parse_lock. */
+cJSON *mx_json_parse(const char *data, size_t len);
+
 /* Parses `data` with every node and string in `arena`. The tree is freed
  * with the arena; only when MX_JSON_IN_ARENA is 0 must the caller
  * cJSON_Delete it. NULL when the data is not JSON (or memory ran out). */

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jsonparse.h"
 #include "pyjson.h"
 
 typedef struct {
@@ -445,7 +446,7 @@ static PyObject *RoomCache_apply_sync(RoomCacheObject *self, PyObject *data) {
     size_t len = (size_t)PyBytes_GET_SIZE(data);
     int parsed = 0, rc = 0, err = 0;
     Py_BEGIN_ALLOW_THREADS
-    cJSON *root = cJSON_ParseWithLength(buf, len); /* owned here */
+    cJSON *root = mx_json_parse(buf, len); /* owned here */
     if (root) {
         parsed = 1;
         rc = mx_rooms_apply_sync(self->rooms, root);
@@ -472,7 +473,7 @@ static PyObject *RoomCache_apply_state(RoomCacheObject *self, PyObject *const *a
     size_t len = (size_t)PyBytes_GET_SIZE(args[1]);
     int parsed = 0, rc = 0, err = 0;
     Py_BEGIN_ALLOW_THREADS
-    cJSON *root = cJSON_ParseWithLength(buf, len); /* owned here */
+    cJSON *root = mx_json_parse(buf, len); /* owned here */
     if (root) {
         parsed = 1;
         rc = mx_rooms_apply_state(self->rooms, room_id, root);
@@ -501,6 +502,31 @@ static PyObject *RoomCache_get(RoomCacheObject *self, PyObject *arg) {
         Py_RETURN_NONE;
     }
     return new_room_info(st->RoomInfoType, snap);
+}
+
+static PyObject *RoomCache_member_display_name(RoomCacheObject *self, PyObject *const *args,
+                                               Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "member_display_name(room_id, user_id)");
+        return NULL;
+    }
+    const char *room_id = str_arg(args[0], "room_id");
+    const char *user_id = room_id ? str_arg(args[1], "user_id") : NULL;
+    if (!user_id) return NULL;
+    char *name;
+    int err;
+    /* The UTF-8 buffers belong to the argument objects, which the caller
+     * keeps alive for the whole call. */
+    Py_BEGIN_ALLOW_THREADS
+    name = mx_rooms_member_name(self->rooms, room_id, user_id, &err);
+    Py_END_ALLOW_THREADS
+    if (!name) {
+        if (err) return PyErr_NoMemory();
+        Py_RETURN_NONE;
+    }
+    PyObject *s = PyUnicode_DecodeUTF8(name, (Py_ssize_t)strlen(name), "replace");
+    free(name);
+    return s;
 }
 
 static PyObject *RoomCache_room_ids(RoomCacheObject *self, PyObject *unused) {
@@ -593,6 +619,10 @@ static PyMethodDef RoomCache_methods[] = {
     {"apply_state", (PyCFunction)(void (*)(void))RoomCache_apply_state, METH_FASTCALL,
      "apply_state(room_id, data): replaces a room's state with a full state list."},
     {"get", (PyCFunction)RoomCache_get, METH_O, "A RoomInfo snapshot of the room, or None."},
+    {"member_display_name", (PyCFunction)(void (*)(void))RoomCache_member_display_name,
+     METH_FASTCALL,
+     "member_display_name(room_id, user_id): the member's disambiguated name, without "
+     "a snapshot of the room; None if the room or member is unknown."},
     {"room_ids", (PyCFunction)RoomCache_room_ids, METH_NOARGS, "Every known room id, sorted."},
     {"direct_rooms", (PyCFunction)RoomCache_direct_rooms, METH_NOARGS,
      "Room id -> the other user id, for every room of the account's m.direct."},

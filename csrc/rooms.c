@@ -1139,6 +1139,19 @@ mx_room_state *mx_rooms_snapshot(mx_rooms *c, const char *room_id, int *err) {
     return s;
 }
 
+char *mx_rooms_member_name(mx_rooms *c, const char *room_id, const char *user_id, int *err) {
+    *err = 0;
+    pthread_mutex_lock(&c->lock);
+    const mx_room_state *r = mx_strmap_get(&c->rooms, room_id);
+    char *name = NULL;
+    if (r && mx_members_get(r->members, user_id)) {
+        name = member_display_name(r->members, user_id);
+        *err = !name;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return name;
+}
+
 size_t mx_rooms_len(mx_rooms *c) {
     pthread_mutex_lock(&c->lock);
     size_t n = c->rooms.len;

@@ -153,6 +153,10 @@ int mx_rooms_apply_state(mx_rooms *r, const char *room_id, const cJSON *events_a
  * then *err is 0 when the room is unknown, 1 when out of memory. */
 mx_room_state *mx_rooms_snapshot(mx_rooms *r, const char *room_id, int *err);
 void mx_room_state_free(mx_room_state *s);
+/* The disambiguated display name of a member of a room (caller frees), read
+ * without copying the room; NULL when the room or member is unknown (*err 0)
+ * or out of memory (*err 1). */
+char *mx_rooms_member_name(mx_rooms *r, const char *room_id, const char *user_id, int *err);
 size_t mx_rooms_len(mx_rooms *r);
 int mx_rooms_contains(mx_rooms *r, const char *room_id);
 /* Sorted copies of every room id (caller frees each and the array); NULL

@@ -11,15 +11,26 @@ the room.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from slidge.util.types import MessageReference, XMPPMessage
+from slidge.util.types import ChatState, MessageReference, XMPPMessage
 from slixmpp.exceptions import XMPPError
 
 from . import config
-from .matrix import Event, History, MatrixError, NetworkError
-from .util import ChatSender, message_text
+from .matrix import Event, History, MatrixError, Message, NetworkError, Receipt
+from .memory import ChatMemory
+from .outgoing import (
+    edit_content,
+    is_event_id,
+    reaction_content,
+    relate,
+    text_content,
+)
+from .reactions import Reaction, ReactionLog, current_reactions, normalise_key
+from .util import ChatSender, MentionTarget, message_text
 
 if TYPE_CHECKING:
     from .session import Session
@@ -31,6 +42,13 @@ MAX_BODY_BYTES = 60000
 
 # Event kinds that show as a message in the conversation.
 MESSAGE_KINDS = ("message", "sticker", "encrypted")
+
+# Event kinds a conversation relays: messages and what changes them.
+CHAT_KINDS = (*MESSAGE_KINDS, "reaction", "redaction")
+
+# How long Matrix shows the user typing after an XMPP "composing" (clients
+# send "paused" or a message well before).
+TYPING_TIMEOUT_MS = 30000
 
 
 class MatrixChat:
@@ -59,14 +77,14 @@ class MatrixChat:
     # ---- recent messages -------------------------------------------------
 
     @property
+    def memory(self) -> ChatMemory:
+        """What this conversation remembers between events (slidge makes a
+        new object for each lookup, so it lives in the session)."""
+        return self.session.chat_memory(self.room_id)
+
+    @property
     def _recent(self) -> OrderedDict[str, Event]:
-        # Recent messages as the decoder's lazy views, for get_message. A
-        # view keeps its batch (or history) alive: the count bounds that.
-        try:
-            return self.__recent
-        except AttributeError:
-            self.__recent: OrderedDict[str, Event] = OrderedDict()
-            return self.__recent
+        return self.memory.recent
 
     def remember_event(self, event: Event) -> None:
         """Keeps a recent message at hand for get_message (a bounded cache)."""
@@ -120,6 +138,10 @@ class MatrixChat:
                 self.remember_event(event)
                 return
             await self.relay(event)
+        elif event.kind == "reaction":
+            await self.on_matrix_reaction(event)
+        elif event.kind == "redaction":
+            await self.on_matrix_redaction(event)
 
     async def relay(
         self,
@@ -134,11 +156,19 @@ class MatrixChat:
         assert sender is not None  # invalid events never get here
         entity = await self.sender_for(sender)
         event_id = event.event_id or ""
+        replacement = history.replacement(event_id) if history else None
+        if replacement is not None:
+            shown = replacement.new_message
+        elif event.rel_type == "m.replace":
+            shown = event.new_message
+        else:
+            shown = event.message
         entity.send_matrix_message(
             event,
             archive_only=archive_only,
-            replacement=history.replacement(event_id) if history else None,
+            replacement=replacement,
             reply_to=await self.reply_reference(event),
+            mentions=await self.mention_targets(shown),
         )
         self.remember_event(event)
         if history is None:
@@ -159,6 +189,9 @@ class MatrixChat:
                 continue
             if event.kind in MESSAGE_KINDS:
                 await self.relay(event, archive_only=archive_only, history=history)
+            elif not archive_only and event.kind in ("reaction", "redaction"):
+                # A gap in the live timeline: as if it had come live.
+                await self.on_matrix_event(event)
             elif event.kind == "reaction" and event.relates_to and event.reaction_key:
                 # A reaction to a message older than this history.
                 reacting = await self.sender_for(sender)
@@ -173,6 +206,137 @@ class MatrixChat:
                 continue
             n += 1
         return n
+
+    # ---- mentions ----------------------------------------------------------
+
+    async def mention_targets(
+        self, message: Message | None
+    ) -> dict[str, MentionTarget]:
+        """The XMPP names of the users `message` mentions (pills)."""
+        targets: dict[str, MentionTarget] = {}
+        if message is None:
+            return targets
+        for _, _, user_id in message.mention_spans:
+            if user_id in targets:
+                continue
+            target = await self.mention_target(user_id)
+            if target is not None:
+                targets[user_id] = target
+        return targets
+
+    async def mention_target(self, user_id: str) -> MentionTarget | None:
+        """How a mention of Matrix user `user_id` shows on XMPP; None to
+        leave the pill's text as it is (someone not in this room)."""
+        if user_id == self.session.user_id:
+            return self.own_mention_target()
+        info = self.session.room_info(self.room_id)
+        member = info.members.get(user_id) if info is not None else None
+        if member is None or member.membership != "join":
+            return None  # showing them would make them appear in the room
+        entity = await self.sender_for(user_id)
+        name = getattr(entity, "nickname", None) or getattr(entity, "name", None)
+        jid = getattr(entity, "jid", None)
+        if not name or jid is None:
+            return None
+        return MentionTarget(str(name), f"xmpp:{jid}")
+
+    def own_mention_target(self) -> MentionTarget | None:
+        """How a mention of the XMPP user shows (a group chat shows their
+        nick, so that clients highlight it)."""
+        return None
+
+    # ---- reactions and redactions from Matrix --------------------------
+
+    @property
+    def reaction_log(self) -> ReactionLog:
+        """The room's recent reactions, to undo them when redacted."""
+        return self.memory.reactions
+
+    async def on_matrix_reaction(self, event: Event) -> None:
+        """A live reaction: its sender's whole set of keys on the message
+        goes to XMPP (XEP-0444 replaces the set each time)."""
+        target, key, sender = event.relates_to, event.reaction_key, event.sender
+        if not target or not key or not sender or not event.event_id:
+            return
+        self.reaction_log.add(event.event_id, Reaction(target, sender, key))
+        if self.session.is_own_echo(event):
+            return
+        await self.show_reactions(target, sender)
+
+    async def show_reactions(self, target: str, sender: str) -> None:
+        keys = await current_reactions(
+            self.session.matrix, self.room_id, target, sender, self.reaction_log
+        )
+        entity = await self.sender_for(sender)
+        entity.react(target, list(keys))
+
+    async def on_matrix_redaction(self, event: Event) -> None:
+        """A live redaction: of a reaction, the sender's remaining reactions
+        go to XMPP; of a message, a retraction (XEP-0424) when its sender
+        redacted it, else a moderation (XEP-0425) by the redacting user."""
+        redacts, redactor = event.redacts, event.sender
+        if not redacts or not redactor:
+            return
+        reaction = self.reaction_log.pop(redacts)
+        if self.session.is_own_echo(event):
+            return  # the user's removal from XMPP: shown already
+        if reaction is not None:
+            await self.show_reactions(reaction.target, reaction.sender)
+            return
+        original = await self.get_message(redacts)
+        self._recent.pop(redacts, None)
+        if original is None or original.kind not in MESSAGE_KINDS:
+            # A reaction this room no longer remembers, an edit, a state
+            # event…: nothing XMPP shows as a message.
+            log.debug("Redaction of %s: not a message shown here", redacts)
+            return
+        if original.rel_type == "m.replace":
+            # An edit taken back: XMPP corrections cannot be undone.
+            log.debug("Redaction of the edit %s: not shown", redacts)
+            return
+        author = original.sender or redactor
+        redacting = await self.sender_for(redactor)
+        moderate = getattr(redacting, "moderate", None)
+        if author == redactor or moderate is None:
+            (await self.sender_for(author)).retract(redacts)
+        else:
+            moderate(redacts, event.reason)
+
+    # ---- typing and receipts from Matrix -------------------------------
+
+    async def on_typing(self, user_ids: Sequence[str]) -> None:
+        """The room's typing users now: who started composes, who stopped
+        pauses (XEP-0085). The XMPP user's own typing is not echoed."""
+        now = {u for u in user_ids if u != self.session.user_id}
+        before = self.memory.typing
+        for user_id in sorted(now - before):
+            (await self.sender_for(user_id)).composing()
+        for user_id in sorted(before - now):
+            (await self.sender_for(user_id)).paused()
+        before.clear()
+        before.update(now)
+
+    async def on_receipts(self, receipts: Sequence[Receipt]) -> None:
+        """Read receipts as XEP-0333 displayed markers: each user's latest
+        ``m.read`` in the batch. The user's own (read on another Matrix
+        client) marks the message read on their XMPP clients too."""
+        latest: dict[str, str] = {}
+        for receipt in receipts:
+            mine = receipt.user_id == self.session.user_id
+            if receipt.receipt_type == "m.read" or (
+                mine and receipt.receipt_type == "m.read.private"
+            ):
+                latest[receipt.user_id] = receipt.event_id
+        for user_id, event_id in latest.items():
+            if user_id != self.session.user_id:
+                (await self.sender_for(user_id)).displayed(event_id)
+            elif event_id != self.memory.own_read_receipt:
+                await self.show_own_read_marker(event_id)
+
+    async def show_own_read_marker(self, event_id: str) -> None:
+        """The user read up to `event_id` on another Matrix client."""
+        entity = await self.sender_for(self.session.user_id)
+        entity.displayed(event_id, carbon=True)
 
     # ---- XMPP → Matrix ---------------------------------------------------
 
@@ -197,10 +361,116 @@ class MatrixChat:
                 f"This message is too long for Matrix (over {MAX_BODY_BYTES} bytes). "
                 "Split it into smaller ones.",
             )
-        if body.startswith("/me "):
-            content = {"msgtype": "m.emote", "body": body[4:]}
+        content = text_content(body)
+        if message.replace and is_event_id(message.replace):
+            content = edit_content(message.replace, content)
         else:
-            content = {"msgtype": "m.text", "body": body}
+            reply = message.reply.msg_id if message.reply else None
+            thread = message.thread if is_event_id(message.thread) else None
+            content = relate(content, reply if is_event_id(reply) else None, thread)
         return await self.session.send_to_matrix(
             self.room_id, "m.room.message", content
         )
+
+    async def on_react(
+        self, legacy_msg_id: str, emojis: list[str], thread: str | None = None
+    ) -> None:
+        """The user's whole new set of reactions on a message: reactions are
+        sent for the added keys, the user's reaction events of the removed
+        ones are redacted."""
+        if not is_event_id(legacy_msg_id):
+            raise XMPPError("item-not-found", "This is not a Matrix message.")
+        me = self.session.user_id
+        mine = await self._own_reactions(legacy_msg_id)
+        wanted = {normalise_key(e): e for e in emojis}
+        have = {normalise_key(k): k for k in mine}
+        for key in wanted.keys() - have.keys():
+            event_id = await self.session.send_to_matrix(
+                self.room_id,
+                "m.reaction",
+                reaction_content(legacy_msg_id, wanted[key]),
+                txn_id=self._fresh_txn_id(),
+            )
+            self.reaction_log.add(event_id, Reaction(legacy_msg_id, me, wanted[key]))
+        for key in have.keys() - wanted.keys():
+            await self.redact(mine[have[key]])
+
+    async def _own_reactions(self, target: str) -> dict[str, str]:
+        """The user's reactions on `target`: key → reaction event id."""
+        return await current_reactions(
+            self.session.matrix,
+            self.room_id,
+            target,
+            self.session.user_id,
+            self.reaction_log,
+        )
+
+    async def on_retract(self, legacy_msg_id: str, thread: str | None = None) -> None:
+        """The user retracted (XEP-0424) their message: redact it."""
+        if not is_event_id(legacy_msg_id):
+            raise XMPPError("item-not-found", "This is not a Matrix message.")
+        await self.redact(legacy_msg_id)
+
+    async def on_moderate(self, legacy_msg_id: str, reason: str | None) -> None:
+        """The user, a moderator, removes someone's message (XEP-0425, group
+        chats only): redact it, then show the moderation to the room."""
+        if not is_event_id(legacy_msg_id):
+            raise XMPPError("item-not-found", "This is not a Matrix message.")
+        await self.redact(legacy_msg_id, reason)
+        moderator = await self.sender_for(self.session.user_id)
+        moderate = getattr(moderator, "moderate", None)
+        if moderate is not None:
+            moderate(legacy_msg_id, reason)
+
+    async def redact(self, event_id: str, reason: str | None = None) -> None:
+        """Redacts an event of this room (the redaction's own return through
+        sync is skipped)."""
+        try:
+            redaction = await self.session.matrix.redact(
+                self.room_id, event_id, self._fresh_txn_id(), reason
+            )
+        except MatrixError as e:
+            raise XMPPError(
+                "forbidden" if e.status == 403 else "service-unavailable",
+                f"Matrix refused the removal: {e.error}",
+            ) from e
+        except NetworkError as e:
+            raise XMPPError(
+                "remote-server-timeout",
+                f"The removal was not sent: the homeserver is unreachable ({e}).",
+            ) from e
+        self.session.seen_ids.add(redaction)
+        self._recent.pop(event_id, None)
+        self.reaction_log.pop(event_id)
+
+    @staticmethod
+    def _fresh_txn_id() -> str:
+        # Reactions and redactions are several events for one XMPP stanza:
+        # each needs its own transaction id.
+        return "m" + uuid.uuid4().hex
+
+    # ---- chat states and markers from XMPP -----------------------------
+
+    async def on_chat_state(self, chat_state: ChatState, thread: str | None) -> None:
+        """XEP-0085 → Matrix typing: composing types (for a while), any
+        other state stops."""
+        typing = chat_state == "composing"
+        if not typing and not self.memory.typing_sent:
+            return
+        self.memory.typing_sent = typing
+        try:
+            await self.session.matrix.typing(self.room_id, typing, TYPING_TIMEOUT_MS)
+        except (MatrixError, NetworkError) as e:
+            log.info("Typing notice to %s failed: %s", self.room_id, e)
+
+    async def on_displayed(self, legacy_msg_id: str, thread: str | None = None) -> None:
+        """XEP-0333 displayed → the read receipt and the fully-read marker."""
+        if not is_event_id(legacy_msg_id):
+            return
+        self.memory.own_read_receipt = legacy_msg_id
+        try:
+            await self.session.matrix.set_read_markers(
+                self.room_id, legacy_msg_id, read=legacy_msg_id
+            )
+        except (MatrixError, NetworkError) as e:
+            log.info("Read marker in %s failed: %s", self.room_id, e)

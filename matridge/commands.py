@@ -1,13 +1,67 @@
-"""Commands matridge adds to slidge's (ad-hoc and chat commands)."""
+"""Commands matridge adds to slidge's: each is an ad-hoc command (XEP-0050) and
+a chat command (a message to the gateway's JID starting with CHAT_COMMAND)."""
 
 from __future__ import annotations
 
+import asyncio
+import re
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from slidge.command import Command, CommandAccess
+from slidge.command import (
+    Command,
+    CommandAccess,
+    FormField,
+    TableResult,
+)
+from slidge.command.base import FormSession, FormValues
+from slixmpp import JID
+from slixmpp.exceptions import XMPPError
+
+from .matrix import MatrixError, NetworkError, RoomInfo
+from .search import join_room, normalise_address, room_result
+from .util import jid_local_to_matrix_id, matrix_id_to_jid_local
 
 if TYPE_CHECKING:
     from .session import Session
+
+_NODE = "https://slidge.im/command/matridge/"
+_USER_ID = re.compile(r"@[^:\s]+:\S+")
+
+
+def _session(session: Session | None) -> Session:
+    if session is None or session.matrix is None:
+        raise XMPPError("forbidden", "You are not logged in to Matrix.")
+    return session
+
+
+def _joined_rooms(session: Session) -> list[RoomInfo]:
+    """The rooms shown as group chats: joined, not spaces; sorted by name."""
+    rooms = session.matrix.rooms
+    joined = [
+        info
+        for room_id in rooms.room_ids()
+        if (info := rooms.get(room_id)) is not None
+        and info.membership == "join"
+        and not info.is_space
+    ]
+    return sorted(joined, key=lambda r: (r.display_name.casefold(), r.room_id))
+
+
+def _muc_jid(session: Session, room_id: str) -> str:
+    return f"{matrix_id_to_jid_local(room_id)}@{session.xmpp.boundjid.bare}"
+
+
+def _matrix_failure(what: str, e: MatrixError | NetworkError) -> XMPPError:
+    if isinstance(e, NetworkError):
+        return XMPPError(
+            "remote-server-timeout",
+            f"Could not {what}: the homeserver is unreachable ({e}). Try again later.",
+        )
+    text = f"Matrix refused to {what}: {e.error or e}"
+    if e.status == 403:
+        return XMPPError("forbidden", text)
+    return XMPPError("not-acceptable", text)
 
 
 class Logout(Command):  # type: ignore[type-arg]
@@ -17,7 +71,7 @@ class Logout(Command):  # type: ignore[type-arg]
         "'re-login' reconnects and delivers what arrived in between."
     )
     CHAT_COMMAND = "logout"
-    NODE = "https://slidge.im/command/matridge/" + CHAT_COMMAND
+    NODE = _NODE + CHAT_COMMAND
     ACCESS = CommandAccess.USER_LOGGED
 
     async def run(self, session: Session | None, _ifrom: Any, *_: str) -> str:
@@ -26,3 +80,294 @@ class Logout(Command):  # type: ignore[type-arg]
         session.logged = False
         session.send_gateway_status("Disconnected from Matrix", show="xa")
         return "Disconnected from Matrix. Send 're-login' to reconnect."
+
+
+class ListRooms(Command):  # type: ignore[type-arg]
+    NAME = "📋 List your Matrix rooms"
+    HELP = "Your joined Matrix rooms: name, alias, member count and group chat JID."
+    CHAT_COMMAND = "rooms"
+    NODE = _NODE + CHAT_COMMAND
+    ACCESS = CommandAccess.USER_LOGGED
+
+    async def run(self, session: Session | None, _ifrom: Any, *_: str) -> TableResult:
+        s = _session(session)
+        await s.ready
+        return TableResult(
+            description="Your Matrix rooms",
+            fields=[
+                FormField("name", "Name"),
+                FormField("alias", "Alias"),
+                FormField("members", "Members"),
+                FormField("jid", "Group chat", type="jid-single"),
+            ],
+            items=[
+                {
+                    "name": info.display_name,
+                    "alias": info.canonical_alias or "",
+                    "members": str(info.joined_count),
+                    "jid": _muc_jid(s, info.room_id),
+                }
+                for info in _joined_rooms(s)
+            ],
+            jids_are_mucs=True,
+        )
+
+
+class JoinRoom(Command):  # type: ignore[type-arg]
+    NAME = "🚪 Join a Matrix room"
+    HELP = (
+        "Join a Matrix room by its alias (#room:example.org) or id (!abc…); "
+        "answers with its group chat JID. Chat: join #room:example.org"
+    )
+    CHAT_COMMAND = "join"
+    NODE = _NODE + CHAT_COMMAND
+    ACCESS = CommandAccess.USER_LOGGED
+
+    async def run(
+        self, session: Session | None, _ifrom: Any, *args: str
+    ) -> TableResult | FormSession[Session]:
+        s = _session(session)
+        await s.ready
+        if args:
+            return await self.join(s, " ".join(args))
+        return FormSession(
+            title="Join a Matrix room",
+            instructions="The room's alias (#room:example.org) or id (!abc…).",
+            fields=[FormField("address", "Room alias or id", required=True)],
+            handler=self.finish,
+        )
+
+    async def finish(
+        self, values: FormValues, session: Session | None, _ifrom: JID
+    ) -> TableResult:
+        return await self.join(_session(session), str(values.get("address") or ""))
+
+    @staticmethod
+    async def join(session: Session, address: str) -> TableResult:
+        muc = await join_room(session, address)
+        return room_result(muc, "You joined this Matrix room")
+
+
+class LeaveRoom(Command):  # type: ignore[type-arg]
+    NAME = "👋 Leave a Matrix room"
+    HELP = (
+        "Leave one of your Matrix rooms: on Matrix, and its group chat goes from "
+        "your bookmarks. Chat: leave, or leave #room:example.org"
+    )
+    CHAT_COMMAND = "leave"
+    NODE = _NODE + CHAT_COMMAND
+    ACCESS = CommandAccess.USER_LOGGED
+
+    async def run(
+        self, session: Session | None, _ifrom: Any, *args: str
+    ) -> str | FormSession[Session]:
+        s = _session(session)
+        await s.ready
+        if args:
+            return await self.leave(s, " ".join(args))
+        rooms = _joined_rooms(s)
+        if not rooms:
+            raise XMPPError("item-not-found", "You are in no Matrix room.")
+        return FormSession(
+            title="Leave a Matrix room",
+            instructions="The room you leave, on Matrix and here.",
+            fields=[
+                FormField(
+                    "room",
+                    "Room",
+                    required=True,
+                    type="list-single",
+                    options=[
+                        {
+                            "label": _room_label(info),
+                            "value": info.room_id,
+                        }
+                        for info in rooms
+                    ],
+                )
+            ],
+            handler=self.finish,
+        )
+
+    async def finish(
+        self, values: FormValues, session: Session | None, _ifrom: JID
+    ) -> str:
+        return await self.leave(_session(session), str(values.get("room") or ""))
+
+    @staticmethod
+    async def leave(session: Session, which: str) -> str:
+        room_id = _find_joined_room(session, which.strip())
+        info = session.room_info(room_id)
+        name = info.display_name if info else room_id
+        # Before leaving: afterwards the room's state is no longer readable.
+        muc = await session.bookmarks.by_legacy_id(room_id)
+        try:
+            await session.matrix.leave(room_id)
+        except (MatrixError, NetworkError) as e:
+            raise _matrix_failure(f"leave {name}", e) from e
+        # Forgotten first, so the leave coming back through sync is not
+        # handled a second time.
+        session.forget_announced(room_id)
+        await session.bookmarks.remove(muc, reason="You left this room.")
+        await _until_synced_out(session, room_id)
+        return f"You left {name} on Matrix."
+
+
+async def _until_synced_out(session: Session, room_id: str, within: float = 10) -> None:
+    """Waits (a little) for sync to bring the leave into the room cache, so
+    that 'rooms' right after 'leave' no longer lists the room."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while loop.time() < deadline:
+        info = session.room_info(room_id)
+        if info is None or info.membership != "join" or not session.matrix.syncing:
+            return
+        await asyncio.sleep(0.1)
+
+
+def _room_label(info: RoomInfo) -> str:
+    alias = f" ({info.canonical_alias})" if info.canonical_alias else ""
+    return info.display_name + alias
+
+
+def _find_joined_room(session: Session, which: str) -> str:
+    """The joined room that ``which`` names: a room id, an alias, or the group
+    chat's JID."""
+    if "@" in which and which.endswith(session.xmpp.boundjid.bare):
+        which = jid_local_to_matrix_id(JID(which).node)
+    which = normalise_address(which)
+    for info in _joined_rooms(session):
+        if which == info.room_id or which in (info.canonical_alias, *info.alt_aliases):
+            return info.room_id
+    raise XMPPError(
+        "item-not-found",
+        f"You are not in a Matrix room {which}. Send 'rooms' to list yours.",
+    )
+
+
+class CreateRoom(Command):  # type: ignore[type-arg]
+    NAME = "🆕 Create a Matrix room"
+    HELP = (
+        "Create a private Matrix room with a name, an optional topic and people "
+        "to invite (Matrix ids); answers with its group chat JID."
+    )
+    CHAT_COMMAND = "create-room"
+    NODE = _NODE + CHAT_COMMAND
+    ACCESS = CommandAccess.USER_LOGGED
+
+    async def run(
+        self, session: Session | None, _ifrom: Any, *args: str
+    ) -> TableResult | FormSession[Session]:
+        s = _session(session)
+        await s.ready
+        if args:
+            return await self.create(s, " ".join(args), None, [])
+        return FormSession(
+            title="Create a Matrix room",
+            instructions=(
+                "A private room. Invite people by their Matrix ids "
+                "(@alice:example.org), separated by spaces; a space alone for "
+                "nobody."
+            ),
+            fields=[
+                FormField("name", "Name", required=True),
+                FormField("topic", "Topic (optional)"),
+                # Not text-multi: slidge 0.4 refuses its ad-hoc submissions.
+                FormField("invite", "Invite (Matrix ids, separated by spaces)"),
+            ],
+            handler=self.finish,
+        )
+
+    async def finish(
+        self, values: FormValues, session: Session | None, _ifrom: JID
+    ) -> TableResult:
+        raw = values.get("invite") or []
+        if isinstance(raw, list):
+            lines = [str(x) for x in raw]
+        else:
+            lines = [str(raw)] if isinstance(raw, str) else []
+        topic = str(values.get("topic") or "").strip() or None
+        return await self.create(
+            _session(session), str(values.get("name") or ""), topic, lines
+        )
+
+    @staticmethod
+    async def create(
+        session: Session, name: str, topic: str | None, invite_lines: list[str]
+    ) -> TableResult:
+        name = name.strip()
+        if not name:
+            raise XMPPError("bad-request", "Give the new room a name.")
+        invitees = [u for line in invite_lines for u in re.split(r"[\s,]+", line) if u]
+        bad = [u for u in invitees if not _USER_ID.fullmatch(u)]
+        if bad:
+            raise XMPPError(
+                "bad-request",
+                f"Not Matrix user ids: {', '.join(bad)}. They look like "
+                "@alice:example.org.",
+            )
+        try:
+            room_id = await session.matrix.create_room(
+                name=name, topic=topic, invite=invitees, preset="private_chat"
+            )
+        except (MatrixError, NetworkError) as e:
+            raise _matrix_failure(f"create the room {name}", e) from e
+        muc = await session.bookmarks.show(room_id)
+        if muc is None:
+            raise XMPPError(
+                "internal-server-error", f"The new room {room_id} cannot be shown."
+            )
+        # A sync taken while Matrix was still creating the room may have shown
+        # it first, nameless: read its complete state now.
+        await muc.update_info()
+        return room_result(muc, f"Your new Matrix room {name}")
+
+
+class SyncStatus(Command):  # type: ignore[type-arg]
+    NAME = "📡 Matrix sync status"
+    HELP = (
+        "Whether the gateway is connected to Matrix, when it last synced, how "
+        "many rooms you are in, and the last error."
+    )
+    CHAT_COMMAND = "sync-status"
+    NODE = _NODE + CHAT_COMMAND
+    ACCESS = CommandAccess.USER
+
+    async def run(self, session: Session | None, _ifrom: Any, *_: str) -> str:
+        assert session is not None
+        return describe_sync(session)
+
+
+def describe_sync(session: Session) -> str:
+    matrix = session.matrix
+    health = session.sync_health
+    if matrix is None:
+        return "Connection: not connected (no Matrix session; try 're-login')."
+    running = matrix.syncing
+    if health.stopped is not None:
+        state = f"stopped: {health.stopped}"
+    elif not session.logged or not running:
+        state = "disconnected (send 're-login' to reconnect)"
+    elif health.last_error is not None:
+        state = f"reconnecting after an error: {health.last_error}"
+    elif health.last_batch_at is None:
+        state = "connecting (no sync answer yet)"
+    else:
+        state = "connected"
+    lines = [
+        f"Connection: {state}",
+        f"Matrix account: {session.user_id} on {matrix.homeserver}",
+    ]
+    age = health.age()
+    if health.last_batch_at is None or age is None:
+        lines.append("Last sync: none since login")
+    else:
+        when = datetime.fromtimestamp(health.last_batch_at, UTC)
+        lines.append(
+            f"Last sync: {when:%Y-%m-%d %H:%M:%S} UTC ({age:.0f} s ago), "
+            f"{health.batches} batches since login"
+        )
+    lines.append(f"Sync token: {health.next_batch or 'none yet'}")
+    lines.append(f"Joined rooms: {len(_joined_rooms(session))}")
+    lines.append(f"Sync loop: {'running' if running else 'stopped'}")
+    return "\n".join(lines)

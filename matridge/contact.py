@@ -33,13 +33,14 @@ from .matrix import Event, MatrixError, NetworkError, RoomInfo, TooLargeError
 from .util import (
     ChatSender,
     MatrixMixin,
+    MentionTarget,
     jid_local_to_matrix_id,
     localpart,
     matrix_id_to_jid_local,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping
 
     from .session import Session
 
@@ -73,6 +74,10 @@ def direct_partner(info: RoomInfo) -> str | None:
     return others.pop()
 
 
+def _carbon(kwargs: dict[str, object]) -> dict[str, Any]:
+    return {**kwargs, "carbon": True}
+
+
 class _OwnActions:
     """The contact's ``send_*`` calls as carbons: what the user did in the
     direct chat from another Matrix client shows as sent by the user."""
@@ -86,9 +91,10 @@ class _OwnActions:
         archive_only: bool = False,
         replacement: Event | None = None,
         reply_to: MessageReference | None = None,
+        mentions: Mapping[str, MentionTarget] | None = None,
     ) -> None:
         self._contact.send_matrix_message(
-            event, archive_only, replacement, reply_to, carbon=True
+            event, archive_only, replacement, reply_to, mentions, carbon=True
         )
 
     def react(
@@ -98,12 +104,21 @@ class _OwnActions:
         thread: str | None = None,
         **kwargs: object,
     ) -> None:
-        self._contact.react(legacy_msg_id, emojis, thread, carbon=True, **kwargs)
+        self._contact.react(legacy_msg_id, emojis, thread, **_carbon(kwargs))
 
     def retract(
         self, legacy_msg_id: str, thread: str | None = None, **kwargs: object
     ) -> None:
-        self._contact.retract(legacy_msg_id, thread, carbon=True, **kwargs)
+        self._contact.retract(legacy_msg_id, thread, **_carbon(kwargs))
+
+    def composing(self, **kwargs: object) -> None:
+        self._contact.composing(**_carbon(kwargs))
+
+    def paused(self, **kwargs: object) -> None:
+        self._contact.paused(**_carbon(kwargs))
+
+    def displayed(self, legacy_msg_id: str, **kwargs: object) -> None:
+        self._contact.displayed(legacy_msg_id, **_carbon(kwargs))
 
     def __getattr__(self, name: str) -> Any:
         # Any other send_* (displayed markers, corrections…) as a carbon too.
@@ -117,9 +132,13 @@ class Contact(MatrixMixin, MatrixChat, LegacyContact):
 
     session: Session
 
-    # Edits, retractions and reactions towards Matrix come with a later issue.
-    CORRECTION = False
-    RETRACTION = False
+    # A member's presence in group chats is the rooms' business (room_state).
+    PROPAGATE_PRESENCE_TO_GROUPS = False
+
+    # Edits (m.replace), retractions (redactions) and reactions go to Matrix.
+    CORRECTION = True
+    RETRACTION = True
+    REACTION = True
 
     @property
     def user_id(self) -> str:
@@ -144,7 +163,6 @@ class Contact(MatrixMixin, MatrixChat, LegacyContact):
 
     async def update_info(self) -> None:
         """Name and avatar from the Matrix profile, and current presence."""
-        self.is_friend = True
         matrix = self.session.matrix
         try:
             profile = await matrix.get_profile(self.user_id)
@@ -154,8 +172,13 @@ class Contact(MatrixMixin, MatrixChat, LegacyContact):
             return
         self.name = profile.displayname or localpart(self.user_id)
         await self.update_avatar(profile.avatar_url)
+        if self.is_friend:
+            await self.fetch_presence()
+
+    async def fetch_presence(self) -> None:
+        """The current Matrix presence (sync brings only its changes)."""
         try:
-            presence = await matrix.get_presence(self.user_id)
+            presence = await self.session.matrix.get_presence(self.user_id)
         except (MatrixError, NetworkError) as e:
             log.debug("No presence for %s: %s", self.user_id, e)
         else:
@@ -217,7 +240,18 @@ class Contact(MatrixMixin, MatrixChat, LegacyContact):
     async def on_message(self, message: XMPPMessage) -> str:
         """Sends to the direct room, creating it first if there is none."""
         await self.session.contacts.direct_room(self.user_id, create=True)
+        await self.befriend()
         return await super().on_message(message)
+
+    async def befriend(self) -> None:
+        """Puts the contact in the user's roster (a direct chat exists, or the
+        user asked for them); other contacts, such as a group's members
+        looked up by JID, stay out of it."""
+        if not self.is_friend:
+            self.is_friend = True
+            await self.fetch_presence()
+        if not self.added_to_roster:
+            await self.add_to_roster()
 
     async def on_friend_request(self, text: str = "") -> None:
         # Subscribing to a Matrix user needs nothing on Matrix: accept.
@@ -320,8 +354,7 @@ class Roster(LegacyRoster[Contact]):
             return
         for user_id in await self.refresh():
             contact = await self.by_legacy_id(user_id)
-            if not contact.added_to_roster:
-                await contact.add_to_roster()
+            await contact.befriend()
             yield contact
 
     async def contact_for_room(self, room_id: str) -> Contact | None:
@@ -331,8 +364,7 @@ class Roster(LegacyRoster[Contact]):
         if partner is None:
             return None
         contact = await self.by_legacy_id(partner)
-        if not contact.added_to_roster:
-            await contact.add_to_roster()
+        await contact.befriend()
         return contact
 
     async def direct_room(self, user_id: str, create: bool = False) -> str | None:
@@ -400,8 +432,7 @@ class Roster(LegacyRoster[Contact]):
         for user_id in await self.refresh():
             if user_id not in known:
                 contact = await self.by_legacy_id(user_id)
-                if not contact.added_to_roster:
-                    await contact.add_to_roster()
+                await contact.befriend()
 
     async def on_presence(self, events: Iterable[Event]) -> None:
         """Matrix presence of direct-chat contacts as their XMPP presence."""
@@ -451,8 +482,7 @@ async def contact_for_user_id(session: Session, user_id: str) -> Contact:
             "remote-server-timeout", f"The homeserver is unreachable ({e})."
         ) from e
     contact = await session.contacts.by_legacy_id(user_id)
-    if not contact.added_to_roster:
-        await contact.add_to_roster()
+    await contact.befriend()
     return contact
 
 

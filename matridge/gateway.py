@@ -12,7 +12,7 @@ from slidge.db.meta import JSONSerializable
 from slixmpp import JID
 from slixmpp.exceptions import XMPPError
 
-from . import config, logsafety
+from . import config, logsafety, search
 from .matrix import MatrixClient, MatrixError, NetworkError
 from .session import Session, xmpp_message_id
 
@@ -47,6 +47,10 @@ class Gateway(BaseGateway[Session]):
         FormField(var="password", label="Password", required=True, private=True),
         FormField(var="device", label="Device name", required=False),
     ]
+    SEARCH_FIELDS = search.SEARCH_FIELDS
+    SEARCH_TITLE = search.SEARCH_TITLE
+    SEARCH_INSTRUCTIONS = search.SEARCH_INSTRUCTIONS
+
     WELCOME_MESSAGE = (
         "You are connected to Matrix. Your rooms appear as group chats; send "
         "'help' to list the commands."

@@ -10,21 +10,24 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from slidge.group import LegacyBookmarks, LegacyMUC, LegacyParticipant
 from slidge.util.types import (
     HoleBound,
+    MucAffiliation,
     MucType,
     SpaceMetadata,
 )
+from slixmpp import Presence
 from slixmpp.exceptions import XMPPError
 
-from . import config
-from .chat import MESSAGE_KINDS, MatrixChat
+from . import config, room_admin, room_state
+from .chat import CHAT_KINDS, MatrixChat
 from .matrix import Event, MatrixError, NetworkError, RoomInfo
 from .util import (
     MatrixMixin,
+    MentionTarget,
     jid_local_to_matrix_id,
     localpart,
     matrix_id_to_jid_local,
@@ -41,16 +44,30 @@ class Participant(MatrixMixin, LegacyParticipant):  # type: ignore[type-arg]
 
     muc: MUC
 
+    async def on_kick(self, reason: str | None) -> None:
+        """The XMPP user kicks this occupant: a Matrix kick."""
+        await room_admin.kick(self, reason)
+
+    async def on_set_affiliation(
+        self,
+        affiliation: MucAffiliation,
+        reason: str | None,
+        nickname: str | None,
+    ) -> None:
+        """A ban (outcast), kick or unban (none), invitation or power level
+        change (member, admin, owner) on Matrix."""
+        await room_admin.set_affiliation(self, affiliation, reason)
+
 
 class MUC(MatrixChat, LegacyMUC[Participant]):
     """A Matrix room the user has joined, as an XMPP group chat."""
 
     session: Session
 
-    # Edits, retractions and reactions towards Matrix come with a later issue;
-    # until then slidge tells clients these are not available here.
-    CORRECTION = False
-    RETRACTION = False
+    # Edits (m.replace), retractions (redactions) and reactions go to Matrix.
+    CORRECTION = True
+    RETRACTION = True
+    REACTION = True
 
     def get_room(self) -> RoomInfo:
         """A snapshot of this room from the engine's room cache: name, topic,
@@ -61,8 +78,25 @@ class MUC(MatrixChat, LegacyMUC[Participant]):
         return info
 
     async def update_info(self) -> None:
-        """Name, subject (topic) and participant count from the room's state."""
-        info = await self.session.load_room_state(self.legacy_id)
+        """Name, subject (topic), avatar and participant count from the
+        room's state (for a room the user is only invited to, from what the
+        invitation shows: its state is readable once they join)."""
+        info = self.session.room_info(self.legacy_id)
+        if info is None or info.membership != "invite":
+            info = await self.session.load_room_state(self.legacy_id)
+            # Synapse lets a former member read the state. The own member
+            # event in it is current, while the cache's own membership waits
+            # for the next sync (a join a moment ago still reads "leave").
+            me = info.members.get(self.session.user_id)
+            in_room = me is not None and me.membership in ("join", "invite")
+        else:
+            in_room = True
+        if not in_room:
+            raise XMPPError(
+                "item-not-found",
+                "You are not in this Matrix room: join it with the 'join' command "
+                "or the gateway's search.",
+            )
         if info.is_space:
             raise XMPPError(
                 "item-not-found", "This is a Matrix space, not a room you can chat in."
@@ -72,6 +106,43 @@ class MUC(MatrixChat, LegacyMUC[Participant]):
         if info.topic is not None:
             self.subject = info.topic
         self.n_participants = info.joined_count
+        await room_state.update_avatar(self, info)
+
+    async def join(self, join_presence: Presence) -> None:
+        """Joining the MUC of a room the user is invited to accepts the
+        invitation: the gateway joins the Matrix room first."""
+        await room_state.accept_invitation(self)
+        await super().join(join_presence)
+
+    async def get_participant(  # type: ignore[override]
+        self, nickname: str | None = None, **kwargs: Any
+    ) -> Participant | None:
+        part: Participant | None = await super().get_participant(
+            nickname,  # type: ignore[arg-type]
+            **kwargs,
+        )
+        if (
+            part is not None
+            and kwargs.get("fill_first")
+            and kwargs.get("create") is False
+            and part.contact is None
+            and part.occupant_id.startswith("@")
+        ):
+            # slidge looks an occupant up like this to moderate it by nick,
+            # then needs its contact: link the occupant to its Matrix user's.
+            contact = await self.session.contacts.by_legacy_id(part.occupant_id)
+            return await self.get_participant_by_contact(
+                contact, occupant_id=part.occupant_id
+            )
+        return part
+
+    async def on_set_subject(self, subject: str) -> None:
+        """The subject is the room's topic."""
+        await room_admin.set_subject(self, subject)
+
+    async def on_leave(self) -> None:
+        """Leaving the MUC for good leaves the Matrix room."""
+        await room_admin.leave(self)
 
     async def fill_participants(self) -> AsyncIterator[Participant]:
         """Every joined member, with their display name as nickname."""
@@ -98,29 +169,34 @@ class MUC(MatrixChat, LegacyMUC[Participant]):
         """The occupant standing for Matrix user `user_id` in this room."""
         if user_id == self.session.user_id:
             return await self.get_user_participant()
-        info = self.session.room_info(self.legacy_id)
-        name = info.member_display_name(user_id) if info else None
-        return await self.get_participant(
+        # A direct lookup: a room snapshot would copy every member.
+        name = self.session.matrix.rooms.member_display_name(self.room_id, user_id)
+        part = await self.get_participant(
             name or localpart(user_id), occupant_id=user_id
         )
+        assert part is not None  # created when missing
+        return part
+
+    def own_mention_target(self) -> MentionTarget:
+        """A mention of the user shows their nick, which clients highlight."""
+        return MentionTarget(self.user_nick, f"xmpp:{self.user_muc_jid}")
 
     @staticmethod
     def _apply_power(part: Participant, level: int) -> None:
-        if level >= 100:
-            part.affiliation, part.role = "owner", "moderator"
-        elif level >= 50:
-            part.affiliation, part.role = "admin", "moderator"
+        room_state.apply_power(part, level)
 
     async def on_matrix_event(self, event: Event) -> None:
         """Shows one live timeline event of this room to the XMPP user:
         messages as the chat does, room state as the group's own."""
         etype = event.type
-        if event.kind in MESSAGE_KINDS:
+        if event.kind in CHAT_KINDS:
             await super().on_matrix_event(event)
         elif etype == "m.room.name" or etype == "m.room.canonical_alias":
             self.name = self.get_room().display_name
         elif etype == "m.room.topic":
             self.subject = self.get_room().topic or ""
+        elif event.is_state:
+            await room_state.on_state_event(self, event)
 
     async def backfill(
         self,

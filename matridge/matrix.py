@@ -23,6 +23,7 @@ TooLargeError = _core.TooLargeError
 MAX_UNDELIVERED = _core.MAX_UNDELIVERED
 SyncBatch = _core.SyncBatch
 SyncRoom = _core.Room
+Receipt = _core.Receipt
 Event = _core.Event
 Message = _core.Message
 History = _core.History
@@ -47,6 +48,16 @@ SYNC_FILTER = json.dumps(
     },
     separators=(",", ":"),
 )
+
+
+def sync_filter_for(user_id: str | None) -> str:
+    """SYNC_FILTER without the account's own presence: a change of it would
+    end the long-poll, and the next /sync would set the account online again."""
+    if user_id is None:
+        return SYNC_FILTER
+    body = json.loads(SYNC_FILTER)
+    body["presence"]["not_senders"] = [user_id]
+    return json.dumps(body, separators=(",", ":"))
 
 
 # Member state comes along for the senders of each page.
@@ -641,13 +652,15 @@ class MatrixClient:
         on_error: Callable[[Exception, bool], None],
         since: str | None,
         timeout_ms: int,
-        sync_filter: str = SYNC_FILTER,
+        sync_filter: str | None = None,
     ) -> None:
         """Starts the engine's /sync loop. `on_batch` gets each batch on the
         loop; call :meth:`sync_ack` once it is processed, or the engine stops
         fetching after ``MAX_UNDELIVERED`` batches. `on_error` gets every
         failure and whether it ended the loop (a revoked token)."""
         _attach(asyncio.get_running_loop())
+        if sync_filter is None:
+            sync_filter = sync_filter_for(self.user_id)
         self._c.start_sync(on_batch, on_error, since, sync_filter, timeout_ms)
 
     def stop_sync(self) -> None:

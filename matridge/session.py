@@ -12,14 +12,19 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
+import weakref
 from collections import OrderedDict
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from slidge import BaseSession
+from slidge.command import SearchResult
+from slidge.util.types import PseudoPresenceShow
+from slidge.util.util import merge_resources
 from slixmpp.exceptions import XMPPError
+from slixmpp.types import ResourceDict
 
-from . import config, logsafety
+from . import config, logsafety, room_admin, room_state, search
 from .matrix import (
     Event,
     MatrixClient,
@@ -29,6 +34,8 @@ from .matrix import (
     SyncBatch,
     SyncRoom,
 )
+from .memory import ChatMemory
+from .sync_status import SyncHealth
 
 if TYPE_CHECKING:
     from slidge.command import SearchResult
@@ -68,9 +75,16 @@ class Session(BaseSession):  # type: ignore[type-arg]
         self.matrix: MatrixClient = None  # type: ignore[assignment]  # set by login
         self.user_id: str = str(self.user.legacy_module_data.get("user_id", ""))
         self._seen = RecentIds(config.MESSAGE_ID_MEMORY)
-        self._send_locks: dict[str, asyncio.Lock] = {}
+        # A lock lives while a send holds or awaits it, so idle rooms cost nothing.
+        self._send_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
         self._queue: asyncio.Queue[SyncBatch | None] = asyncio.Queue()
         self._consumer: asyncio.Task[None] | None = None
+        self.sync_health = SyncHealth()  # read by the sync-status command
+        # Rooms whose invitation was shown to the user since the gateway started.
+        self.invitations_sent: set[str] = set()
+        self._chat_memories: dict[str, ChatMemory] = {}
 
     # ---- login / logout --------------------------------------------------
 
@@ -102,11 +116,13 @@ class Session(BaseSession):  # type: ignore[type-arg]
         except NetworkError as e:
             raise RuntimeError(f"could not reach {homeserver}: {e}") from e
         self.user_id = str(who.get("user_id", self.user_id))
+        room_admin.apply_default_preferences(self)
         self._start_sync()
         return f"Connected as {self.user_id}"
 
     def _start_sync(self) -> None:
         since = self.user.legacy_module_data.get("since")
+        self.sync_health = SyncHealth()
         self._queue = asyncio.Queue()
         self.matrix.start_sync(
             self._queue.put_nowait,
@@ -140,6 +156,7 @@ class Session(BaseSession):  # type: ignore[type-arg]
     # ---- Matrix → XMPP ---------------------------------------------------
 
     def _on_sync_error(self, error: Exception, fatal: bool) -> None:
+        self.sync_health.failed(error, fatal)
         if not fatal:
             self.log.info("Sync failed, retrying with backoff: %s", error)
             return
@@ -163,6 +180,7 @@ class Session(BaseSession):  # type: ignore[type-arg]
                 # One bad batch must not stop the session; it is logged whole.
                 self.log.exception("Could not process a sync batch")
             self.legacy_module_data_update({"since": batch.next_batch})
+            self.sync_health.batch_done(batch.next_batch)
             self.matrix.sync_ack()
 
     async def _process(self, batch: SyncBatch) -> None:
@@ -173,6 +191,8 @@ class Session(BaseSession):  # type: ignore[type-arg]
                 await self._process_joined(room, initial)
             elif room.membership == "leave":
                 await self._process_left(room)
+            elif room.membership == "invite":
+                await room_state.on_invited(self, room)
         await self.contacts.on_presence(batch.presence)
 
     async def _process_joined(self, room: SyncRoom, initial: bool) -> None:
@@ -216,6 +236,20 @@ class Session(BaseSession):  # type: ignore[type-arg]
                 if chat is None:
                     return
             await chat.on_matrix_event(ev)
+        await self._process_ephemeral(room, chat)
+
+    async def _process_ephemeral(self, room: SyncRoom, chat: MatrixChat | None) -> None:
+        """Typing notices and read receipts, after the timeline they refer to."""
+        if room.typing is None and not room.receipts:
+            return
+        if chat is None:
+            chat = await self.chat_for(room.room_id)
+            if chat is None:
+                return
+        if room.typing is not None:
+            await chat.on_typing(room.typing)
+        if room.receipts:
+            await chat.on_receipts(room.receipts)
 
     async def chat_for(self, room_id: str) -> MatrixChat | None:
         """The XMPP conversation that shows a joined room: the contact of a
@@ -228,12 +262,7 @@ class Session(BaseSession):  # type: ignore[type-arg]
 
     async def _process_left(self, room: SyncRoom) -> None:
         await self.contacts.classify(room.room_id)  # a direct chat no more
-        if room.room_id not in self.announced_rooms:
-            return
-        muc = await self.bookmarks.by_legacy_id(room.room_id)
-        self.forget_announced(room.room_id)
-        if muc is not None:
-            await self.bookmarks.remove(muc, reason="You left this room on Matrix.")
+        await room_state.on_left_room(self, room)
 
     @property
     def seen_ids(self) -> RecentIds:
@@ -247,6 +276,11 @@ class Session(BaseSession):  # type: ignore[type-arg]
         catches those that sync delivers before the send's answer, since
         Synapse shows the transaction id only to the device that sent it."""
         return event.sender == self.user_id and event.transaction_id is not None
+
+    # ---- finding and joining (matridge/search.py) ------------------------
+
+    async def on_search(self, form_values: dict[str, str]) -> SearchResult | None:
+        return await search.on_search(self, form_values)
 
     # ---- room knowledge --------------------------------------------------
 
@@ -266,6 +300,10 @@ class Session(BaseSession):  # type: ignore[type-arg]
     def _store_announced(self, rooms: set[str]) -> None:
         # A JSON list; slidge's JSONSerializable type does not spell lists out.
         self.legacy_module_data_update({"announced_rooms": sorted(rooms)})  # type: ignore[dict-item]
+
+    def chat_memory(self, room_id: str) -> ChatMemory:
+        """What the conversation of `room_id` remembers between events."""
+        return self._chat_memories.setdefault(room_id, ChatMemory())
 
     def room_info(self, room_id: str) -> RoomInfo | None:
         """A snapshot of the room from the engine's room cache, if known."""
@@ -289,12 +327,6 @@ class Session(BaseSession):  # type: ignore[type-arg]
 
     # ---- XMPP → Matrix ---------------------------------------------------
 
-    async def on_search(self, form_values: dict[str, str]) -> SearchResult | None:
-        # A Matrix user id opens a direct chat. (Rooms: see matridge.search.)
-        from .contact import find_user
-
-        return await find_user(self, str(form_values.get("address") or ""))
-
     def _txn_id(self) -> str:
         """A transaction id derived from the XMPP message id, so that sending
         the same XMPP message twice never makes two Matrix events."""
@@ -305,12 +337,20 @@ class Session(BaseSession):  # type: ignore[type-arg]
         return "x" + digest[:40]
 
     async def send_to_matrix(
-        self, room_id: str, event_type: str, content: dict[str, Any]
+        self,
+        room_id: str,
+        event_type: str,
+        content: dict[str, Any],
+        txn_id: str | None = None,
     ) -> str:
-        txn_id = self._txn_id()
+        """Sends an event; `txn_id` defaults to one derived from the XMPP
+        message being handled."""
+        txn_id = txn_id or self._txn_id()
         # One send at a time per room, so retries through an outage keep the
         # messages in the order they came.
-        lock = self._send_locks.setdefault(room_id, asyncio.Lock())
+        lock = self._send_locks.get(room_id)
+        if lock is None:
+            lock = self._send_locks[room_id] = asyncio.Lock()
         try:
             async with lock:
                 event_id = await self._send_with_retries(
@@ -352,3 +392,43 @@ class Session(BaseSession):  # type: ignore[type-arg]
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+
+    # ---- room management from XMPP (matridge.room_admin) -----------------
+
+    async def on_create_group(self, name: str, contacts: list[Any]) -> str:
+        return await room_admin.create_group(self, name, contacts)
+
+    async def on_presence(
+        self,
+        resource: str,
+        show: PseudoPresenceShow,
+        status: str,
+        resources: dict[str, ResourceDict],
+        merged_resource: ResourceDict | None,
+    ) -> None:
+        """The user's XMPP presence, merged over their online clients, as
+        their Matrix presence (``sync_presence`` preference)."""
+        if str(show) == "unavailable":  # slidge passes presence types too
+            # The roster may still list the client that just went offline.
+            others = {r: d for r, d in resources.items() if r != resource}
+            merged_resource = merge_resources(others)
+        if merged_resource is None:
+            await room_admin.set_presence(self, "unavailable", "", all_gone=True)
+            return
+        await room_admin.set_presence(
+            self,
+            merged_resource["show"] or "available",
+            merged_resource["status"],
+            all_gone=False,
+        )
+
+    async def on_avatar(
+        self,
+        bytes_: bytes | None,
+        hash_: str | None,
+        type_: str | None,
+        width: int | None,
+        height: int | None,
+    ) -> None:
+        """The user's XMPP avatar as their Matrix avatar (``sync_avatar``)."""
+        await room_admin.set_avatar(self, bytes_, type_)

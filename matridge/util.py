@@ -7,15 +7,16 @@ calls; the id functions map Matrix ids to JID local parts and back.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from xml.etree import ElementTree as ET
 
+from slixmpp import Message as XMPPMessage
 from slixmpp.jid import unescape_node
 
 if TYPE_CHECKING:
     from slidge.util.types import MessageReference
-    from slixmpp import Message as XMPPMessage
 
     from .matrix import Event, Message
 
@@ -101,6 +102,65 @@ def message_text(message: Message | None) -> str | None:
     return text
 
 
+NS_REFERENCE = "urn:xmpp:reference:0"
+
+
+class MentionTarget(NamedTuple):
+    """Who a Matrix mention points at on XMPP: the name the text shows and
+    the XEP-0372 reference URI."""
+
+    name: str
+    uri: str
+
+
+# A mention as XEP-0372 wants it: begin, end (code points) and the URI.
+Reference = tuple[int, int, str]
+
+
+def message_mentions(message: Message | None) -> tuple[tuple[int, int, str], ...]:
+    """The mention spans of :func:`message_text`'s text (start, end, user id)."""
+    if message is None or not message.text:
+        return ()  # the text came from the plain body: no pills
+    shift = 4 if message.msgtype == "m.emote" else 0  # the "/me " prefix
+    return tuple((s + shift, e + shift, u) for s, e, u in message.mention_spans)
+
+
+def apply_mentions(
+    text: str,
+    spans: Sequence[tuple[int, int, str]],
+    targets: Mapping[str, MentionTarget],
+) -> tuple[str, list[Reference]]:
+    """Writes each mentioned user's XMPP name over their pill text, and gives
+    the XEP-0372 references of the new text. Spans without a target, out of
+    range or overlapping an earlier one are left as they are."""
+    out: list[str] = []
+    refs: list[Reference] = []
+    cursor = 0  # in `text`
+    pos = 0  # in the new text
+    for start, end, user_id in sorted(spans):
+        target = targets.get(user_id)
+        if target is None or start < cursor or start > end or end > len(text):
+            continue
+        out.append(text[cursor:start])
+        pos += start - cursor
+        out.append(target.name)
+        refs.append((pos, pos + len(target.name), target.uri))
+        pos += len(target.name)
+        cursor = end
+    out.append(text[cursor:])
+    return "".join(out), refs
+
+
+def add_references(stanza: XMPPMessage, refs: Iterable[Reference]) -> None:
+    """XEP-0372 mention references on a message stanza."""
+    for begin, end, uri in refs:
+        ET.SubElement(
+            stanza.xml,
+            f"{{{NS_REFERENCE}}}reference",
+            {"type": "mention", "begin": str(begin), "end": str(end), "uri": uri},
+        )
+
+
 class _Sender(Protocol):
     def send_text(
         self, body: str, legacy_msg_id: str | None = None, **kwargs: Any
@@ -112,20 +172,31 @@ class _Sender(Protocol):
 class MatrixMixin:
     """Sends decoded Matrix events to XMPP as this entity."""
 
+    def _send(self, stanza: Any, *args: Any, **send_kwargs: Any) -> Any:
+        # slidge hands send_text's extra keywords down to here: `references`
+        # carries the mentions, added before the stanza is archived and sent.
+        refs = send_kwargs.pop("references", None)
+        if refs and isinstance(stanza, XMPPMessage):
+            add_references(stanza, refs)
+        return super()._send(stanza, *args, **send_kwargs)  # type: ignore[misc]
+
     def send_matrix_message(
         self: _Sender,
         event: Event,
         archive_only: bool = False,
         replacement: Event | None = None,
         reply_to: MessageReference | None = None,
+        mentions: Mapping[str, MentionTarget] | None = None,
         **send_kwargs: Any,
     ) -> None:
         """An ``m.room.message``, ``m.sticker`` or ``m.room.encrypted`` event.
 
         ``replacement`` is the latest edit of the event, applied already (in
         history); a live edit arrives as its own event and becomes a
-        correction of the original. ``send_kwargs`` go to every slidge call
-        (``carbon=True`` for the user's own messages in a direct chat)."""
+        correction of the original. ``mentions`` maps the mentioned Matrix
+        users to their XMPP names, for XEP-0372 references. ``send_kwargs``
+        go to every slidge call (``carbon=True`` for the user's own messages
+        in a direct chat)."""
         when = timestamp(event)
         if event.encrypted:
             self.send_text(
@@ -139,12 +210,16 @@ class MatrixMixin:
         if event.rel_type == "m.replace" and event.relates_to and event.new_message:
             text = message_text(event.new_message)
             if text is not None:
+                text, refs = apply_mentions(
+                    text, message_mentions(event.new_message), mentions or {}
+                )
                 self.correct(
                     event.relates_to,
                     text,
                     when=when,
                     archive_only=archive_only,
                     correction_event_id=event.event_id,
+                    references=refs,
                     **send_kwargs,
                 )
             return
@@ -157,6 +232,7 @@ class MatrixMixin:
                 event.msgtype,
             )
             return
+        text, refs = apply_mentions(text, message_mentions(content), mentions or {})
         self.send_text(
             text,
             legacy_msg_id=event.event_id,
@@ -164,6 +240,7 @@ class MatrixMixin:
             reply_to=reply_to,
             thread=event.thread_root,
             archive_only=archive_only,
+            references=refs,
             **send_kwargs,
         )
 
@@ -178,6 +255,7 @@ class ChatSender(Protocol):
         archive_only: bool = False,
         replacement: Event | None = None,
         reply_to: MessageReference | None = None,
+        mentions: Mapping[str, MentionTarget] | None = None,
     ) -> None: ...
 
     def react(
@@ -191,3 +269,9 @@ class ChatSender(Protocol):
     def retract(
         self, legacy_msg_id: str, thread: str | None = None, **kwargs: object
     ) -> None: ...
+
+    def composing(self, **kwargs: object) -> None: ...
+
+    def paused(self, **kwargs: object) -> None: ...
+
+    def displayed(self, legacy_msg_id: str, **kwargs: object) -> None: ...

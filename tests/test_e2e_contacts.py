@@ -249,6 +249,35 @@ async def test_a_direct_chat_stays_a_contact_after_logging_in_again(
     assert invitations_to(direct.person, direct.person.room_jid(direct.room_id)) == []
 
 
+async def test_a_reaction_in_a_direct_chat_comes_from_the_contact(
+    direct: Direct,
+) -> None:
+    xmpp = direct.person.xmpp
+    event_id = direct.friend.send_text(direct.room_id, "Lunch at noon")
+    first = await xmpp.wait_message(chat_from(direct.jid, "Lunch at noon"), timeout=30)
+    direct.friend.send_event(
+        direct.room_id,
+        "m.reaction",
+        {
+            "m.relates_to": {
+                "rel_type": "m.annotation",
+                "event_id": event_id,
+                "key": "👍",
+            }
+        },
+    )
+    reaction = await xmpp.wait_message(
+        lambda m: (
+            m["from"].bare == direct.jid
+            and m.xml.find("{urn:xmpp:reactions:0}reactions") is not None
+        ),
+        timeout=30,
+    )
+    assert reaction["type"] == "chat"
+    assert reaction["reactions"]["id"] == first["id"]
+    assert {r["value"] for r in reaction["reactions"]} == {"👍"}
+
+
 # ---- 3. writing to a contact -------------------------------------------------------
 
 

@@ -189,9 +189,10 @@ async def test_synapse_restarts_during_streams_in_both_directions(
             await asyncio.sleep(0.01)
 
     def restarts() -> None:
+        # SIGKILL: Synapse gets no chance to finish requests in flight.
         for _ in range(3):
             time.sleep(2)
-            synapse.restart()
+            synapse.restart(kill=True)
 
     await asyncio.gather(
         asyncio.to_thread(matrix_side), xmpp_side(), asyncio.to_thread(restarts)

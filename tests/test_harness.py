@@ -171,7 +171,7 @@ def test_synapse_restart_keeps_data(tmp_path: Path) -> None:
         room = alice.create_room(name="survives restart")
         event_id = alice.send_text(room, "before restart")
         url = server.base_url
-        server.restart()
+        server.restart(kill=True)
         assert server.base_url == url
         event = alice.wait_for_message(room, lambda e: e.get("event_id") == event_id)
         assert event["content"]["body"] == "before restart"

@@ -213,6 +213,21 @@ def test_display_names_are_disambiguated(cache: RoomCache) -> None:
     assert r.members["@sam1:example.org"].display_name == "Sam"
 
 
+def test_the_cache_names_a_member_without_a_snapshot(cache: RoomCache) -> None:
+    room_id = "!dupnames:example.org"
+    snapshot = room(cache, room_id)
+    for user in ("@sam1:example.org", "@sam3:example.org", "@solo:example.org"):
+        name = cache.member_display_name(room_id, user)
+        assert name == snapshot.member_display_name(user)
+    # Unknown members and rooms say so, rather than inventing a name.
+    assert cache.member_display_name(room_id, "@stranger:x.org") is None
+    assert (
+        cache.member_display_name("!nowhere:example.org", "@solo:example.org") is None
+    )
+    with pytest.raises(TypeError):
+        cache.member_display_name(room_id)  # type: ignore[call-arg]
+
+
 def test_a_left_member_does_not_make_a_joined_name_ambiguous() -> None:
     events = [
         state_event(

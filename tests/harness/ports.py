@@ -155,8 +155,19 @@ class ServerProcess:
         stop_process(self.proc, timeout=self.stop_timeout)
         self.proc = None
 
-    def restart(self) -> None:
-        self.stop()
+    def kill(self) -> None:
+        """SIGKILL: the server gets no chance to finish anything."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+        self.proc = None
+
+    def restart(self, kill: bool = False) -> None:
+        """Stops the server (gracefully, or with SIGKILL) and starts it again."""
+        if kill:
+            self.kill()
+        else:
+            self.stop()
         self.start()
 
     def __enter__(self) -> Self:

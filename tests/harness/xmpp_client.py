@@ -47,6 +47,16 @@ _PLUGINS = (
     "xep_0461",  # replies
 )
 
+# ---- messages ----
+_MESSAGE_PLUGINS = (
+    "xep_0085",  # chat states
+    "xep_0333",  # chat markers
+    "xep_0372",  # references (mentions)
+    "xep_0424",  # retractions
+    "xep_0425",  # moderation
+    "xep_0444",  # reactions
+)
+
 S = TypeVar("S", Message, Presence)
 
 
@@ -102,6 +112,12 @@ class XmppClient(slixmpp.ClientXMPP):
         self.register_handler(
             Callback("harness presences", StanzaPath("presence"), self._on_presence)
         )
+
+        # ---- messages ----
+        # Stanza plugins for chat states, markers, mentions, retractions,
+        # moderation and reactions.
+        for name in _MESSAGE_PLUGINS:
+            self.register_plugin(name)
 
     # --- connection -------------------------------------------------------
 
@@ -367,6 +383,73 @@ class XmppClient(slixmpp.ClientXMPP):
 
     def send_chat(self, jid: str, body: str) -> str:
         return self._send_body(jid, body, "chat")
+
+    # ---- commands ----
+
+    async def run_command(
+        self,
+        jid: str,
+        node: str,
+        *answers: Mapping[str, str | list[str]],
+        timeout: float = 60,
+    ) -> Iq:
+        """Runs an ad-hoc command (XEP-0050): executes ``node``, then submits
+        each of ``answers`` to the form the previous step returned. Returns
+        the last answer (its ``command`` holds the notes or result form);
+        raises XmppError if a step is refused or a form is left unanswered."""
+        xep_0050 = self.plugin["xep_0050"]
+        iq = cast(Iq, await self._command_step(xep_0050, jid, node, timeout))
+        for answer in answers:
+            command = iq["command"]
+            if command["status"] != "executing":
+                raise XmppError(
+                    "bad-request", f"{node} ended before all answers were given: {iq}"
+                )
+            form = command["form"]
+            submit = form.__class__()
+            submit["type"] = "submit"
+            for var, asked in form.get_fields().items():
+                if var in answer:
+                    field = submit.add_field(var=var, ftype=asked["type"])
+                    field["value"] = answer[var]
+            iq = await self._command_step(
+                xep_0050,
+                jid,
+                node,
+                timeout,
+                action="complete",
+                sessionid=command["sessionid"],
+                payload=submit,
+            )
+        if iq["command"]["status"] == "executing":
+            raise XmppError("bad-request", f"{node} asks for more: {iq}")
+        return iq
+
+    async def _command_step(
+        self, xep_0050: Any, jid: str, node: str, timeout: float, **kwargs: Any
+    ) -> Iq:
+        try:
+            return cast(
+                Iq,
+                await xep_0050.send_command(JID(jid), node, timeout=timeout, **kwargs),
+            )
+        except IqError as e:
+            raise XmppError.from_iq_error(e) from None
+        except IqTimeout:
+            raise TimeoutError(
+                f"no answer to command {node} after {timeout}s"
+            ) from None
+
+    @staticmethod
+    def command_notes(iq: Iq) -> str:
+        """The text of a finished command's notes."""
+        return "\n".join(str(note[1]) for note in iq["command"]["notes"])
+
+    @staticmethod
+    def command_table(iq: Iq) -> list[dict[str, str]]:
+        """The rows of a finished command's result form."""
+        items = iq["command"]["form"]["items"]
+        return [{k: str(v) for k, v in item.items()} for item in items]
 
     # ---- contacts ----
 

@@ -1,0 +1,116 @@
+"""Matrix reactions, kept in step with XEP-0444's "whole set" model.
+
+On Matrix each reaction is an event (``m.reaction`` with one key) and its
+removal the redaction of that event; on XMPP a reaction stanza carries the
+sender's whole set of emojis for a message. So a removal on Matrix needs the
+reaction's target and sender (:class:`ReactionLog` remembers them, since a
+redacted event no longer says), and each change re-sends the sender's
+remaining keys, read from the homeserver's relations (:func:`reactions_on`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from typing import NamedTuple
+
+from .matrix import MatrixClient, MatrixError, NetworkError
+
+log = logging.getLogger(__name__)
+
+# Relations pages read for one message: a message with more reactions than
+# this is rare, and the keys of the pages read still go.
+MAX_RELATION_PAGES = 5
+RELATION_PAGE = 100
+
+
+class Reaction(NamedTuple):
+    target: str  # the event reacted to
+    sender: str
+    key: str
+
+
+def same_key(a: str, b: str) -> bool:
+    """Whether two reaction keys are the same emoji (XMPP clients and slidge
+    drop the emoji presentation selector that Matrix clients often keep)."""
+    return normalise_key(a) == normalise_key(b)
+
+
+def normalise_key(key: str) -> str:
+    return key.replace("\ufe0f", "")
+
+
+class ReactionLog:
+    """Reaction event id → (target, sender, key) for the recent reactions of
+    one room, bounded: the oldest are forgotten first."""
+
+    def __init__(self, size: int) -> None:
+        self._size = max(size, 1)
+        self._by_id: OrderedDict[str, Reaction] = OrderedDict()
+
+    def add(self, event_id: str, reaction: Reaction) -> None:
+        self._by_id[event_id] = reaction
+        self._by_id.move_to_end(event_id)
+        while len(self._by_id) > self._size:
+            self._by_id.popitem(last=False)
+
+    def pop(self, event_id: str) -> Reaction | None:
+        return self._by_id.pop(event_id, None)
+
+    def keys(self, target: str, sender: str) -> dict[str, str]:
+        """The remembered reactions of `sender` on `target`: key → event id."""
+        return {
+            r.key: event_id
+            for event_id, r in self._by_id.items()
+            if r.target == target and r.sender == sender
+        }
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+
+async def reactions_on(
+    matrix: MatrixClient, room_id: str, target: str, sender: str
+) -> dict[str, str]:
+    """The reactions `sender` has on `target` now, from the homeserver:
+    key → reaction event id. Raises MatrixError/NetworkError."""
+    found: dict[str, str] = {}
+    token: str | None = None
+    for _ in range(MAX_RELATION_PAGES):
+        page = await matrix.relations(
+            room_id,
+            target,
+            "m.annotation",
+            "m.reaction",
+            from_token=token,
+            limit=RELATION_PAGE,
+        )
+        for event in page.chunk:
+            if event.get("sender") != sender:
+                continue
+            content = event.get("content")
+            rel = content.get("m.relates_to") if isinstance(content, dict) else None
+            key = rel.get("key") if isinstance(rel, dict) else None
+            event_id = event.get("event_id")
+            if isinstance(key, str) and isinstance(event_id, str):
+                found.setdefault(key, event_id)
+        token = page.next_batch
+        if token is None:
+            break
+    return found
+
+
+async def current_reactions(
+    matrix: MatrixClient,
+    room_id: str,
+    target: str,
+    sender: str,
+    remembered: ReactionLog,
+) -> dict[str, str]:
+    """`sender`'s reactions on `target` (key → event id): from the
+    homeserver, or what this room remembers if the homeserver cannot tell."""
+    try:
+        return await reactions_on(matrix, room_id, target, sender)
+    except (MatrixError, NetworkError) as e:
+        log.warning("Could not read the reactions to %s: %s", target, e)
+        return remembered.keys(target, sender)

@@ -1,0 +1,285 @@
+"""Room state and membership from Matrix, shown in XMPP.
+
+What happens to a room's members (joins, leaves, kicks, bans, new display
+names, power levels), to the room itself (avatar, upgrade to a successor
+room) and to the user's own membership (invitations, being kicked or banned)
+becomes MUC presence, affiliations, invitations and bookmarks here.
+:class:`matridge.group.MUC` and :class:`matridge.session.Session` call in
+with the decoded events; the engine has already applied each sync batch to
+the room cache, so :class:`RoomInfo` snapshots are as new as the events.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Literal
+
+from slidge.util.types import Avatar
+from slixmpp import JID
+from slixmpp.exceptions import XMPPError
+
+from .matrix import (
+    Event,
+    MatrixError,
+    NetworkError,
+    RoomInfo,
+    SyncRoom,
+    TooLargeError,
+)
+from .util import localpart, matrix_id_to_jid_local
+
+if TYPE_CHECKING:
+    from .group import MUC, Participant
+    from .session import Session
+
+log = logging.getLogger(__name__)
+
+# Room avatars bigger than this are not fetched (slidge scales them down anyway).
+AVATAR_MAX_BYTES = 10 * 1024 * 1024
+
+Affiliation = Literal["owner", "admin", "member"]
+Role = Literal["moderator", "participant"]
+
+
+def affiliation_for(level: int) -> tuple[Affiliation, Role]:
+    """The MUC affiliation and role of a Matrix power level: 100 and up
+    (room version 12 creators have CREATOR_POWER_LEVEL, 2**53) own the room,
+    50 and up moderate it, others are members."""
+    if level >= 100:
+        return "owner", "moderator"
+    if level >= 50:
+        return "admin", "moderator"
+    return "member", "participant"
+
+
+def apply_power(part: Participant, level: int) -> None:
+    """Sets a participant's affiliation and role from their power level;
+    slidge tells the joined XMPP clients when they change."""
+    affiliation, role = affiliation_for(level)
+    # The role first: slidge sends a presence for each change, so the last
+    # one then shows both.
+    part.role = role
+    part.affiliation = affiliation
+
+
+def room_jid(session: Session, room_id: str) -> JID:
+    """The MUC address of a Matrix room."""
+    return JID(f"{matrix_id_to_jid_local(room_id)}@{session.xmpp.boundjid.bare}")
+
+
+def server_of(matrix_id: str) -> str | None:
+    """The server part of a user or (pre-v12) room id, to join via."""
+    _, sep, server = matrix_id.partition(":")
+    return server if sep and server else None
+
+
+# ---- events of a joined room ---------------------------------------------
+
+
+async def on_state_event(muc: MUC, event: Event) -> None:
+    """A live state event of a joined room other than name and topic."""
+    kind = event.kind
+    if kind == "member":
+        await on_member(muc, event)
+    elif kind == "power_levels":
+        await on_power_levels(muc)
+    elif kind == "avatar":
+        await update_avatar(muc, muc.get_room())
+    elif kind == "tombstone":
+        await on_tombstone(muc, event)
+
+
+async def on_member(muc: MUC, event: Event) -> None:
+    """Someone's membership changed: occupant presence for joins, leaves,
+    kicks and bans (with the reason), a nick change for a new display name."""
+    target, sender = event.state_key, event.sender
+    if not target or not sender or target == muc.session.user_id:
+        # The user's own leave comes in the sync's "leave" section.
+        return
+    membership, previous = event.membership, event.prev_membership
+    if membership == "join":
+        if previous == "join":
+            await _rename(muc, target)
+            return
+        part = await muc.participant_for(target)
+        apply_power(part, muc.get_room().power_level(target))
+        part.online()
+        return
+    if membership not in ("leave", "ban") or previous in ("leave", "ban"):
+        return  # invitations, knocks, unbans: nobody enters or leaves
+    gone = await muc.get_participant(occupant_id=target, create=False)
+    if gone is None:
+        return  # never shown here (the MUC was not filled yet)
+    if membership == "ban":
+        gone.ban(event.reason)
+    elif sender != target and previous != "invite":
+        gone.kick(event.reason)
+    else:
+        gone.leave()
+
+
+async def _rename(muc: MUC, user_id: str) -> None:
+    part = await muc.get_participant(occupant_id=user_id, create=False)
+    if part is None:
+        return
+    info = muc.session.room_info(muc.room_id)
+    name = (info.member_display_name(user_id) if info else None) or localpart(user_id)
+    if part.nickname != name:
+        part.nickname = name
+
+
+async def on_power_levels(muc: MUC) -> None:
+    """New power levels: every shown member gets the affiliation and role
+    their level now gives."""
+    info = muc.get_room()
+    user = await muc.get_user_participant()
+    apply_power(user, info.power_level(muc.session.user_id))
+    for user_id, member in info.members.items():
+        if member.membership != "join" or user_id == muc.session.user_id:
+            continue
+        part = await muc.get_participant(occupant_id=user_id, create=False)
+        if part is not None:
+            apply_power(part, info.power_level(user_id))
+
+
+async def update_avatar(muc: MUC, info: RoomInfo) -> None:
+    """Shows the room's m.room.avatar as the MUC avatar (none if unset or
+    unusable). The mxc URI identifies the image, so an unchanged avatar is
+    not fetched again."""
+    url = info.avatar_url
+    if not url:
+        if muc.avatar is not None:
+            await muc.set_avatar(None)
+        return
+    current = muc.avatar
+    if current is not None and current.unique_id == url:
+        return
+    try:
+        media = await muc.session.matrix.download(url, AVATAR_MAX_BYTES)
+    except (MatrixError, NetworkError, TooLargeError, ValueError) as e:
+        log.warning("Could not fetch the avatar %s of %s: %s", url, muc.room_id, e)
+        return
+    if not media.data:
+        return
+    await muc.set_avatar(Avatar(data=media.data, unique_id=url))
+
+
+async def on_tombstone(muc: MUC, event: Event) -> None:
+    """The room was upgraded: join its successor (which then appears as its
+    own MUC) and tell the user in this one where the conversation went."""
+    successor = event.replacement_room
+    if not successor or not successor.startswith("!"):
+        return
+    session = muc.session
+    via = [s for s in (server_of(event.sender or ""), server_of(successor)) if s]
+    try:
+        await session.matrix.join(successor, via)
+    except (MatrixError, NetworkError) as e:
+        log.warning("Could not join %s, successor of %s: %s", successor, muc.room_id, e)
+        muc.get_system_participant().send_text(
+            f"This room was replaced by a new one ({successor}), which could not "
+            f"be joined: {e}"
+        )
+        return
+    address = room_jid(session, successor)
+    why = f" ({event.body})" if event.body else ""
+    muc.get_system_participant().send_text(
+        f"This room was upgraded{why}. The conversation continues in "
+        f"xmpp:{address}?join"
+    )
+
+
+# ---- the user's own membership -------------------------------------------
+
+
+async def on_left_room(session: Session, room: SyncRoom) -> None:
+    """The user is no longer in a room: they left it from another client,
+    or someone kicked or banned them. The MUC tells them so (as a kick or a
+    ban of their own occupant, with the reason) and the room leaves their
+    bookmarks."""
+    if room.room_id not in session.announced_rooms:
+        return
+    own = _own_membership_event(session, room)
+    session.forget_announced(room.room_id)
+    try:
+        muc = await session.bookmarks.by_legacy_id(room.room_id)
+    except XMPPError as e:
+        log.info("Room %s left but not shown: %s", room.room_id, e.text)
+        return
+    if own is None or own.sender == session.user_id:
+        await session.bookmarks.remove(muc, reason="You left this room on Matrix.")
+        return
+    by = own.sender or "someone"
+    why = f": {own.reason}" if own.reason else ""
+    user = await muc.get_user_participant()
+    if own.membership == "ban":
+        user.ban(f"Banned by {by}{why}")
+    else:
+        user.kick(f"Kicked by {by}{why}")
+    await session.bookmarks.remove(muc, kick=False)
+
+
+def _own_membership_event(session: Session, room: SyncRoom) -> Event | None:
+    """The newest event of `room` that changed the user's own membership."""
+    for event in reversed(room.timeline):
+        if event.kind == "member" and event.state_key == session.user_id:
+            return event
+    for event in reversed(room.state):
+        if event.kind == "member" and event.state_key == session.user_id:
+            return event
+    return None
+
+
+async def on_invited(session: Session, room: SyncRoom) -> None:
+    """An invitation to a room becomes an XMPP invitation (XEP-0249) from the
+    gateway to the room's MUC address, naming the inviter and the room.
+    Joining the MUC accepts it. Spaces are not offered."""
+    room_id = room.room_id
+    if room_id in session.invitations_sent:
+        return
+    info = session.room_info(room_id)
+    if info is None or info.is_space or info.membership != "invite":
+        return
+    inviter = None
+    for event in room.state:
+        if event.kind == "member" and event.state_key == session.user_id:
+            inviter = event.sender
+    who = info.member_display_name(inviter) if inviter else None
+    text = f"{who or inviter or 'Someone'} invites you to the Matrix room "
+    text += f"'{info.display_name}'"
+    if inviter and who and who != inviter:
+        text += f" ({inviter})"
+    session.invitations_sent.add(room_id)
+    msg = session.xmpp.make_message(
+        mto=session.user_jid, mfrom=session.xmpp.boundjid.bare, mtype="normal"
+    )
+    msg["groupchat_invite"]["jid"] = room_jid(session, room_id)
+    msg["groupchat_invite"]["reason"] = text + ". Join the group chat to accept."
+    msg.send()
+
+
+async def accept_invitation(muc: MUC) -> None:
+    """Joins the Matrix room of `muc` if the user is only invited to it (the
+    XMPP user joining the MUC accepts the invitation), then loads its full
+    state."""
+    session = muc.session
+    info = session.room_info(muc.room_id)
+    if info is None or info.membership != "invite":
+        return
+    try:
+        await session.matrix.join(muc.room_id)
+    except MatrixError as e:
+        raise XMPPError(
+            "forbidden", f"Matrix refused to let you join this room: {e.error}"
+        ) from e
+    except NetworkError as e:
+        raise XMPPError(
+            "remote-server-timeout", f"The homeserver is unreachable: {e}"
+        ) from e
+    session.invitations_sent.discard(muc.room_id)
+    session.remember_announced(muc.room_id)
+    info = await session.load_room_state(muc.room_id)
+    muc.name = info.display_name
+    if info.topic is not None:
+        muc.subject = info.topic
+    muc.n_participants = info.joined_count

@@ -1,0 +1,154 @@
+"""Finding and joining: what the user types into slidge's search form (XEP-0055,
+the ``find`` command, jabber:iq:gateway) or the ``join`` command.
+
+A room alias (``#room:example.org``) or room id (``!abc:example.org``, or
+``!abc`` for room version 12) joins the Matrix room and answers with its
+group chat's JID. A user id (``@alice:example.org``) is for direct chats.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from slidge.command import FormField, SearchResult
+from slixmpp.exceptions import XMPPError
+
+from .contact import find_user  # a user id opens a direct chat
+from .matrix import MatrixError, NetworkError
+
+if TYPE_CHECKING:
+    from .group import MUC
+    from .session import Session
+
+SEARCH_TITLE = "Find a Matrix room or person"
+SEARCH_INSTRUCTIONS = (
+    "Enter a room alias (#room:example.org) or room id (!abc…) to join the room "
+    "and get its group chat address, or a user id (@alice:example.org) to get "
+    "their contact address for a direct chat."
+)
+SEARCH_FIELDS = [
+    FormField(
+        var="address",
+        label="Room alias, room id or user id (#room:example.org, !abc…, @alice:…)",
+        required=True,
+    )
+]
+
+_MATRIX_TO = "https://matrix.to/#/"
+ROOM_RESULT_FIELDS = [
+    FormField("name", "Name"),
+    FormField("alias", "Alias"),
+    FormField("jid", "Group chat", type="jid-single"),
+]
+
+
+def _address_help(text: str) -> str:
+    return (
+        f"'{text}' is not a Matrix address. Give a room alias (#room:example.org), "
+        "a room id (!abc…) or a user id (@alice:example.org)."
+    )
+
+
+def normalise_address(raw: str) -> str:
+    """The Matrix id or alias in what the user typed (also a matrix.to link),
+    or an XMPP error that says what an address looks like."""
+    text = raw.strip()
+    if text.startswith(_MATRIX_TO):
+        text = text.removeprefix(_MATRIX_TO).split("?", 1)[0].split("/", 1)[0]
+    if len(text) < 2 or text[0] not in "#!@" or any(c.isspace() for c in text):
+        raise XMPPError("bad-request", _address_help(raw.strip()))
+    if text[0] in "#@" and (":" not in text or text.endswith(":")):
+        kind = "Room aliases" if text[0] == "#" else "User ids"
+        example = "#room:example.org" if text[0] == "#" else "@alice:example.org"
+        raise XMPPError(
+            "bad-request",
+            f"'{text}' has no server part. {kind} look like {example}.",
+        )
+    return text
+
+
+async def on_search(session: Session, form_values: dict[str, str]) -> SearchResult:
+    """slidge's search: joins the room or opens the direct chat it names."""
+    address = normalise_address(str(form_values.get("address") or ""))
+    if address.startswith("@"):
+        return await find_user(session, address)
+    muc = await join_room(session, address)
+    return room_result(muc, "The Matrix room, joined")
+
+
+def room_result(muc: MUC, description: str) -> SearchResult:
+    info = muc.session.room_info(muc.room_id)
+    return SearchResult(
+        description=description,
+        fields=ROOM_RESULT_FIELDS,
+        items=[
+            {
+                "name": muc.name or muc.room_id,
+                "alias": (info.canonical_alias if info else None) or "",
+                "jid": muc.jid.bare,
+            }
+        ],
+        jids_are_mucs=True,
+    )
+
+
+async def join_room(session: Session, address: str) -> MUC:
+    """Joins the room a ``#alias`` or ``!id`` names on Matrix and shows it as a
+    group chat (added to the bookmarks); errors say what the user can do."""
+    address = normalise_address(address)
+    if address[0] not in "#!":
+        raise XMPPError("bad-request", _address_help(address))
+    matrix = session.matrix
+    via: list[str] = []
+    target = address
+    try:
+        if address.startswith("#"):
+            alias = await matrix.resolve_alias(address)
+            target, via = alias.room_id, alias.servers
+        elif ":" in address:
+            via = [address.split(":", 1)[1]]  # room versions < 12 name a server
+        room_id = await matrix.join(target, via)
+    except MatrixError as e:
+        raise _join_refused(address, e) from e
+    except NetworkError as e:
+        raise XMPPError(
+            "remote-server-timeout",
+            f"Could not join {address}: the homeserver is unreachable ({e}). "
+            "Try again later.",
+        ) from e
+    muc = await session.bookmarks.show(room_id)
+    if muc is None:
+        raise XMPPError(
+            "item-not-found",
+            f"You joined {address} on Matrix, but it is a space, not a room you "
+            "can chat in; its rooms can be joined by their own aliases.",
+        )
+    return muc
+
+
+def _join_refused(address: str, e: MatrixError) -> XMPPError:
+    reason = e.error or str(e)
+    if address.startswith("#") and e.status == 404:
+        return XMPPError(
+            "item-not-found",
+            f"No Matrix room has the alias {address}. Check its spelling and server.",
+        )
+    if e.status == 403:
+        return XMPPError(
+            "forbidden",
+            f"Matrix did not let you join {address} ({reason}). The room may be "
+            "invite-only: ask one of its members for an invitation.",
+        )
+    if e.status == 404:
+        return XMPPError(
+            "item-not-found",
+            f"Your homeserver cannot find the room {address} ({reason}). Use its "
+            "alias, or ask a member for an invitation.",
+        )
+    if e.status == 429:
+        return XMPPError(
+            "resource-constraint",
+            f"The homeserver asks to slow down; try joining {address} again in a "
+            "minute.",
+        )
+    return XMPPError("not-acceptable", f"Matrix refused to join {address}: {reason}")
