@@ -8,10 +8,19 @@ from . import logsafety
 logsafety.install()  # before anything logs a stanza or a stored session
 
 from . import commands, config  # noqa: E402, F401  (registers commands and options)
+from .contact import Contact, Roster  # noqa: E402
 from .gateway import Gateway  # noqa: E402
 from .group import MUC, Bookmarks, Participant  # noqa: E402
 from .session import Session  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["MUC", "Bookmarks", "Gateway", "Participant", "Session"]
+__all__ = [
+    "MUC",
+    "Bookmarks",
+    "Contact",
+    "Gateway",
+    "Participant",
+    "Roster",
+    "Session",
+]

@@ -287,7 +287,7 @@ class Bookmarks(LegacyBookmarks[MUC]):
             )
             return
         for room_id in room_ids:
-            await self.show(room_id)
+            await self.session.chat_for(room_id)  # direct chats become contacts
 
     async def show(self, room_id: str) -> MUC | None:
         """The MUC of a joined room. The first time, it is added to the user's

@@ -43,10 +43,21 @@ SYNC_FILTER = json.dumps(
             "state": {"lazy_load_members": True},
             "timeline": {"limit": 100, "lazy_load_members": True},
         },
-        "presence": {"not_types": ["*"]},
+        # Presence shows for direct-chat contacts (matridge.contact).
+        "presence": {"types": ["m.presence"]},
     },
     separators=(",", ":"),
 )
+
+
+def sync_filter_for(user_id: str | None) -> str:
+    """SYNC_FILTER without the account's own presence: a change of it would
+    end the long-poll, and the next /sync would set the account online again."""
+    if user_id is None:
+        return SYNC_FILTER
+    body = json.loads(SYNC_FILTER)
+    body["presence"]["not_senders"] = [user_id]
+    return json.dumps(body, separators=(",", ":"))
 
 
 # Member state comes along for the senders of each page.
@@ -508,6 +519,19 @@ class MatrixClient:
             self._c.set_account_data, self._me(), event_type, content, room_id
         )
 
+    async def load_direct_rooms(self) -> dict[str, str]:
+        """Fetches ``m.direct`` into the room cache (a sync resumed from a
+        token does not repeat it) and returns room id -> the other user id."""
+        try:
+            content = await self.get_account_data("m.direct")
+        except MatrixError as e:
+            if e.status != 404:
+                raise
+            content = {}
+        body = {"account_data": {"events": [{"type": "m.direct", "content": content}]}}
+        self._rooms.apply_sync(json.dumps(body).encode())
+        return self._rooms.direct_rooms()
+
     async def resolve_alias(self, alias: str) -> Alias:
         res = _object(await self._call(self._c.resolve_alias, alias), "directory")
         servers = res.get("servers")
@@ -628,13 +652,15 @@ class MatrixClient:
         on_error: Callable[[Exception, bool], None],
         since: str | None,
         timeout_ms: int,
-        sync_filter: str = SYNC_FILTER,
+        sync_filter: str | None = None,
     ) -> None:
         """Starts the engine's /sync loop. `on_batch` gets each batch on the
         loop; call :meth:`sync_ack` once it is processed, or the engine stops
         fetching after ``MAX_UNDELIVERED`` batches. `on_error` gets every
         failure and whether it ended the loop (a revoked token)."""
         _attach(asyncio.get_running_loop())
+        if sync_filter is None:
+            sync_filter = sync_filter_for(self.user_id)
         self._c.start_sync(on_batch, on_error, since, sync_filter, timeout_ms)
 
     def stop_sync(self) -> None:

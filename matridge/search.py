@@ -8,12 +8,12 @@ group chat's JID. A user id (``@alice:example.org``) is for direct chats.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from slidge.command import FormField, SearchResult
 from slixmpp.exceptions import XMPPError
 
+from .contact import find_user  # a user id opens a direct chat
 from .matrix import MatrixError, NetworkError
 
 if TYPE_CHECKING:
@@ -23,12 +23,13 @@ if TYPE_CHECKING:
 SEARCH_TITLE = "Find a Matrix room or person"
 SEARCH_INSTRUCTIONS = (
     "Enter a room alias (#room:example.org) or room id (!abc…) to join the room "
-    "and get its group chat address."
+    "and get its group chat address, or a user id (@alice:example.org) to get "
+    "their contact address for a direct chat."
 )
 SEARCH_FIELDS = [
     FormField(
         var="address",
-        label="Room alias or room id (#room:example.org, !abc…)",
+        label="Room alias, room id or user id (#room:example.org, !abc…, @alice:…)",
         required=True,
     )
 ]
@@ -46,19 +47,6 @@ def _address_help(text: str) -> str:
         f"'{text}' is not a Matrix address. Give a room alias (#room:example.org), "
         "a room id (!abc…) or a user id (@alice:example.org)."
     )
-
-
-async def _direct_chats_not_yet(session: Session, user_id: str) -> SearchResult:
-    raise XMPPError(
-        "feature-not-implemented",
-        f"Searching for people ({user_id}) arrives with direct chats; for now give "
-        "a room alias (#room:example.org) or a room id (!abc…).",
-    )
-
-
-# What a Matrix user id finds. The direct-chats work replaces this with the
-# function that opens a direct chat and returns the contact's SearchResult.
-find_user: Callable[[Session, str], Awaitable[SearchResult]] = _direct_chats_not_yet
 
 
 def normalise_address(raw: str) -> str:

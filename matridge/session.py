@@ -38,7 +38,10 @@ from .memory import ChatMemory
 from .sync_status import SyncHealth
 
 if TYPE_CHECKING:
+    from slidge.command import SearchResult
+
     from .chat import MatrixChat
+    from .contact import Roster
     from .group import Bookmarks
 
 # The id of the XMPP message being handled, set by Gateway.event() so that
@@ -65,6 +68,7 @@ class RecentIds:
 
 class Session(BaseSession):  # type: ignore[type-arg]
     bookmarks: Bookmarks
+    contacts: Roster
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -181,6 +185,7 @@ class Session(BaseSession):  # type: ignore[type-arg]
 
     async def _process(self, batch: SyncBatch) -> None:
         initial = "since" not in self.user.legacy_module_data
+        await self.contacts.on_account_data(batch.account_data)  # before routing
         for room in batch.rooms:
             if room.membership == "join":
                 await self._process_joined(room, initial)
@@ -188,6 +193,7 @@ class Session(BaseSession):  # type: ignore[type-arg]
                 await self._process_left(room)
             elif room.membership == "invite":
                 await room_state.on_invited(self, room)
+        await self.contacts.on_presence(batch.presence)
 
     async def _process_joined(self, room: SyncRoom, initial: bool) -> None:
         # The engine has already applied this batch's state to the room cache.
@@ -246,11 +252,16 @@ class Session(BaseSession):  # type: ignore[type-arg]
             await chat.on_receipts(room.receipts)
 
     async def chat_for(self, room_id: str) -> MatrixChat | None:
-        """The XMPP conversation that shows a joined room: its group chat.
-        None if the room is not shown (a space, say)."""
+        """The XMPP conversation that shows a joined room: the contact of a
+        direct chat, else its group chat. None if the room is not shown (a
+        space, say)."""
+        contact = await self.contacts.contact_for_room(room_id)
+        if contact is not None:
+            return contact
         return await self.bookmarks.show(room_id)
 
     async def _process_left(self, room: SyncRoom) -> None:
+        await self.contacts.classify(room.room_id)  # a direct chat no more
         await room_state.on_left_room(self, room)
 
     @property

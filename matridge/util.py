@@ -185,13 +185,16 @@ class MatrixMixin:
         replacement: Event | None = None,
         reply_to: MessageReference | None = None,
         mentions: Mapping[str, MentionTarget] | None = None,
+        **send_kwargs: Any,
     ) -> None:
         """An ``m.room.message``, ``m.sticker`` or ``m.room.encrypted`` event.
 
         ``replacement`` is the latest edit of the event, applied already (in
         history); a live edit arrives as its own event and becomes a
         correction of the original. ``mentions`` maps the mentioned Matrix
-        users to their XMPP names, for XEP-0372 references."""
+        users to their XMPP names, for XEP-0372 references. ``send_kwargs``
+        go to every slidge call (``carbon=True`` for the user's own messages
+        in a direct chat)."""
         when = timestamp(event)
         if event.encrypted:
             self.send_text(
@@ -199,6 +202,7 @@ class MatrixMixin:
                 legacy_msg_id=event.event_id,
                 when=when,
                 archive_only=archive_only,
+                **send_kwargs,
             )
             return
         if event.rel_type == "m.replace" and event.relates_to and event.new_message:
@@ -214,6 +218,7 @@ class MatrixMixin:
                     archive_only=archive_only,
                     correction_event_id=event.event_id,
                     references=refs,
+                    **send_kwargs,
                 )
             return
         content = replacement.new_message if replacement else event.message
@@ -245,6 +250,7 @@ class MatrixMixin:
             thread=event.thread_root,
             archive_only=archive_only,
             references=refs,
+            **send_kwargs,
         )
 
 

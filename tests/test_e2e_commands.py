@@ -132,7 +132,7 @@ async def test_search_says_what_is_wrong_with_bad_input(
         ("#general", "bad-request", "has no server part"),
         (f"#{unique('nowhere')}:{server}", "item-not-found", "No Matrix room has"),
         (private, "forbidden", "ask one of its members for an invitation"),
-        (friend.user_id, "feature-not-implemented", "arrives with direct chats"),
+        (f"@{unique('nobody')}:{server}", "item-not-found", "knows no user"),
     ]
     for address, condition, words in cases:
         with pytest.raises(XmppError) as err:

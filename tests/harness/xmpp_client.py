@@ -503,3 +503,35 @@ class XmppClient(slixmpp.ClientXMPP):
         msg["origin_id"]["id"] = msg_id
         msg.send()
         return msg_id
+
+    # ---- contacts ----
+
+    async def search(
+        self, jid: str, values: Mapping[str, str], timeout: float = 30
+    ) -> list[dict[str, str]]:
+        """Jabber search (XEP-0055) with a data form: the result rows."""
+        if "xep_0055" not in self.plugin:
+            self.register_plugin("xep_0055")
+        iq = self.make_iq_set(ito=JID(jid))
+        form = iq["search"]["form"]
+        form["type"] = "submit"
+        for var, value in values.items():
+            form.add_field(var=var, value=value)
+        reply = await self._send_iq(iq, timeout)
+        items = reply["search"]["form"]["items"]
+        return [{k: str(v) for k, v in item.items()} for item in items]
+
+    async def pubsub_items(self, jid: str, node: str, timeout: float = 30) -> list[Any]:
+        """The payloads of a PEP/pubsub node's items (XEP-0060)."""
+        if "xep_0060" not in self.plugin:
+            self.register_plugin("xep_0060")
+        iq = self.make_iq_get(ito=JID(jid))
+        iq["pubsub"]["items"]["node"] = node
+        reply = await self._send_iq(iq, timeout)
+        return [item.get_payload() for item in reply["pubsub"]["items"]]
+
+    async def enable_carbons(self, timeout: float = 30) -> None:
+        """Asks the server for copies of what other resources send (XEP-0280)."""
+        if "xep_0280" not in self.plugin:
+            self.register_plugin("xep_0280")
+        await self.plugin["xep_0280"].enable(timeout=timeout)

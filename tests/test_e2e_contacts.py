@@ -1,0 +1,519 @@
+"""Direct chats as contacts, end to end: a Matrix direct room shows as an XMPP
+contact (name, avatar, presence), its messages as 1:1 chat, and writing to
+the contact reaches the room (or a new one)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import os
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from PIL import Image
+from slixmpp import JID, Message, Presence
+
+from matridge.util import matrix_id_to_jid_local
+from tests.conftest import Person, new_matrix_user, unique
+from tests.harness.gateway import Gateway
+from tests.harness.matrix_user import MatrixUser
+from tests.harness.prosody import Prosody
+from tests.harness.synapse import Synapse
+from tests.harness.xmpp_client import XmppClient, XmppError
+from tests.scenarios import book_club, groupchat_from, register
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+NS_CONFERENCE = "jabber:x:conference"
+NS_AVATAR_DATA = "urn:xmpp:avatar:data"
+NS_IDLE = "urn:xmpp:idle:1"
+
+
+# ---- Matrix set-up helpers ------------------------------------------------------
+
+
+def q(part: str) -> str:
+    return urllib.parse.quote(part, safe="")
+
+
+def direct_of(user: MatrixUser) -> dict[str, list[str]]:
+    """The user's m.direct (empty if unset)."""
+    try:
+        return user.request("GET", f"/user/{q(user.user_id)}/account_data/m.direct")
+    except Exception:
+        return {}
+
+
+def mark_direct(user: MatrixUser, other: str, room_id: str) -> None:
+    """What a Matrix client does on a new direct chat: list it in m.direct."""
+    content = direct_of(user)
+    content.setdefault(other, []).append(room_id)
+    user.request("PUT", f"/user/{q(user.user_id)}/account_data/m.direct", content)
+
+
+def open_direct_room(person: Person, friend: MatrixUser) -> str:
+    """A direct room the friend opened with the person, joined and listed in
+    the person's m.direct (as their Matrix client would)."""
+    room_id = friend.create_room(
+        invite=[person.matrix.user_id], is_direct=True, preset="trusted_private_chat"
+    )
+    person.matrix.join(room_id)
+    mark_direct(person.matrix, friend.user_id, room_id)
+    return room_id
+
+
+def set_presence(user: MatrixUser, presence: str, status: str | None = None) -> None:
+    body: dict[str, str] = {"presence": presence}
+    if status is not None:
+        body["status_msg"] = status
+    user.request("PUT", f"/presence/{q(user.user_id)}/status", body)
+
+
+def png(color: tuple[int, int, int], size: int = 16) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (size, size), color).save(out, format="PNG")
+    return out.getvalue()
+
+
+def set_avatar(user: MatrixUser, data: bytes) -> None:
+    req = urllib.request.Request(
+        f"{user.base_url}/_matrix/media/v3/upload?filename=me.png",
+        data=data,
+        method="POST",
+        headers={
+            "Content-Type": "image/png",
+            "Authorization": f"Bearer {user.access_token}",
+        },
+    )
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        mxc = json.loads(resp.read())["content_uri"]
+    user.request("PUT", f"/profile/{q(user.user_id)}/avatar_url", {"avatar_url": mxc})
+
+
+# ---- XMPP helpers ---------------------------------------------------------------
+
+
+def contact_jid(person: Person, user_id: str) -> str:
+    return f"{matrix_id_to_jid_local(user_id)}@{person.gateway_jid}"
+
+
+def chat_from(jid: str, body: str | None = None) -> Callable[[Message], bool]:
+    def match(m: Message) -> bool:
+        return (
+            m["type"] == "chat"
+            and m["from"].bare == jid
+            and (body is None or m["body"] == body)
+        )
+
+    return match
+
+
+def presence_from(jid: str, ptype: str | None = None) -> Callable[[Presence], bool]:
+    def match(p: Presence) -> bool:
+        return p["from"].bare == jid and (ptype is None or p["type"] == ptype)
+
+    return match
+
+
+def is_invitation_to(room_jid: str) -> Callable[[Message], bool]:
+    def match(m: Message) -> bool:
+        x = m.xml.find(f"{{{NS_CONFERENCE}}}x")
+        return x is not None and x.get("jid") == room_jid
+
+    return match
+
+
+def invitations_to(person: Person, room_jid: str) -> list[Message]:
+    match = is_invitation_to(room_jid)
+    return [m for m in person.xmpp.received if isinstance(m, Message) and match(m)]
+
+
+@dataclass
+class Direct:
+    """A person registered with the gateway, with a direct chat with Dana."""
+
+    person: Person
+    friend: MatrixUser
+    room_id: str
+    jid: str  # Dana's contact JID
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def direct(person: Person, synapse: Synapse) -> Direct:
+    friend = new_matrix_user(synapse, "dana", "Direct Dana")
+    room_id = open_direct_room(person, friend)
+    await register(person, synapse)
+    jid = contact_jid(person, friend.user_id)
+    # Without XEP-0356 the gateway asks the user to add the contact.
+    await person.xmpp.wait_presence(presence_from(jid, "subscribe"), timeout=30)
+    return Direct(person, friend, room_id, jid)
+
+
+# ---- 1. direct rooms as contacts -------------------------------------------------
+
+
+async def test_a_direct_room_is_a_contact_with_name_and_avatar_not_a_muc(
+    person: Person, synapse: Synapse
+) -> None:
+    friend = new_matrix_user(synapse, "dana", "Direct Dana")
+    set_avatar(friend, png((200, 30, 40)))
+    room_id = open_direct_room(person, friend)
+    _, club_room = book_club(person, synapse)  # an ordinary room beside it
+    await register(person, synapse)
+    jid = contact_jid(person, friend.user_id)
+
+    # The contact is offered for the roster under its Matrix display name
+    # (XEP-0172 nick on the subscription request: no XEP-0356 here).
+    request = await person.xmpp.wait_presence(
+        presence_from(jid, "subscribe"), timeout=30
+    )
+    assert request["nick"]["nick"] == "Direct Dana"
+
+    # The ordinary room is announced as a group chat; the direct room is not
+    # (the gateway is "Connected" only once both lists are filled).
+    assert invitations_to(person, person.room_jid(club_room))
+    assert invitations_to(person, person.room_jid(room_id)) == []
+
+    # The avatar is the Matrix profile picture (re-encoded by slidge, the
+    # same image).
+    items = await person.xmpp.pubsub_items(jid, NS_AVATAR_DATA)
+    assert len(items) == 1
+    image = Image.open(io.BytesIO(base64.b64decode(items[0].text)))
+    assert image.size == (16, 16)
+    assert image.convert("RGB").getpixel((8, 8)) == (200, 30, 40)
+
+
+# ---- 2. messages as 1:1 chat ------------------------------------------------------
+
+
+async def test_a_direct_message_arrives_as_chat_from_the_contact(
+    direct: Direct,
+) -> None:
+    body = "Coffee later? " + unique("")
+    direct.friend.send_text(direct.room_id, body)
+    msg = await direct.person.xmpp.wait_message(chat_from(direct.jid, body), timeout=30)
+    assert msg["from"].bare == direct.jid
+    # Nothing of it came as a group chat message.
+    assert not any(
+        isinstance(m, Message) and m["type"] == "groupchat" and m["body"] == body
+        for m in direct.person.xmpp.received
+    )
+
+
+async def test_a_live_edit_in_a_direct_chat_is_a_correction(direct: Direct) -> None:
+    xmpp = direct.person.xmpp
+    event_id = direct.friend.send_text(direct.room_id, "See you at 5")
+    first = await xmpp.wait_message(chat_from(direct.jid, "See you at 5"), timeout=30)
+    direct.friend.send_event(
+        direct.room_id,
+        "m.room.message",
+        {
+            "msgtype": "m.text",
+            "body": "* See you at 6",
+            "m.new_content": {"msgtype": "m.text", "body": "See you at 6"},
+            "m.relates_to": {"rel_type": "m.replace", "event_id": event_id},
+        },
+    )
+    fixed = await xmpp.wait_message(chat_from(direct.jid, "See you at 6"), timeout=30)
+    assert fixed["replace"]["id"] == first["id"]
+
+
+async def test_a_direct_chat_stays_a_contact_after_logging_in_again(
+    direct: Direct,
+) -> None:
+    """A sync resumed from its token does not repeat m.direct: the gateway
+    must fetch it on login, or the direct room would turn into a group."""
+    xmpp = direct.person.xmpp
+    gateway = direct.person.gateway_jid
+    xmpp.send_chat(gateway, "logout")
+    await xmpp.wait_message(
+        lambda m: m["from"].bare == gateway and "Disconnected from Matrix" in m["body"],
+        timeout=30,
+    )
+    xmpp.send_chat(gateway, "re-login")
+    await xmpp.wait_presence(
+        lambda p: p["from"].bare == gateway and "Connected as" in p["status"],
+        timeout=60,
+    )
+    body = "Still there? " + unique("")
+    direct.friend.send_text(direct.room_id, body)
+    await xmpp.wait_message(chat_from(direct.jid, body), timeout=30)
+    assert invitations_to(direct.person, direct.person.room_jid(direct.room_id)) == []
+
+
+async def test_a_reaction_in_a_direct_chat_comes_from_the_contact(
+    direct: Direct,
+) -> None:
+    xmpp = direct.person.xmpp
+    event_id = direct.friend.send_text(direct.room_id, "Lunch at noon")
+    first = await xmpp.wait_message(chat_from(direct.jid, "Lunch at noon"), timeout=30)
+    direct.friend.send_event(
+        direct.room_id,
+        "m.reaction",
+        {
+            "m.relates_to": {
+                "rel_type": "m.annotation",
+                "event_id": event_id,
+                "key": "👍",
+            }
+        },
+    )
+    reaction = await xmpp.wait_message(
+        lambda m: (
+            m["from"].bare == direct.jid
+            and m.xml.find("{urn:xmpp:reactions:0}reactions") is not None
+        ),
+        timeout=30,
+    )
+    assert reaction["type"] == "chat"
+    assert reaction["reactions"]["id"] == first["id"]
+    assert {r["value"] for r in reaction["reactions"]} == {"👍"}
+
+
+# ---- 3. writing to a contact -------------------------------------------------------
+
+
+async def test_writing_to_a_contact_goes_to_the_existing_direct_room(
+    direct: Direct,
+) -> None:
+    body = "Sure, 5 works " + unique("")
+    direct.person.xmpp.send_chat(direct.jid, body)
+    event = await direct.friend.wait_for_message_async(
+        direct.room_id, lambda e: e.get("content", {}).get("body") == body, timeout=30
+    )
+    assert event["sender"] == direct.person.matrix.user_id
+    # No second direct room was made for it.
+    assert direct_of(direct.person.matrix) == {direct.friend.user_id: [direct.room_id]}
+
+
+async def test_writing_to_a_new_contact_opens_a_direct_room(
+    direct: Direct, synapse: Synapse
+) -> None:
+    person = direct.person
+    newcomer = new_matrix_user(synapse, "nell", "New Nell")
+    jid = contact_jid(person, newcomer.user_id)
+    body = "Hi Nell, it's me " + unique("")
+    person.xmpp.send_chat(jid, body)
+
+    # Nell is invited to a direct room...
+    async def invited_room() -> str:
+        since = None
+        for _ in range(100):
+            answer = await asyncio.to_thread(newcomer.sync, since, 1000)
+            since = answer["next_batch"]
+            invites = answer.get("rooms", {}).get("invite", {})
+            if invites:
+                return str(next(iter(invites)))
+        raise TimeoutError("no invitation for Nell")
+
+    room_id = await invited_room()
+    member = person.matrix.state(room_id, "m.room.member", newcomer.user_id)
+    assert member == {"membership": "invite", "is_direct": True, **member}
+    newcomer.join(room_id)
+    # ...that the person's m.direct now records, beside the older entry.
+    assert direct_of(person.matrix) == {
+        direct.friend.user_id: [direct.room_id],
+        newcomer.user_id: [room_id],
+    }
+    # The message is there, and her answer comes back from her contact.
+    await newcomer.wait_for_message_async(
+        room_id, lambda e: e.get("content", {}).get("body") == body, timeout=30
+    )
+    newcomer.send_text(room_id, "Hello you!")
+    await person.xmpp.wait_message(chat_from(jid, "Hello you!"), timeout=30)
+    # The new direct room was never shown as a group chat.
+    assert invitations_to(person, person.room_jid(room_id)) == []
+
+
+# ---- 4. presence ------------------------------------------------------------------
+
+
+async def test_matrix_presence_of_a_contact_is_xmpp_presence(direct: Direct) -> None:
+    xmpp = direct.person.xmpp
+    set_presence(direct.friend, "online", "Reading")
+    await xmpp.wait_presence(
+        lambda p: (
+            p["from"].bare == direct.jid
+            and p["type"] == "available"
+            and p["show"] == ""
+            and p["status"] == "Reading"  # active now: no "last seen"
+        ),
+        timeout=30,
+    )
+
+    set_presence(direct.friend, "unavailable", "At lunch")
+    away = await xmpp.wait_presence(
+        lambda p: p["from"].bare == direct.jid and p["show"] == "away", timeout=30
+    )
+    assert away["status"].startswith("At lunch")
+    # Matrix's last_active_ago, as XEP-0319 idle time.
+    idle = away.xml.find(f"{{{NS_IDLE}}}idle")
+    assert idle is not None
+    assert idle.get("since")
+
+    set_presence(direct.friend, "offline")
+    await xmpp.wait_presence(presence_from(direct.jid, "unavailable"), timeout=30)
+
+
+# ---- 5. a third member makes it a group ----------------------------------------------
+
+
+async def test_a_direct_room_with_a_third_member_becomes_a_muc(
+    direct: Direct, synapse: Synapse
+) -> None:
+    person = direct.person
+    third = new_matrix_user(synapse, "theo", "Third Theo")
+    direct.friend.invite(direct.room_id, third.user_id)
+    third.join(direct.room_id)
+
+    room_jid = person.room_jid(direct.room_id)
+    await person.xmpp.wait_message(is_invitation_to(room_jid), timeout=30)
+    await person.xmpp.join_muc(room_jid, person.name)
+    body = "Hello both " + unique("")
+    direct.friend.send_text(direct.room_id, body)
+    msg = await person.xmpp.wait_message(groupchat_from(room_jid, body), timeout=30)
+    assert msg["from"].resource == "Direct Dana"
+    assert not any(
+        isinstance(m, Message) and m["type"] == "chat" and m["body"] == body
+        for m in person.xmpp.received
+    )
+
+
+# ---- 6. search -----------------------------------------------------------------------
+
+
+async def test_searching_a_user_id_gives_their_contact(
+    direct: Direct, synapse: Synapse
+) -> None:
+    person = direct.person
+    other = new_matrix_user(synapse, "sam", "Searched Sam")
+    rows = await person.xmpp.search(person.gateway_jid, {"address": other.user_id})
+    jid = contact_jid(person, other.user_id)
+    assert rows == [{"name": "Searched Sam", "user_id": other.user_id, "jid": jid}]
+
+    # The contact is usable at once: writing opens the direct chat.
+    person.xmpp.send_chat(jid, "Found you")
+    for _ in range(100):
+        if direct_of(person.matrix).get(other.user_id):
+            break
+        await asyncio.sleep(0.3)
+    assert len(direct_of(person.matrix)[other.user_id]) == 1
+
+
+async def test_searching_an_unknown_user_says_so(direct: Direct) -> None:
+    person = direct.person
+    with pytest.raises(XmppError) as err:
+        await person.xmpp.search(
+            person.gateway_jid, {"address": "@nobody-" + unique("") + ":localhost"}
+        )
+    assert err.value.condition == "item-not-found"
+    assert "knows no user" in err.value.text
+
+    with pytest.raises(XmppError) as err:
+        await person.xmpp.search(person.gateway_jid, {"address": "@no-server"})
+    assert err.value.condition == "bad-request"
+
+
+# ---- with XEP-0356 privileges: roster push and carbons ----
+
+
+def privilege_module_dirs() -> list[Path]:
+    """Where to look for mod_privilege besides the system's module paths:
+    $MATRIDGE_PROSODY_MODULES (e.g. an unpacked prosody-modules .deb)."""
+    extra = os.environ.get("MATRIDGE_PROSODY_MODULES")
+    return [Path(extra)] if extra else []
+
+
+@pytest.fixture(scope="module")
+def privileged_gateway(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Gateway]:
+    """A second Prosody that grants the gateway XEP-0356 privileges (roster,
+    outgoing messages), with its own gateway on the shared Synapse."""
+    try:
+        prosody = Prosody(
+            tmp_path_factory.mktemp("prosody-privileged"),
+            privilege=True,
+            plugin_dirs=privilege_module_dirs(),
+        )
+    except RuntimeError as e:
+        pytest.skip(
+            f"{e}: set MATRIDGE_PROSODY_MODULES to a directory holding "
+            "mod_privilege (apt-get download prosody-modules; dpkg-deb -x)"
+        )
+    with prosody:
+        gw = Gateway(tmp_path_factory.mktemp("gateway-privileged"), prosody)
+        gw.start()
+        try:
+            yield gw
+        finally:
+            gw.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def privileged_person(
+    synapse: Synapse, privileged_gateway: Gateway
+) -> AsyncIterator[Person]:
+    prosody = privileged_gateway.prosody
+    name = unique("user")
+    password = "pw-" + uuid.uuid4().hex
+    info = synapse.register_user(name, password)
+    matrix = MatrixUser(synapse.base_url, info["access_token"], info["user_id"])
+    xmpp = await XmppClient.connect_to(
+        f"{name}@{prosody.domain}", "any", "127.0.0.1", prosody.c2s_port
+    )
+    try:
+        yield Person(name, password, matrix, xmpp, privileged_gateway.jid)
+    finally:
+        await xmpp.disconnect_and_wait()
+
+
+async def test_with_privileges_the_contact_is_pushed_and_own_messages_are_carbons(
+    privileged_person: Person, synapse: Synapse
+) -> None:
+    person = privileged_person
+    friend = new_matrix_user(synapse, "dana", "Direct Dana")
+    room_id = open_direct_room(person, friend)
+    await register(person, synapse)
+    jid = contact_jid(person, friend.user_id)
+
+    # The gateway puts the contact in the user's roster itself (XEP-0356),
+    # named after the Matrix display name.
+    for _ in range(100):
+        if jid in person.xmpp.client_roster and person.xmpp.client_roster[jid]["name"]:
+            break
+        await asyncio.sleep(0.2)
+    assert person.xmpp.client_roster[jid]["name"] == "Direct Dana"
+
+    # What the user writes from another Matrix client shows in XMPP as their
+    # own message to the contact (a carbon), not as the contact's.
+    await person.xmpp.enable_carbons()
+    body = "Written in Element " + unique("")
+    person.matrix.send_text(room_id, body)
+    carbon = await person.xmpp.wait_message(
+        lambda m: (sent := sent_carbon(m)) is not None and sent["body"] == body,
+        timeout=30,
+    )
+    sent = sent_carbon(carbon)
+    assert sent is not None
+    assert sent["to"].bare == jid
+    assert sent["from"].bare == JID(person.xmpp.boundjid).bare
+    assert not any(
+        isinstance(m, Message) and m["from"].bare == jid and m["body"] == body
+        for m in person.xmpp.received
+    )
+
+
+def sent_carbon(m: Message) -> Message | None:
+    """The message a "sent" carbon (XEP-0280) forwards, if `m` is one."""
+    if m.xml.find("{urn:xmpp:carbons:2}sent") is None:
+        return None
+    return m["carbon_sent"]  # type: ignore[no-any-return]
