@@ -85,7 +85,7 @@ class _OwnActions:
     def __init__(self, contact: Contact) -> None:
         self._contact = contact
 
-    def send_matrix_message(
+    async def send_matrix_message(
         self,
         event: Event,
         archive_only: bool = False,
@@ -93,7 +93,7 @@ class _OwnActions:
         reply_to: MessageReference | None = None,
         mentions: Mapping[str, MentionTarget] | None = None,
     ) -> None:
-        self._contact.send_matrix_message(
+        await self._contact.send_matrix_message(
             event, archive_only, replacement, reply_to, mentions, carbon=True
         )
 

@@ -231,6 +231,7 @@ class MatrixMixin:
                 archive_only=archive_only,
                 reply_to=reply_to,
                 thread=event.thread_root,
+                **send_kwargs,
             )
             return
         text = message_text(content)
