@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from slixmpp import JID, Message
 
-from tests.harness.matrix_user import MatrixUser
+from tests.harness.matrix_user import MatrixError, MatrixUser
 from tests.scenarios import Club, groupchat_from
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -470,12 +470,23 @@ async def test_chat_states_and_displayed_markers_reach_matrix(club: Club) -> Non
             and me in e["content"].get(latest, {}).get("m.read", {})
         )
     )
-    fully_read = await asyncio.to_thread(
-        club.person.matrix.request,
-        "GET",
-        f"/user/{_q(me)}/rooms/{_q(club.room_id)}/account_data/m.fully_read",
-    )
-    assert fully_read["event_id"] == latest
+    # Synapse may write the fully-read marker just after the receipt is out.
+    path = f"/user/{_q(me)}/rooms/{_q(club.room_id)}/account_data/m.fully_read"
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:
+        try:
+            fully_read = await asyncio.to_thread(
+                club.person.matrix.request, "GET", path
+            )
+        except MatrixError as e:
+            if e.status != 404 or asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+            continue
+        if fully_read.get("event_id") == latest:
+            break
+        assert asyncio.get_running_loop().time() < deadline, fully_read
+        await asyncio.sleep(0.2)
 
 
 async def test_a_moderator_removes_a_message_from_xmpp(club: Club) -> None:
