@@ -4,7 +4,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-DEBIAN_PACKAGES := gcc make python3-venv python3-dev prosody libcurl4-openssl-dev libcjson-dev
+DEBIAN_PACKAGES := gcc make python3-venv python3-dev prosody prosody-modules libcurl4-openssl-dev libcjson-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all test test-asan tsan leakcheck demo docs build asan fuzz lint typecheck check system-deps clean
