@@ -35,7 +35,7 @@ build: $(VENV)/.installed
 
 # Lint, types, then the whole suite against real Synapse and Prosody
 # started by the tests.
-test: build lint typecheck
+test: build lint typecheck docs
 	$(PY) -m pytest -p no:cacheprovider
 
 # A complete local deployment; prints how to connect an XMPP client.

@@ -1,10 +1,11 @@
 """XEP-0393 message styling → Matrix HTML (``org.matrix.custom.html``).
 
 XMPP clients style plain text (``*strong*``, ``_emphasis_``, ``~strike~``,
-```` `code` ````, ```` ``` ```` blocks and ``>`` quotes); Matrix clients show
-HTML. :func:`styling_to_html` turns the one into the other, escaping
-everything else, and gives None when the text has no styling at all, so the
-common plain message goes without a ``formatted_body``.
+code in backquotes, blocks between lines of three backquotes, and ``>``
+quotes); Matrix clients show HTML. :func:`styling_to_html` turns the one
+into the other, escaping everything else, and gives None when the text has
+no styling at all, so the common plain message goes without a
+``formatted_body``.
 
 The rules are XEP-0393's: a span opens at the start of a line, after
 whitespace or after another opening directive, and is not followed by

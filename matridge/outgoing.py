@@ -44,7 +44,7 @@ def relate(
 
 def edit_content(target: str, new: dict[str, Any]) -> dict[str, Any]:
     """An edit (``m.replace``) of event `target` to the content `new`, with
-    the ``* `` prefixed fallback for clients that do not know edits."""
+    a fallback body marked by a leading asterisk for clients without edits."""
     content: dict[str, Any] = {
         "msgtype": new["msgtype"],
         "body": "* " + new["body"],
