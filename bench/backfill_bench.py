@@ -287,7 +287,7 @@ def run(count: int, runs: int, seed: int, work_dir: Path) -> BackfillResult:
         print("  backfill: starting Synapse, Prosody, the gateway", file=sys.stderr)
         with (
             Synapse(Path(tmp) / "synapse") as synapse,
-            Prosody(Path(tmp) / "prosody") as prosody,
+            Prosody(Path(tmp) / "prosody", privilege=False) as prosody,
             QuietGateway(
                 Path(tmp) / "gateway", prosody, f"--backfill-events={count + 500}"
             ) as gateway,
