@@ -70,6 +70,11 @@ class MatrixChat:
         """Relays the events a ``limited`` sync timeline left out."""
         raise NotImplementedError
 
+    def delivered(self, event_id: str) -> None:
+        """Notes the newest event of a sync batch relayed here. Group chats
+        need nothing (their archive knows); direct chats keep it so a later
+        gap fill stops there."""
+
     def user_reference(self, user_id: str) -> Any:
         """The author of a quoted message, as slidge's MessageReference wants
         it: the string "user" for the XMPP user's own messages."""

@@ -81,6 +81,8 @@ class Session(BaseSession):  # type: ignore[type-arg]
         )
         self._queue: asyncio.Queue[SyncBatch | None] = asyncio.Queue()
         self._consumer: asyncio.Task[None] | None = None
+        # Direct rooms' newest relayed events, saved with the next sync token.
+        self._pending_marks: dict[str, str] = {}
         self.sync_health = SyncHealth()  # read by the sync-status command
         # Rooms whose invitation was shown to the user since the gateway started.
         self.invitations_sent: set[str] = set()
@@ -179,7 +181,11 @@ class Session(BaseSession):  # type: ignore[type-arg]
             except Exception:
                 # One bad batch must not stop the session; it is logged whole.
                 self.log.exception("Could not process a sync batch")
-            self.legacy_module_data_update({"since": batch.next_batch})
+            # The batch's token and the direct chats' delivery marks are saved
+            # together: a crash re-delivers both from the same point.
+            self.legacy_module_data_update(
+                {"since": batch.next_batch, **self._take_direct_marks()}
+            )
             self.sync_health.batch_done(batch.next_batch)
             self.matrix.sync_ack()
 
@@ -218,6 +224,7 @@ class Session(BaseSession):  # type: ignore[type-arg]
                     f"Some messages of a Matrix room could not be fetched ({e}); "
                     "they are in its history on Matrix."
                 )
+        last_relayed: str | None = None
         for ev in room.timeline:
             if ev.event_id is None or ev.event_id in self._seen:
                 continue
@@ -236,6 +243,9 @@ class Session(BaseSession):  # type: ignore[type-arg]
                 if chat is None:
                     return
             await chat.on_matrix_event(ev)
+            last_relayed = ev.event_id
+        if chat is not None and last_relayed is not None:
+            chat.delivered(last_relayed)
         await self._process_ephemeral(room, chat)
 
     async def _process_ephemeral(self, room: SyncRoom, chat: MatrixChat | None) -> None:
@@ -250,6 +260,30 @@ class Session(BaseSession):  # type: ignore[type-arg]
             await chat.on_typing(room.typing)
         if room.receipts:
             await chat.on_receipts(room.receipts)
+
+    # ---- delivery marks of direct chats -----------------------------------
+
+    def note_delivered(self, room_id: str, event_id: str) -> None:
+        """The newest event relayed to a direct chat, saved with the batch."""
+        self._pending_marks[room_id] = event_id
+
+    def delivered_mark(self, room_id: str) -> str | None:
+        """The newest event of a direct room relayed before now (the saved
+        marks survive restarts, unlike the seen ids)."""
+        if room_id in self._pending_marks:
+            return self._pending_marks[room_id]
+        marks = self.user.legacy_module_data.get("direct_marks")
+        mark = marks.get(room_id) if isinstance(marks, dict) else None
+        return mark if isinstance(mark, str) else None
+
+    def _take_direct_marks(self) -> dict[str, Any]:
+        if not self._pending_marks:
+            return {}
+        saved = self.user.legacy_module_data.get("direct_marks")
+        marks = dict(saved) if isinstance(saved, dict) else {}
+        marks.update(self._pending_marks)
+        self._pending_marks = {}
+        return {"direct_marks": marks}
 
     async def chat_for(self, room_id: str) -> MatrixChat | None:
         """The XMPP conversation that shows a joined room: the contact of a

@@ -13,12 +13,14 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from slixmpp import Message
 
 from tests.harness.gateway import Gateway
 from tests.harness.matrix_user import MatrixError as MatrixUserError
 from tests.harness.matrix_user import MatrixUser
 from tests.harness.synapse import Synapse
 from tests.scenarios import Club, groupchat_from, rejoin_after_restart
+from tests.test_e2e_contacts import Direct, chat_from, direct  # noqa: F401
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -234,3 +236,42 @@ async def test_a_revoked_token_is_reported_in_words(
     assert "logged out or revoked" in notice["body"]
     # The session stopped cleanly: the gateway is still there for others.
     assert gateway.proc is not None and gateway.proc.poll() is None
+
+
+def stored_direct_mark(gateway: Gateway, user_jid: str, room_id: str) -> str | None:
+    with sqlite3.connect(gateway.home / "slidge.sqlite") as db:
+        (data,) = db.execute(
+            "SELECT legacy_module_data FROM user_account WHERE jid = ?", (user_jid,)
+        ).fetchone()
+    mark: str | None = json.loads(data).get("direct_marks", {}).get(room_id)
+    return mark
+
+
+async def test_a_gap_after_a_restart_does_not_repeat_a_direct_chat(
+    direct: Direct,  # noqa: F811  (the fixture imported above)
+    gateway: Gateway,
+) -> None:
+    xmpp = direct.person.xmpp
+    user_jid = str(xmpp.boundjid.bare)
+    before = direct.friend.send_text(direct.room_id, "before the restart")
+    await xmpp.wait_message(chat_from(direct.jid, "before the restart"), timeout=30)
+    # Kill only once the batch that carried it is saved: this test is about
+    # the gap, not a batch delivered again.
+    deadline = time.monotonic() + 30
+    while stored_direct_mark(gateway, user_jid, direct.room_id) != before:
+        assert time.monotonic() < deadline, "the delivery mark was never saved"
+        await asyncio.sleep(0.2)
+    gateway.kill()
+    # More than a sync timeline holds (100): the next sync is limited.
+    away = [f"while away {i:03d}" for i in range(120)]
+    await asyncio.to_thread(send_many, direct.friend, direct.room_id, away, 0)
+    gateway.start()
+    await xmpp.wait_message(chat_from(direct.jid, away[-1]), timeout=120)
+
+    got = [
+        m["body"]
+        for m in xmpp.received
+        if isinstance(m, Message) and chat_from(direct.jid)(m)
+    ]
+    assert got.count("before the restart") == 1
+    assert [b for b in got if b.startswith("while away")] == away
