@@ -350,9 +350,16 @@ class MatrixChat:
         """Sends the user's XMPP message to the Matrix room."""
         self._refuse_if_encrypted()
         body = message.body or ""
+        reply = message.reply.msg_id if message.reply else None
+        reply = reply if is_event_id(reply) else None
+        thread = message.thread if is_event_id(message.thread) else None
         if message.attachments:
             return await send_xmpp_attachments(
-                self.session, self.room_id, message.attachments, body
+                self.session,
+                self.room_id,
+                message.attachments,
+                body,
+                lambda content: relate(content, reply, thread),
             )
         if len(body.encode()) > MAX_BODY_BYTES:
             raise XMPPError(
@@ -364,9 +371,7 @@ class MatrixChat:
         if message.replace and is_event_id(message.replace):
             content = edit_content(message.replace, content)
         else:
-            reply = message.reply.msg_id if message.reply else None
-            thread = message.thread if is_event_id(message.thread) else None
-            content = relate(content, reply if is_event_id(reply) else None, thread)
+            content = relate(content, reply, thread)
         return await self.session.send_to_matrix(
             self.room_id, "m.room.message", content
         )

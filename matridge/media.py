@@ -18,7 +18,7 @@ import mimetypes
 import os
 import tempfile
 import urllib.parse
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -346,15 +346,20 @@ async def _upload(session: Session, file: LocalFile) -> str:
 
 
 async def send_xmpp_attachments(
-    session: Session, room_id: str, attachments: Collection[XMPPAttachment], body: str
+    session: Session,
+    room_id: str,
+    attachments: Collection[XMPPAttachment],
+    body: str,
+    relate: Callable[[dict[str, Any]], dict[str, Any]] = lambda content: content,
 ) -> str:
     """Sends the user's XMPP attachments to a Matrix room, the first with
-    the caption `body` (if any); returns the first event's id. Raises an
-    XMPPError naming the file when one cannot be fetched or uploaded."""
+    the caption `body` (if any), each through `relate` (a reply, a thread);
+    returns the first event's id. Raises an XMPPError naming the file when
+    one cannot be fetched or uploaded."""
     cap = config.MEDIA_MAX_BYTES
     first: str | None = None
     caption: str | None = body.strip() or None
-    for attachment in attachments:
+    for part, attachment in enumerate(attachments):
         shown = name_from_url(attachment.url)
         with tempfile.TemporaryDirectory(prefix=_TEMP_PREFIX) as tmp:
             try:
@@ -375,9 +380,13 @@ async def send_xmpp_attachments(
             file = await describe_file(path, name, attachment.content_type, served)
             mxc = await _upload(session, file)
         msgtype = "m.sticker" if attachment.is_sticker else msgtype_for(file.mimetype)
-        content = file_content(msgtype, mxc, file, caption)
+        content = relate(file_content(msgtype, mxc, file, caption))
         event_type = "m.sticker" if msgtype == "m.sticker" else "m.room.message"
-        event_id = await session.send_to_matrix(room_id, event_type, content)
+        # Each file its own transaction id: one id for all would make every
+        # file after the first look like a retry of the first.
+        event_id = await session.send_to_matrix(
+            room_id, event_type, content, txn_id=session.txn_id(part)
+        )
         first = first or event_id
         caption = None
     assert first is not None  # slidge only calls with at least one attachment

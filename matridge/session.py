@@ -361,14 +361,15 @@ class Session(BaseSession):  # type: ignore[type-arg]
 
     # ---- XMPP → Matrix ---------------------------------------------------
 
-    def _txn_id(self) -> str:
+    def txn_id(self, part: int = 0) -> str:
         """A transaction id derived from the XMPP message id, so that sending
-        the same XMPP message twice never makes two Matrix events."""
+        the same XMPP message twice never makes two Matrix events. `part`
+        tells apart the events one XMPP message makes (its files)."""
         msg_id = xmpp_message_id.get()
         if not msg_id:
             return "m" + uuid.uuid4().hex
         digest = hashlib.sha256(f"{self.user_jid.bare}\0{msg_id}".encode()).hexdigest()
-        return "x" + digest[:40]
+        return "x" + digest[:40] + (f".{part}" if part else "")
 
     async def send_to_matrix(
         self,
@@ -379,7 +380,7 @@ class Session(BaseSession):  # type: ignore[type-arg]
     ) -> str:
         """Sends an event; `txn_id` defaults to one derived from the XMPP
         message being handled."""
-        txn_id = txn_id or self._txn_id()
+        txn_id = txn_id or self.txn_id()
         # One send at a time per room, so retries through an outage keep the
         # messages in the order they came.
         lock = self._send_locks.get(room_id)

@@ -358,6 +358,24 @@ async def test_an_xmpp_file_with_a_caption_reaches_matrix(
     assert club.friend.download(content["url"]) == data
 
 
+async def test_an_xmpp_file_sent_as_a_reply_stays_a_reply(
+    club: Club, prosody: Prosody
+) -> None:
+    question = club.friend.send_text(club.room_id, "Got the agenda?")
+    await club.person.xmpp.wait_message(
+        groupchat_from(club.room_jid, "Got the agenda?"), timeout=30
+    )
+    url = await club.person.xmpp.upload(
+        prosody.upload_jid, "agenda.txt", b"1. coffee\n", "text/plain"
+    )
+    author = f"{club.room_jid}/Friendly Fran"
+    club.person.xmpp.send_file_link(club.room_jid, url, reply_to=(question, author))
+    event = await wait_own_event(
+        club, lambda e: e["content"].get("filename") == "agenda.txt"
+    )
+    assert event["content"]["m.relates_to"] == {"m.in_reply_to": {"event_id": question}}
+
+
 async def test_xmpp_audio_and_video_get_their_msgtypes(
     club: Club, prosody: Prosody
 ) -> None:

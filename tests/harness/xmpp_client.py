@@ -490,12 +490,16 @@ class XmppClient(slixmpp.ClientXMPP):
         mtype: str = "groupchat",
         caption: str | None = None,
         sticker: bool = False,
+        reply_to: tuple[str, str] | None = None,
     ) -> str:
         """Sends a file as clients do: the URL as body with XEP-0066 OOB, a
-        caption as a separate line of the body; a sticker with XEP-0449."""
+        caption as a separate line of the body; a sticker with XEP-0449;
+        `reply_to` (message id, author JID) makes it a XEP-0461 reply."""
         body = url if caption is None else f"{url}\n{caption}"
         msg = self.make_message(mto=JID(to).bare, mbody=body, mtype=mtype)  # type: ignore[arg-type]
         msg["oob"]["url"] = url
+        if reply_to is not None:
+            msg["reply"]["id"], msg["reply"]["to"] = reply_to
         if sticker:
             ET.SubElement(msg.xml, "{urn:xmpp:stickers:0}sticker")
         msg_id = uuid.uuid4().hex
