@@ -297,6 +297,8 @@ class Session(BaseSession):  # type: ignore[type-arg]
     async def _process_left(self, room: SyncRoom) -> None:
         await self.contacts.classify(room.room_id)  # a direct chat no more
         await room_state.on_left_room(self, room)
+        # Its recent events hold their sync batches in memory: let them go.
+        self._chat_memories.pop(room.room_id, None)
 
     @property
     def seen_ids(self) -> RecentIds:
