@@ -123,6 +123,25 @@ def presence_from(jid: str, ptype: str | None = None) -> Callable[[Presence], bo
     return match
 
 
+async def wait_offered(person: Person, jid: str, timeout: float = 30) -> str:  # noqa: ASYNC109
+    """Waits until the gateway offers contact `jid` for the user's roster;
+    returns the name it gives. With XEP-0356 privileges (when Prosody has
+    mod_privilege) it pushes the contact into the roster, else it sends a
+    subscription request with a XEP-0172 nick."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    roster = person.xmpp.client_roster
+    while True:
+        if jid in roster and roster[jid]["name"]:
+            return str(roster[jid]["name"])
+        for p in person.xmpp.received:
+            if isinstance(p, Presence) and presence_from(jid, "subscribe")(p):
+                return str(p["nick"]["nick"])
+        if loop.time() > deadline:
+            raise TimeoutError(f"{jid} was never offered for the roster")
+        await asyncio.sleep(0.2)
+
+
 def is_invitation_to(room_jid: str) -> Callable[[Message], bool]:
     def match(m: Message) -> bool:
         x = m.xml.find(f"{{{NS_CONFERENCE}}}x")
@@ -152,8 +171,7 @@ async def direct(person: Person, synapse: Synapse) -> Direct:
     room_id = open_direct_room(person, friend)
     await register(person, synapse)
     jid = contact_jid(person, friend.user_id)
-    # Without XEP-0356 the gateway asks the user to add the contact.
-    await person.xmpp.wait_presence(presence_from(jid, "subscribe"), timeout=30)
+    await wait_offered(person, jid)
     return Direct(person, friend, room_id, jid)
 
 
@@ -170,12 +188,8 @@ async def test_a_direct_room_is_a_contact_with_name_and_avatar_not_a_muc(
     await register(person, synapse)
     jid = contact_jid(person, friend.user_id)
 
-    # The contact is offered for the roster under its Matrix display name
-    # (XEP-0172 nick on the subscription request: no XEP-0356 here).
-    request = await person.xmpp.wait_presence(
-        presence_from(jid, "subscribe"), timeout=30
-    )
-    assert request["nick"]["nick"] == "Direct Dana"
+    # The contact is offered for the roster under its Matrix display name.
+    assert await wait_offered(person, jid) == "Direct Dana"
 
     # The ordinary room is announced as a group chat; the direct room is not
     # (the gateway is "Connected" only once both lists are filled).
@@ -420,6 +434,87 @@ async def test_searching_an_unknown_user_says_so(direct: Direct) -> None:
     with pytest.raises(XmppError) as err:
         await person.xmpp.search(person.gateway_jid, {"address": "@no-server"})
     assert err.value.condition == "bad-request"
+
+
+# ---- 7. direct chats others start -------------------------------------------------
+
+
+def joined(user: MatrixUser, room_id: str) -> bool:
+    return room_id in user.joined_rooms()
+
+
+async def test_a_direct_chat_someone_starts_becomes_their_contact(
+    person: Person, synapse: Synapse
+) -> None:
+    await register(person, synapse)
+    friend = new_matrix_user(synapse, "olga", "Opening Olga")
+    jid = contact_jid(person, friend.user_id)
+    room_id = friend.create_room(
+        invite=[person.matrix.user_id], is_direct=True, preset="trusted_private_chat"
+    )
+    first = "Hi, it's Olga " + unique("")
+    friend.send_text(room_id, first)  # maybe before the gateway accepts
+
+    # The gateway accepts the invitation and offers Olga as a contact; her
+    # message arrives from her, as 1:1 chat.
+    assert await wait_offered(person, jid) == "Opening Olga"
+    await person.xmpp.wait_message(chat_from(jid, first), timeout=30)
+    assert joined(person.matrix, room_id)
+    # The room is recorded as a direct chat with her, as Matrix clients do.
+    assert direct_of(person.matrix) == {friend.user_id: [room_id]}
+
+    second = "Are you there? " + unique("")
+    friend.send_text(room_id, second)
+    await person.xmpp.wait_message(chat_from(jid, second), timeout=30)
+    # Answering the contact goes to the room she started.
+    answer = "Yes! " + unique("")
+    person.xmpp.send_chat(jid, answer)
+    await friend.wait_for_message_async(
+        room_id, lambda e: e.get("content", {}).get("body") == answer, timeout=30
+    )
+    # Never a group chat: no invitation to it, no groupchat message from it.
+    room_jid = person.room_jid(room_id)
+    assert invitations_to(person, room_jid) == []
+    assert not any(
+        isinstance(m, Message) and m["from"].bare == room_jid
+        for m in person.xmpp.received
+    )
+    assert direct_of(person.matrix) == {friend.user_id: [room_id]}
+
+
+async def test_invitations_that_are_not_a_one_to_one_direct_chat_stay_muc_invitations(
+    direct: Direct, synapse: Synapse
+) -> None:
+    person = direct.person
+    me = person.matrix.user_id
+    # An ordinary invitation (not marked direct).
+    host = new_matrix_user(synapse, "gil", "Group Gil")
+    group = host.create_room(name="Plans", invite=[me])
+    await person.xmpp.wait_message(is_invitation_to(person.room_jid(group)), timeout=30)
+    # A room marked direct that already has a third member: the invite state
+    # shows only the inviter, so the gateway joins, sees the group, and shows
+    # it as a group chat (announced like any room) without recording it as a
+    # direct chat.
+    third = new_matrix_user(synapse, "tara", "Third Tara")
+    crowded = host.create_room(invite=[third.user_id])
+    third.join(crowded)
+    host.send_state(
+        crowded, "m.room.member", {"membership": "invite", "is_direct": True}, me
+    )
+    crowded_jid = person.room_jid(crowded)
+    await person.xmpp.wait_message(is_invitation_to(crowded_jid), timeout=30)
+    body = "Hello all " + unique("")
+    host.send_text(crowded, body)
+    await person.xmpp.join_muc(crowded_jid, person.name)
+    await person.xmpp.wait_message(groupchat_from(crowded_jid, body), timeout=30)
+
+    assert not joined(person.matrix, group)
+    assert direct_of(person.matrix) == {direct.friend.user_id: [direct.room_id]}
+    host_jid = contact_jid(person, host.user_id)
+    assert not any(
+        isinstance(m, Message) and m["from"].bare == host_jid
+        for m in person.xmpp.received
+    )
 
 
 # ---- with XEP-0356 privileges: roster push and carbons ----
