@@ -512,9 +512,9 @@ async def test_invitations_that_are_not_a_one_to_one_direct_chat_stay_muc_invita
     )
     crowded_jid = person.room_jid(crowded)
     await person.xmpp.wait_message(is_invitation_to(crowded_jid), timeout=30)
+    await person.xmpp.join_muc(crowded_jid, person.name)
     body = "Hello all " + unique("")
     host.send_text(crowded, body)
-    await person.xmpp.join_muc(crowded_jid, person.name)
     await person.xmpp.wait_message(groupchat_from(crowded_jid, body), timeout=30)
 
     assert not joined(person.matrix, group)
