@@ -29,7 +29,14 @@ from slixmpp.exceptions import XMPPError
 
 from . import config
 from .chat import MatrixChat
-from .matrix import Event, MatrixError, NetworkError, RoomInfo, TooLargeError
+from .matrix import (
+    Event,
+    MatrixError,
+    NetworkError,
+    RoomInfo,
+    SyncRoom,
+    TooLargeError,
+)
 from .util import (
     ChatSender,
     MatrixMixin,
@@ -72,6 +79,27 @@ def direct_partner(info: RoomInfo) -> str | None:
     if info.membership != "join" or len(others) != 1 or info.joined_count > 2:
         return None
     return others.pop()
+
+
+def direct_inviter(room: SyncRoom, user_id: str) -> str | None:
+    """Who invites `user_id` to a 1:1 direct chat in `room` (an invited
+    room), or None if it is not one: the invitation must say ``is_direct``
+    and the invite state must show no member but the inviter and the user."""
+    invite = None
+    others: set[str] = set()
+    for ev in room.state:
+        if ev.kind != "member" or not ev.state_key:
+            continue
+        if ev.state_key == user_id:
+            invite = ev if ev.membership == "invite" else None
+        elif ev.membership in ("join", "invite"):
+            others.add(ev.state_key)
+    if invite is None or invite.is_direct is not True:
+        return None
+    inviter = invite.sender
+    if not inviter or inviter == user_id or others - {inviter}:
+        return None
+    return inviter
 
 
 def _carbon(kwargs: dict[str, object]) -> dict[str, Any]:
@@ -428,6 +456,73 @@ class Roster(LegacyRoster[Contact]):
         content[user_id] = rooms
         await matrix.set_account_data("m.direct", content)
         await matrix.load_direct_rooms()
+
+    async def accept_direct_invite(self, room: SyncRoom) -> bool:
+        """An invitation to a 1:1 direct chat (see :func:`direct_inviter`):
+        joins the room, records it in ``m.direct`` under the inviter and
+        befriends them, so that the room is their contact and never a group
+        chat. False if `room` is no such invitation, or it could not be
+        accepted (it is then offered as a group chat)."""
+        room_id = room.room_id
+        inviter = direct_inviter(room, self.session.user_id)
+        info = self.session.room_info(room_id)
+        if inviter is None or (info is not None and info.is_space):
+            return False
+        async with self._creating:
+            try:
+                await self.session.matrix.join(room_id)
+            except (MatrixError, NetworkError) as e:
+                log.warning(
+                    "Could not accept the direct chat %s from %s: %s",
+                    room_id,
+                    inviter,
+                    e,
+                )
+                return False
+            if not await self._only_two(room_id, inviter):
+                # Invite state may leave members out (Synapse shows only the
+                # inviter): a group after all, which sync now shows as one.
+                log.info(
+                    "Joined %s, which %s invited to as a direct chat, but it has "
+                    "other members: it is a group chat",
+                    room_id,
+                    inviter,
+                )
+                return True
+            try:
+                await self._record_direct(inviter, room_id)
+            except (MatrixError, NetworkError) as e:
+                log.warning(
+                    "Joined the direct chat %s from %s but could not record it "
+                    "in m.direct (it shows as a group chat): %s",
+                    room_id,
+                    inviter,
+                    e,
+                )
+                return True
+            # The room cache still says "invite" until sync brings the join:
+            # classify() reads the state then.
+            self._user_of_room[room_id] = inviter
+            self._room_of_user.setdefault(inviter, room_id)
+        log.info("Accepted the direct chat %s that %s started", room_id, inviter)
+        contact = await self.by_legacy_id(inviter)
+        await contact.befriend()
+        return True
+
+    async def _only_two(self, room_id: str, inviter: str) -> bool:
+        """True if the joined room `room_id` has no member (joined or
+        invited) but the user and `inviter`, from its full state."""
+        try:
+            info = await self.session.load_room_state(room_id)
+        except XMPPError as e:
+            log.info("Could not read the members of %s: %s", room_id, e.text)
+            return True  # the invite state said so; sync corrects it if wrong
+        allowed = {inviter, self.session.user_id}
+        return all(
+            user_id in allowed
+            for user_id, member in info.members.items()
+            if member.membership in ("join", "invite")
+        )
 
     # ---- live updates ------------------------------------------------------
 

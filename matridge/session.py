@@ -198,7 +198,9 @@ class Session(BaseSession):  # type: ignore[type-arg]
             elif room.membership == "leave":
                 await self._process_left(room)
             elif room.membership == "invite":
-                await room_state.on_invited(self, room)
+                # A 1:1 direct chat becomes a contact, any other a MUC invitation.
+                if not await self.contacts.accept_direct_invite(room):
+                    await room_state.on_invited(self, room)
         await self.contacts.on_presence(batch.presence)
 
     async def _process_joined(self, room: SyncRoom, initial: bool) -> None:

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -29,6 +30,14 @@ from tests.harness.prosody import Prosody
 from tests.harness.synapse import Synapse
 from tests.harness.xmpp_client import XmppClient, XmppError
 from tests.scenarios import book_club, groupchat_from, register
+from tests.test_e2e_media import http_get, send_file, sims_file
+from tests.test_e2e_messages import (
+    EphemeralWatch,
+    content_of,
+    redact,
+    send_receipt,
+    set_typing,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -123,6 +132,25 @@ def presence_from(jid: str, ptype: str | None = None) -> Callable[[Presence], bo
     return match
 
 
+async def wait_offered(person: Person, jid: str, timeout: float = 30) -> str:  # noqa: ASYNC109
+    """Waits until the gateway offers contact `jid` for the user's roster;
+    returns the name it gives. With XEP-0356 privileges (when Prosody has
+    mod_privilege) it pushes the contact into the roster, else it sends a
+    subscription request with a XEP-0172 nick."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    roster = person.xmpp.client_roster
+    while True:
+        if jid in roster and roster[jid]["name"]:
+            return str(roster[jid]["name"])
+        for p in person.xmpp.received:
+            if isinstance(p, Presence) and presence_from(jid, "subscribe")(p):
+                return str(p["nick"]["nick"])
+        if loop.time() > deadline:
+            raise TimeoutError(f"{jid} was never offered for the roster")
+        await asyncio.sleep(0.2)
+
+
 def is_invitation_to(room_jid: str) -> Callable[[Message], bool]:
     def match(m: Message) -> bool:
         x = m.xml.find(f"{{{NS_CONFERENCE}}}x")
@@ -152,8 +180,7 @@ async def direct(person: Person, synapse: Synapse) -> Direct:
     room_id = open_direct_room(person, friend)
     await register(person, synapse)
     jid = contact_jid(person, friend.user_id)
-    # Without XEP-0356 the gateway asks the user to add the contact.
-    await person.xmpp.wait_presence(presence_from(jid, "subscribe"), timeout=30)
+    await wait_offered(person, jid)
     return Direct(person, friend, room_id, jid)
 
 
@@ -170,12 +197,8 @@ async def test_a_direct_room_is_a_contact_with_name_and_avatar_not_a_muc(
     await register(person, synapse)
     jid = contact_jid(person, friend.user_id)
 
-    # The contact is offered for the roster under its Matrix display name
-    # (XEP-0172 nick on the subscription request: no XEP-0356 here).
-    request = await person.xmpp.wait_presence(
-        presence_from(jid, "subscribe"), timeout=30
-    )
-    assert request["nick"]["nick"] == "Direct Dana"
+    # The contact is offered for the roster under its Matrix display name.
+    assert await wait_offered(person, jid) == "Direct Dana"
 
     # The ordinary room is announced as a group chat; the direct room is not
     # (the gateway is "Connected" only once both lists are filled).
@@ -422,6 +445,228 @@ async def test_searching_an_unknown_user_says_so(direct: Direct) -> None:
     assert err.value.condition == "bad-request"
 
 
+# ---- 7. direct chats others start -------------------------------------------------
+
+
+def joined(user: MatrixUser, room_id: str) -> bool:
+    return room_id in user.joined_rooms()
+
+
+async def test_a_direct_chat_someone_starts_becomes_their_contact(
+    person: Person, synapse: Synapse
+) -> None:
+    await register(person, synapse)
+    friend = new_matrix_user(synapse, "olga", "Opening Olga")
+    jid = contact_jid(person, friend.user_id)
+    room_id = friend.create_room(
+        invite=[person.matrix.user_id], is_direct=True, preset="trusted_private_chat"
+    )
+    first = "Hi, it's Olga " + unique("")
+    friend.send_text(room_id, first)  # maybe before the gateway accepts
+
+    # The gateway accepts the invitation and offers Olga as a contact; her
+    # message arrives from her, as 1:1 chat.
+    assert await wait_offered(person, jid) == "Opening Olga"
+    await person.xmpp.wait_message(chat_from(jid, first), timeout=30)
+    assert joined(person.matrix, room_id)
+    # The room is recorded as a direct chat with her, as Matrix clients do.
+    assert direct_of(person.matrix) == {friend.user_id: [room_id]}
+
+    second = "Are you there? " + unique("")
+    friend.send_text(room_id, second)
+    await person.xmpp.wait_message(chat_from(jid, second), timeout=30)
+    # Answering the contact goes to the room she started.
+    answer = "Yes! " + unique("")
+    person.xmpp.send_chat(jid, answer)
+    await friend.wait_for_message_async(
+        room_id, lambda e: e.get("content", {}).get("body") == answer, timeout=30
+    )
+    # Never a group chat: no invitation to it, no groupchat message from it.
+    room_jid = person.room_jid(room_id)
+    assert invitations_to(person, room_jid) == []
+    assert not any(
+        isinstance(m, Message) and m["from"].bare == room_jid
+        for m in person.xmpp.received
+    )
+    assert direct_of(person.matrix) == {friend.user_id: [room_id]}
+
+
+async def test_invitations_that_are_not_a_one_to_one_direct_chat_stay_muc_invitations(
+    direct: Direct, synapse: Synapse
+) -> None:
+    person = direct.person
+    me = person.matrix.user_id
+    # An ordinary invitation (not marked direct).
+    host = new_matrix_user(synapse, "gil", "Group Gil")
+    group = host.create_room(name="Plans", invite=[me])
+    await person.xmpp.wait_message(is_invitation_to(person.room_jid(group)), timeout=30)
+    # A room marked direct that already has a third member: the invite state
+    # shows only the inviter, so the gateway joins, sees the group, and shows
+    # it as a group chat (announced like any room) without recording it as a
+    # direct chat.
+    third = new_matrix_user(synapse, "tara", "Third Tara")
+    crowded = host.create_room(invite=[third.user_id])
+    third.join(crowded)
+    host.send_state(
+        crowded, "m.room.member", {"membership": "invite", "is_direct": True}, me
+    )
+    crowded_jid = person.room_jid(crowded)
+    await person.xmpp.wait_message(is_invitation_to(crowded_jid), timeout=30)
+    await person.xmpp.join_muc(crowded_jid, person.name)
+    body = "Hello all " + unique("")
+    host.send_text(crowded, body)
+    await person.xmpp.wait_message(groupchat_from(crowded_jid, body), timeout=30)
+
+    assert not joined(person.matrix, group)
+    assert direct_of(person.matrix) == {direct.friend.user_id: [direct.room_id]}
+    host_jid = contact_jid(person, host.user_id)
+    assert not any(
+        isinstance(m, Message) and m["from"].bare == host_jid
+        for m in person.xmpp.received
+    )
+
+
+# ---- 8. what a direct chat shares with group chats ---------------------------------
+
+
+def chat_stanza(direct: Direct, body: str | None = None) -> Message:
+    """A chat message to the contact, with a fresh id == origin-id."""
+    msg = direct.person.xmpp.make_message(mto=direct.jid, mtype="chat")
+    if body is not None:
+        msg["body"] = body
+    msg_id = uuid.uuid4().hex
+    msg["id"] = msg_id
+    msg["origin_id"]["id"] = msg_id
+    return msg
+
+
+async def room_event(direct: Direct, predicate: Any) -> dict[str, Any]:
+    return await direct.friend.wait_for_message_async(
+        direct.room_id, predicate, timeout=30
+    )
+
+
+async def test_typing_and_read_receipts_in_a_direct_chat_come_from_the_contact(
+    direct: Direct,
+) -> None:
+    friend, xmpp = direct.friend, direct.person.xmpp
+
+    def chat_state(state: str) -> Callable[[Message], bool]:
+        return lambda m: chat_from(direct.jid)(m) and m["chat_state"] == state
+
+    set_typing(friend, direct.room_id, True)
+    await xmpp.wait_message(chat_state("composing"), timeout=30)
+    set_typing(friend, direct.room_id, False)
+    await xmpp.wait_message(chat_state("paused"), timeout=30)
+
+    event_id = friend.send_text(direct.room_id, "read me")
+    await xmpp.wait_message(chat_from(direct.jid, "read me"), timeout=30)
+    send_receipt(friend, direct.room_id, event_id)
+    await xmpp.wait_message(
+        lambda m: chat_from(direct.jid)(m) and m["displayed"]["id"] == event_id,
+        timeout=30,
+    )
+
+
+async def test_chat_states_and_displayed_markers_to_a_contact_reach_matrix(
+    direct: Direct,
+) -> None:
+    me = direct.person.matrix.user_id
+    watch = EphemeralWatch(direct.friend, direct.room_id)
+
+    composing = chat_stanza(direct)
+    composing["chat_state"] = "composing"
+    composing.send()
+    await watch.wait(
+        lambda e: e["type"] == "m.typing" and me in e["content"]["user_ids"]
+    )
+    paused = chat_stanza(direct)
+    paused["chat_state"] = "paused"
+    paused.send()
+    await watch.wait(
+        lambda e: e["type"] == "m.typing" and me not in e["content"]["user_ids"]
+    )
+
+    latest = direct.friend.send_text(direct.room_id, "Did you see this?")
+    await direct.person.xmpp.wait_message(
+        chat_from(direct.jid, "Did you see this?"), timeout=30
+    )
+    marker = chat_stanza(direct)
+    marker["displayed"]["id"] = latest
+    marker.send()
+    await watch.wait(
+        lambda e: (
+            e["type"] == "m.receipt"
+            and me in e["content"].get(latest, {}).get("m.read", {})
+        )
+    )
+
+
+async def test_retractions_in_a_direct_chat_both_ways(direct: Direct) -> None:
+    xmpp = direct.person.xmpp
+    # The contact deletes a message on Matrix: a retraction (XEP-0424) from them.
+    oops = direct.friend.send_text(direct.room_id, "oops, wrong person")
+    await xmpp.wait_message(chat_from(direct.jid, "oops, wrong person"), timeout=30)
+    redact(direct.friend, direct.room_id, oops)
+    retraction = await xmpp.wait_message(
+        lambda m: "retract" in m and m["retract"]["id"] == oops, timeout=30
+    )
+    assert retraction["from"].bare == direct.jid
+    assert retraction["type"] == "chat"
+
+    # The user retracts their message from XMPP: it is redacted on Matrix.
+    regret = chat_stanza(direct, "I regret this " + unique(""))
+    regret.send()
+    sent = await room_event(
+        direct, lambda e: content_of(e).get("body") == regret["body"]
+    )
+    retract = chat_stanza(direct)
+    retract["retract"]["id"] = regret["id"]
+    retract.send()
+    redaction = await room_event(
+        direct,
+        lambda e: (
+            e["type"] == "m.room.redaction" and e.get("redacts") == sent["event_id"]
+        ),
+    )
+    assert redaction["sender"] == direct.person.matrix.user_id
+
+
+async def test_a_reply_to_a_contact_reaches_matrix_as_a_reply(direct: Direct) -> None:
+    question = direct.friend.send_text(direct.room_id, "Tea or coffee?")
+    await direct.person.xmpp.wait_message(
+        chat_from(direct.jid, "Tea or coffee?"), timeout=30
+    )
+    answer = chat_stanza(direct, "Tea, thanks")
+    answer["reply"]["id"] = question
+    answer["reply"]["to"] = direct.jid
+    answer["reply"].add_quoted_fallback("Tea or coffee?", "Direct Dana")
+    answer.send()
+    event = await room_event(
+        direct, lambda e: content_of(e).get("body") == "Tea, thanks"
+    )
+    assert content_of(event)["m.relates_to"] == {
+        "m.in_reply_to": {"event_id": question}
+    }
+
+
+async def test_a_file_in_a_direct_chat_arrives_as_an_attachment_from_the_contact(
+    direct: Direct,
+) -> None:
+    data = os.urandom(20_000)
+    event_id = send_file(
+        direct.friend, direct.room_id, data, "m.file", "notes.pdf", "application/pdf"
+    )
+    msg = await direct.person.xmpp.wait_message(
+        lambda m: chat_from(direct.jid)(m) and bool(m["oob"]["url"]), timeout=60
+    )
+    assert msg["id"] == event_id
+    assert await http_get(msg["oob"]["url"]) == data
+    described = sims_file(msg)
+    assert described["name"] == "notes.pdf"
+    assert described["media-type"] == "application/pdf"
+
+
 # ---- with XEP-0356 privileges: roster push and carbons ----
 
 
@@ -517,3 +762,36 @@ def sent_carbon(m: Message) -> Message | None:
     if m.xml.find("{urn:xmpp:carbons:2}sent") is None:
         return None
     return m["carbon_sent"]  # type: ignore[no-any-return]
+
+
+async def test_with_privileges_reading_on_another_matrix_client_is_a_carbon_marker(
+    privileged_person: Person, synapse: Synapse
+) -> None:
+    person = privileged_person
+    friend = new_matrix_user(synapse, "dana", "Direct Dana")
+    room_id = open_direct_room(person, friend)
+    await register(person, synapse)
+    jid = contact_jid(person, friend.user_id)
+    await wait_offered(person, jid)
+    await person.xmpp.enable_carbons()
+
+    event_id = friend.send_text(room_id, "read this in Element")
+    await person.xmpp.wait_message(chat_from(jid, "read this in Element"), timeout=30)
+    # The user reads it on another Matrix client: their XMPP clients mark it
+    # displayed too, as a marker the user sent to the contact (a carbon).
+    send_receipt(person.matrix, room_id, event_id)
+    carbon = await person.xmpp.wait_message(
+        lambda m: (
+            (sent := sent_carbon(m)) is not None and sent["displayed"]["id"] == event_id
+        ),
+        timeout=30,
+    )
+    sent = sent_carbon(carbon)
+    assert sent is not None
+    assert sent["to"].bare == jid
+    assert not any(
+        isinstance(m, Message)
+        and m["from"].bare == jid
+        and m["displayed"]["id"] == event_id
+        for m in person.xmpp.received
+    )
