@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -83,13 +84,12 @@ class Person:
         }
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def person(
-    synapse: Synapse,
-    prosody: Prosody,
-    gateway: Gateway,
+@asynccontextmanager
+async def new_person(
+    synapse: Synapse, prosody: Prosody, gateway: Gateway
 ) -> AsyncIterator[Person]:
-    """A person connected to XMPP whose Matrix account exists, not yet registered."""
+    """A fresh Matrix account and an XMPP client of the same name on
+    `prosody`, facing `gateway`; disconnected at the end."""
     name = unique("user")
     password = "pw-" + uuid.uuid4().hex
     info = synapse.register_user(name, password)
@@ -101,6 +101,17 @@ async def person(
         yield Person(name, password, matrix, xmpp, gateway.jid)
     finally:
         await xmpp.disconnect_and_wait()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def person(
+    synapse: Synapse,
+    prosody: Prosody,
+    gateway: Gateway,
+) -> AsyncIterator[Person]:
+    """A person connected to XMPP whose Matrix account exists, not yet registered."""
+    async with new_person(synapse, prosody, gateway) as someone:
+        yield someone
 
 
 # Fixtures of the shared scenarios (they import this module's Person).

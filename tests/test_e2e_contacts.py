@@ -23,20 +23,20 @@ from PIL import Image
 from slixmpp import JID, Message, Presence
 
 from matridge.util import matrix_id_to_jid_local
-from tests.conftest import Person, new_matrix_user, unique
+from tests.conftest import Person, new_matrix_user, new_person, unique
 from tests.harness.gateway import Gateway
 from tests.harness.matrix_user import MatrixUser
 from tests.harness.prosody import Prosody
 from tests.harness.synapse import Synapse
-from tests.harness.xmpp_client import XmppClient, XmppError
+from tests.harness.xmpp_client import XmppError
 from tests.scenarios import book_club, groupchat_from, register
 from tests.test_e2e_media import http_get, send_file, sims_file
 from tests.test_e2e_messages import (
-    EphemeralWatch,
     content_of,
     redact,
     send_receipt,
     set_typing,
+    states_and_marker_reach_matrix,
 )
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -571,34 +571,14 @@ async def test_typing_and_read_receipts_in_a_direct_chat_come_from_the_contact(
 async def test_chat_states_and_displayed_markers_to_a_contact_reach_matrix(
     direct: Direct,
 ) -> None:
-    me = direct.person.matrix.user_id
-    watch = EphemeralWatch(direct.friend, direct.room_id)
-
-    composing = chat_stanza(direct)
-    composing["chat_state"] = "composing"
-    composing.send()
-    await watch.wait(
-        lambda e: e["type"] == "m.typing" and me in e["content"]["user_ids"]
-    )
-    paused = chat_stanza(direct)
-    paused["chat_state"] = "paused"
-    paused.send()
-    await watch.wait(
-        lambda e: e["type"] == "m.typing" and me not in e["content"]["user_ids"]
-    )
-
-    latest = direct.friend.send_text(direct.room_id, "Did you see this?")
-    await direct.person.xmpp.wait_message(
-        chat_from(direct.jid, "Did you see this?"), timeout=30
-    )
-    marker = chat_stanza(direct)
-    marker["displayed"]["id"] = latest
-    marker.send()
-    await watch.wait(
-        lambda e: (
-            e["type"] == "m.receipt"
-            and me in e["content"].get(latest, {}).get("m.read", {})
-        )
+    await states_and_marker_reach_matrix(
+        lambda: chat_stanza(direct),
+        direct.friend,
+        direct.room_id,
+        direct.person.matrix.user_id,
+        lambda body: direct.person.xmpp.wait_message(
+            chat_from(direct.jid, body), timeout=30
+        ),
     )
 
 
@@ -707,18 +687,9 @@ def privileged_gateway(
 async def privileged_person(
     synapse: Synapse, privileged_gateway: Gateway
 ) -> AsyncIterator[Person]:
-    prosody = privileged_gateway.prosody
-    name = unique("user")
-    password = "pw-" + uuid.uuid4().hex
-    info = synapse.register_user(name, password)
-    matrix = MatrixUser(synapse.base_url, info["access_token"], info["user_id"])
-    xmpp = await XmppClient.connect_to(
-        f"{name}@{prosody.domain}", "any", "127.0.0.1", prosody.c2s_port
-    )
-    try:
-        yield Person(name, password, matrix, xmpp, privileged_gateway.jid)
-    finally:
-        await xmpp.disconnect_and_wait()
+    gateway = privileged_gateway
+    async with new_person(synapse, gateway.prosody, gateway) as someone:
+        yield someone
 
 
 async def test_with_privileges_the_contact_is_pushed_and_own_messages_are_carbons(

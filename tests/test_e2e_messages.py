@@ -8,6 +8,7 @@ import asyncio
 import time
 import urllib.parse
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -442,26 +443,34 @@ async def test_reactions_and_retractions_reach_matrix(club: Club) -> None:
     )
 
 
-async def test_chat_states_and_displayed_markers_reach_matrix(club: Club) -> None:
-    me = club.person.matrix.user_id
-    watch = EphemeralWatch(club.friend, club.room_id)
-
-    composing = groupchat_stanza(club)
+async def states_and_marker_reach_matrix(
+    stanza: Callable[[], Message],
+    friend: MatrixUser,
+    room_id: str,
+    me: str,
+    shown: Callable[[str], Awaitable[object]],
+) -> str:
+    """Composing then paused (stanzas from `stanza()`) become Matrix typing
+    and its end; a displayed marker on a message the friend sends (relayed
+    when `shown(body)` returns) becomes the user's read receipt. Returns the
+    event id read."""
+    watch = EphemeralWatch(friend, room_id)
+    composing = stanza()
     composing["chat_state"] = "composing"
     composing.send()
     await watch.wait(
         lambda e: e["type"] == "m.typing" and me in e["content"]["user_ids"]
     )
-    paused = groupchat_stanza(club)
+    paused = stanza()
     paused["chat_state"] = "paused"
     paused.send()
     await watch.wait(
         lambda e: e["type"] == "m.typing" and me not in e["content"]["user_ids"]
     )
 
-    latest = club.friend.send_text(club.room_id, "Did you see this?")
-    await relayed(club, "Did you see this?")
-    marker = groupchat_stanza(club)
+    latest = friend.send_text(room_id, "Did you see this?")
+    await shown("Did you see this?")
+    marker = stanza()
     marker["displayed"]["id"] = latest
     marker.send()
     await watch.wait(
@@ -469,6 +478,18 @@ async def test_chat_states_and_displayed_markers_reach_matrix(club: Club) -> Non
             e["type"] == "m.receipt"
             and me in e["content"].get(latest, {}).get("m.read", {})
         )
+    )
+    return latest
+
+
+async def test_chat_states_and_displayed_markers_reach_matrix(club: Club) -> None:
+    me = club.person.matrix.user_id
+    latest = await states_and_marker_reach_matrix(
+        lambda: groupchat_stanza(club),
+        club.friend,
+        club.room_id,
+        me,
+        lambda body: relayed(club, body),
     )
     # Synapse may write the fully-read marker just after the receipt is out.
     path = f"/user/{_q(me)}/rooms/{_q(club.room_id)}/account_data/m.fully_read"
