@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from slidge.command import FormField, SearchResult
 from slidge.contact import LegacyContact, LegacyRoster
-from slidge.util.types import Avatar, MessageReference, XMPPMessage
+from slidge.util.types import MessageReference, XMPPMessage
 from slixmpp.exceptions import XMPPError
 
 from . import config
@@ -35,8 +35,8 @@ from .matrix import (
     NetworkError,
     RoomInfo,
     SyncRoom,
-    TooLargeError,
 )
+from .media import show_avatar
 from .util import (
     ChatSender,
     MatrixMixin,
@@ -52,9 +52,6 @@ if TYPE_CHECKING:
     from .session import Session
 
 log = logging.getLogger(__name__)
-
-# Avatars bigger than this are not fetched (a profile picture, not a photo album).
-MAX_AVATAR_BYTES = 10 * 1024 * 1024
 
 # The Matrix spec's limit on a user id's length.
 MAX_USER_ID_LENGTH = 255
@@ -218,21 +215,8 @@ class Contact(MatrixMixin, MatrixChat, LegacyContact):
             )
 
     async def update_avatar(self, mxc: str | None) -> None:
-        """Fetches the profile picture ``mxc`` unless it is the one shown."""
-        if not mxc:
-            if self.avatar is not None:
-                await self.set_avatar(None)
-            return
-        current = self.avatar
-        if current is not None and current.unique_id == mxc:
-            return
-        try:
-            media = await self.session.matrix.download(mxc, MAX_AVATAR_BYTES)
-        except (MatrixError, NetworkError, TooLargeError, ValueError) as e:
-            log.info("Could not fetch the avatar %s of %s: %s", mxc, self.user_id, e)
-            return
-        if media.data:
-            await self.set_avatar(Avatar(data=media.data, unique_id=mxc))
+        """Shows the profile picture ``mxc`` (fetched unless already shown)."""
+        await show_avatar(self, self.session.matrix, mxc, self.user_id)
 
     def show_presence(
         self,

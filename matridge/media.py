@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 from PIL import Image, UnidentifiedImageError
-from slidge.util.types import LegacyAttachment, MessageReference
+from slidge.util.types import Avatar, LegacyAttachment, MessageReference
 from slixmpp.exceptions import XMPPError
 
 from . import config
@@ -411,3 +411,42 @@ async def send_sticker(session: Session, room_id: str, sticker: Sticker) -> str:
     content["body"] = "sticker" if not fallback or is_link else fallback
     del content["filename"]
     return await session.send_to_matrix(room_id, "m.sticker", content)
+
+
+# ---- avatars ----------------------------------------------------------------
+
+# Avatars bigger than this are not fetched (a picture, not a photo album;
+# slidge scales them down anyway).
+AVATAR_MAX_BYTES = 10 * 1024 * 1024
+
+
+class AvatarHolder(Protocol):
+    """A MUC or a contact: slidge's avatar property and setter."""
+
+    @property
+    def avatar(self) -> Avatar | None: ...
+
+    async def set_avatar(self, avatar: Avatar | None = None) -> None: ...
+
+
+async def show_avatar(
+    holder: AvatarHolder, matrix: MatrixClient, mxc: str | None, whose: str
+) -> None:
+    """Shows the image at `mxc` as `holder`'s avatar, or none if unset. The
+    mxc URI identifies the image, so an unchanged avatar is not fetched
+    again; one that cannot be fetched leaves the current one, with a log
+    line naming `whose` it is."""
+    if not mxc:
+        if holder.avatar is not None:
+            await holder.set_avatar(None)
+        return
+    current = holder.avatar
+    if current is not None and current.unique_id == mxc:
+        return
+    try:
+        media = await matrix.download(mxc, AVATAR_MAX_BYTES)
+    except (MatrixError, NetworkError, MatrixTooLargeError, ValueError) as e:
+        log.warning("Could not fetch the avatar %s of %s: %s", mxc, whose, e)
+        return
+    if media.data:
+        await holder.set_avatar(Avatar(data=media.data, unique_id=mxc))

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Literal
 
-from slidge.util.types import Avatar
 from slixmpp import JID
 from slixmpp.exceptions import XMPPError
 
@@ -24,8 +23,8 @@ from .matrix import (
     NetworkError,
     RoomInfo,
     SyncRoom,
-    TooLargeError,
 )
+from .media import show_avatar
 from .util import localpart, matrix_id_to_jid_local
 
 if TYPE_CHECKING:
@@ -33,9 +32,6 @@ if TYPE_CHECKING:
     from .session import Session
 
 log = logging.getLogger(__name__)
-
-# Room avatars bigger than this are not fetched (slidge scales them down anyway).
-AVATAR_MAX_BYTES = 10 * 1024 * 1024
 
 Affiliation = Literal["owner", "admin", "member"]
 Role = Literal["moderator", "participant"]
@@ -143,25 +139,8 @@ async def on_power_levels(muc: MUC) -> None:
 
 
 async def update_avatar(muc: MUC, info: RoomInfo) -> None:
-    """Shows the room's m.room.avatar as the MUC avatar (none if unset or
-    unusable). The mxc URI identifies the image, so an unchanged avatar is
-    not fetched again."""
-    url = info.avatar_url
-    if not url:
-        if muc.avatar is not None:
-            await muc.set_avatar(None)
-        return
-    current = muc.avatar
-    if current is not None and current.unique_id == url:
-        return
-    try:
-        media = await muc.session.matrix.download(url, AVATAR_MAX_BYTES)
-    except (MatrixError, NetworkError, TooLargeError, ValueError) as e:
-        log.warning("Could not fetch the avatar %s of %s: %s", url, muc.room_id, e)
-        return
-    if not media.data:
-        return
-    await muc.set_avatar(Avatar(data=media.data, unique_id=url))
+    """Shows the room's m.room.avatar as the MUC avatar (none if unset)."""
+    await show_avatar(muc, muc.session.matrix, info.avatar_url, muc.room_id)
 
 
 async def on_tombstone(muc: MUC, event: Event) -> None:
