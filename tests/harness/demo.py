@@ -11,6 +11,7 @@ import asyncio
 import shutil
 import signal
 from pathlib import Path
+from urllib.parse import quote
 
 from .gateway import Gateway
 from .matrix_user import MatrixUser
@@ -65,11 +66,27 @@ def main() -> None:
     )
     me.join(room)
     friend.send_text(room, "Welcome to the matridge demo room!")
+    # A direct chat with Fran, which the gateway shows as a contact.
+    direct = friend.create_room(
+        invite=[me.user_id], is_direct=True, preset="trusted_private_chat"
+    )
+    me.join(direct)
+    me.request(
+        "PUT",
+        f"/user/{quote(me.user_id, safe='')}/account_data/m.direct",
+        {friend.user_id: [direct]},
+    )
+    friend.send_text(direct, "Hi! This direct chat is a contact on XMPP.")
 
     gateway = Gateway(ROOT / "gateway", prosody)
     gateway.start()
     asyncio.run(link_demo_account(prosody, synapse))
 
+    shown = (
+        "in your bookmarks"
+        if prosody.has_privilege
+        else "a group chat the gateway invites you to"
+    )
     print(
         f"""
 matridge demo is running (logs in {ROOT}).
@@ -78,8 +95,8 @@ Connect any XMPP client to:
   server   127.0.0.1, port {prosody.c2s_port} (plain text, no TLS)
   account  {XMPP_USER}@{prosody.domain}   password: anything
 The account is registered with the gateway {prosody.component_jid} and linked
-to the Matrix account {me.user_id}; join the room it invites you to
-("Demo room", with Fran).
+to the Matrix account {me.user_id}. "Demo room" is {shown}, and
+Fran is a contact for your direct chat with her.
 
 Matrix side: {synapse.base_url} — log in as fran / fran-password with any
 Matrix client to answer from Matrix.
