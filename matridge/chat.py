@@ -24,10 +24,12 @@ from .matrix import Event, History, MatrixError, Message, NetworkError, Receipt
 from .media import send_sticker, send_xmpp_attachments
 from .memory import ChatMemory
 from .outgoing import (
+    Mention,
     edit_content,
     is_event_id,
     reaction_content,
     relate,
+    split_emote,
     text_content,
 )
 from .reactions import Reaction, ReactionLog, current_reactions, normalise_key
@@ -69,6 +71,11 @@ class MatrixChat:
     async def fill_gap(self, prev_batch: str) -> None:
         """Relays the events a ``limited`` sync timeline left out."""
         raise NotImplementedError
+
+    def mentions_in(self, text: str) -> list[Mention]:
+        """The Matrix users the user's `text` mentions by the names shown
+        here (none in a direct chat: the one person there is the reader)."""
+        return []
 
     def delivered(self, event_id: str) -> None:
         """Notes the newest event of a sync batch relayed here. Group chats
@@ -367,7 +374,7 @@ class MatrixChat:
                 f"This message is too long for Matrix (over {MAX_BODY_BYTES} bytes). "
                 "Split it into smaller ones.",
             )
-        content = text_content(body)
+        content = text_content(body, self.mentions_in(split_emote(body)[1]))
         if message.replace and is_event_id(message.replace):
             content = edit_content(message.replace, content)
         else:

@@ -25,6 +25,7 @@ from slixmpp.exceptions import XMPPError
 from . import config, room_admin, room_state
 from .chat import CHAT_KINDS, MatrixChat
 from .matrix import Event, MatrixError, NetworkError, RoomInfo
+from .outgoing import Mention, find_mentions
 from .util import (
     MatrixMixin,
     MentionTarget,
@@ -176,6 +177,22 @@ class MUC(MatrixChat, LegacyMUC[Participant]):
         )
         assert part is not None  # created when missing
         return part
+
+    def mentions_in(self, text: str) -> list[Mention]:
+        """Members named in the user's text by their nick here (their
+        disambiguated display name) or their plain display name."""
+        info = self.session.room_info(self.room_id)
+        if info is None:
+            return []
+        names: dict[str, str] = {}
+        for member in info.members.values():
+            uid = member.user_id
+            if member.membership != "join" or uid == self.session.user_id:
+                continue
+            if member.display_name:
+                names.setdefault(member.display_name, uid)
+            names[info.member_display_name(uid)] = uid
+        return find_mentions(text, names)
 
     def own_mention_target(self) -> MentionTarget:
         """A mention of the user shows their nick, which clients highlight."""

@@ -3,25 +3,93 @@ styling as HTML, replies, thread messages, edits and reactions."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from html import escape
 from typing import Any
+from urllib.parse import quote
 
 from .formatting import styling_to_html
 
 HTML_FORMAT = "org.matrix.custom.html"
 
 
-def text_content(body: str) -> dict[str, Any]:
-    """An ``m.room.message`` content for a text: ``/me`` makes an emote, and
-    XEP-0393 styling adds the HTML ``formatted_body``."""
+# A mention span: start, end (in the text) and the Matrix user id.
+Mention = tuple[int, int, str]
+
+# Private-use characters that stand for a mention while the styling is
+# turned into HTML, so the pill's own HTML is never styled or escaped.
+_PILL_OPEN, _PILL_CLOSE = "\ue000", "\ue001"
+
+
+def split_emote(body: str) -> tuple[str, str]:
+    """The msgtype and text of what the user wrote: ``/me`` makes an emote."""
     if body.startswith("/me "):
-        content: dict[str, Any] = {"msgtype": "m.emote", "body": body[4:]}
-    else:
-        content = {"msgtype": "m.text", "body": body}
-    html = styling_to_html(content["body"])
+        return "m.emote", body[4:]
+    return "m.text", body
+
+
+def text_content(body: str, mentions: Sequence[Mention] = ()) -> dict[str, Any]:
+    """An ``m.room.message`` content for a text: ``/me`` makes an emote,
+    XEP-0393 styling adds the HTML ``formatted_body``, and `mentions` (spans
+    of the text without ``/me``) become pills and ``m.mentions``."""
+    msgtype, text = split_emote(body)
+    content: dict[str, Any] = {"msgtype": msgtype, "body": text}
+    marked = _mark_pills(text, mentions)
+    html = styling_to_html(marked)
+    if html is None and mentions:
+        html = escape(marked, quote=False).replace("\n", "<br>")
     if html is not None:
         content["format"] = HTML_FORMAT
-        content["formatted_body"] = html
+        content["formatted_body"] = _pills(html, text, mentions)
+    if mentions:
+        content["m.mentions"] = {"user_ids": sorted({m[2] for m in mentions})}
     return content
+
+
+# What may follow a name for it to count as a mention ("Fran: hi", "Fran, …").
+_AFTER_NAME = frozenset(" \t\n:,;.!?)")
+
+
+def find_mentions(text: str, names: Mapping[str, str]) -> list[Mention]:
+    """The mentions in `text` of `names` (the name shown → its user id): a
+    name counts where it stands as a whole word, after the start, a space,
+    "@" or "(", and before the end, a space or punctuation. Longer names win
+    over the shorter names inside them; spans never overlap."""
+    found: list[Mention] = []
+    taken = [False] * len(text)
+    for name in sorted(names, key=len, reverse=True):
+        if len(name) < 2:
+            continue  # a one-letter name would match everywhere
+        start = text.find(name)
+        while start >= 0:
+            end = start + len(name)
+            before_ok = start == 0 or text[start - 1] in " \t\n@("
+            after_ok = end == len(text) or text[end] in _AFTER_NAME
+            if before_ok and after_ok and not any(taken[start:end]):
+                found.append((start, end, names[name]))
+                taken[start:end] = [True] * len(name)
+            start = text.find(name, end)
+    return sorted(found)
+
+
+def _mark_pills(text: str, mentions: Sequence[Mention]) -> str:
+    """`text` with each mention replaced by its numbered placeholder."""
+    out, cursor = [], 0
+    for i, (start, end, _) in enumerate(mentions):
+        out.append(text[cursor:start] + f"{_PILL_OPEN}{i}{_PILL_CLOSE}")
+        cursor = end
+    return "".join(out) + text[cursor:]
+
+
+def _pills(html: str, text: str, mentions: Sequence[Mention]) -> str:
+    """The placeholders of `html` as Matrix pills (matrix.to links)."""
+    for i, (start, end, user_id) in enumerate(mentions):
+        link = f"https://matrix.to/#/{quote(user_id, safe='@:')}"
+        name = escape(text[start:end], quote=False)
+        html = html.replace(
+            f"{_PILL_OPEN}{i}{_PILL_CLOSE}", f'<a href="{link}">{name}</a>'
+        )
+    return html
 
 
 def relate(

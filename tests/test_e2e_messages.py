@@ -532,3 +532,16 @@ async def test_a_moderator_removes_a_message_from_xmpp(club: Club) -> None:
     moderated = moderation.xml.find(".//{*}moderated")
     assert moderated is not None
     assert moderated.get("by") == f"{club.room_jid}/{club.nick}"
+
+
+async def test_a_nick_written_in_xmpp_is_a_matrix_mention(club: Club) -> None:
+    text = f"{FRAN}: the *agenda* is out"
+    groupchat_stanza(club, text).send()
+    event = await matrix_event(club, lambda e: content_of(e).get("body") == text)
+    content = content_of(event)
+    fran = club.friend.user_id
+    assert content["m.mentions"] == {"user_ids": [fran]}
+    assert content["formatted_body"] == (
+        f'<a href="https://matrix.to/#/{fran}">{FRAN}</a>: the '
+        "<strong>agenda</strong> is out"
+    )

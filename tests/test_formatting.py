@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from matridge.formatting import styling_to_html
-from matridge.outgoing import edit_content, relate, text_content
+from matridge.outgoing import edit_content, find_mentions, relate, text_content
 from matridge.util import MentionTarget, apply_mentions
 
 
@@ -136,3 +136,50 @@ def test_bad_mention_spans_are_ignored() -> None:
     targets = {"@a:x": MentionTarget("A", "xmpp:a")}
     spans = [(0, 3, "@a:x"), (2, 4, "@a:x"), (5, 99, "@a:x"), (4, 3, "@a:x")]
     assert apply_mentions("abcdef", spans, targets) == ("Adef", [(0, 1, "xmpp:a")])
+
+
+FRAN, SAM1, SAM2 = "@fran:x.org", "@sam1:x.org", "@sam2:x.org"
+NAMES = {
+    "Friendly Fran": FRAN,
+    "Sam (@sam1:x.org)": SAM1,
+    "Sam (@sam2:x.org)": SAM2,
+    "Al": "@al:x.org",
+}
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("Friendly Fran: hi", [(0, 13, FRAN)]),
+        ("hi @Friendly Fran, and you", [(4, 17, FRAN)]),
+        ("ask Sam (@sam2:x.org).", [(4, 21, SAM2)]),
+        ("Friendly Franz is someone else", []),
+        ("xFriendly Fran", []),
+        ("Al and Alice", [(0, 2, "@al:x.org")]),
+        ("no one here", []),
+    ],
+)
+def test_mentions_are_names_standing_as_whole_words(
+    text: str, found: list[tuple[int, int, str]]
+) -> None:
+    assert find_mentions(text, NAMES) == found
+
+
+def test_mentions_become_pills_inside_the_styled_html() -> None:
+    text = "Friendly Fran: see the *agenda* <now>"
+    content = text_content(text, find_mentions(text, NAMES))
+    assert content["body"] == text
+    assert content["m.mentions"] == {"user_ids": [FRAN]}
+    assert content["formatted_body"] == (
+        '<a href="https://matrix.to/#/@fran:x.org">Friendly Fran</a>: see the '
+        "<strong>agenda</strong> &lt;now&gt;"
+    )
+
+
+def test_a_mention_alone_still_makes_html() -> None:
+    content = text_content("/me waves at Al", find_mentions("waves at Al", NAMES))
+    assert content["msgtype"] == "m.emote"
+    assert content["formatted_body"] == (
+        'waves at <a href="https://matrix.to/#/@al:x.org">Al</a>'
+    )
+    assert content["m.mentions"] == {"user_ids": ["@al:x.org"]}
