@@ -70,3 +70,10 @@ MEDIA_MAX_BYTES__DOC = (
     "stores each file in a temporary file while it passes, so this also bounds "
     "its disk use per transfer."
 )
+
+DIRECT_INVITES_AS_GROUPS = False
+DIRECT_INVITES_AS_GROUPS__DOC = (
+    "Offer the direct chats other Matrix users start as group-chat invitations, "
+    "which the user accepts or ignores, instead of accepting them at once as "
+    "contacts. Turn this on where direct messages from strangers are a nuisance."
+)

@@ -198,8 +198,13 @@ class Session(BaseSession):  # type: ignore[type-arg]
             elif room.membership == "leave":
                 await self._process_left(room)
             elif room.membership == "invite":
-                # A 1:1 direct chat becomes a contact, any other a MUC invitation.
-                if not await self.contacts.accept_direct_invite(room):
+                # A 1:1 direct chat becomes a contact (unless the admin wants
+                # those offered too), any other a MUC invitation.
+                accepted = (
+                    not config.DIRECT_INVITES_AS_GROUPS
+                    and await self.contacts.accept_direct_invite(room)
+                )
+                if not accepted:
                     await room_state.on_invited(self, room)
         await self.contacts.on_presence(batch.presence)
 

@@ -766,3 +766,45 @@ async def test_with_privileges_reading_on_another_matrix_client_is_a_carbon_mark
         and m["displayed"]["id"] == event_id
         for m in person.xmpp.received
     )
+
+
+# ---- with --direct-invites-as-groups: direct chats are offered, not accepted ----
+
+
+@pytest.fixture(scope="module")
+def cautious_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """A gateway (on its own Prosody) that offers direct invitations as
+    group-chat invitations instead of accepting them."""
+    with Prosody(tmp_path_factory.mktemp("prosody-cautious"), privilege=False) as xs:
+        gw = Gateway(
+            tmp_path_factory.mktemp("gateway-cautious"),
+            xs,
+            "--direct-invites-as-groups",
+        )
+        gw.start()
+        try:
+            yield gw
+        finally:
+            gw.stop()
+
+
+async def test_a_gateway_can_offer_direct_chats_instead_of_accepting_them(
+    synapse: Synapse, cautious_gateway: Gateway
+) -> None:
+    gateway = cautious_gateway
+    async with new_person(synapse, gateway.prosody, gateway) as person:
+        await register(person, synapse)
+        stranger = new_matrix_user(synapse, "stan", "Stranger Stan")
+        room_id = stranger.create_room(
+            invite=[person.matrix.user_id],
+            is_direct=True,
+            preset="trusted_private_chat",
+        )
+        room_jid = person.room_jid(room_id)
+        # Offered like any room's invitation; not joined, not a contact.
+        await person.xmpp.wait_message(is_invitation_to(room_jid), timeout=30)
+        assert not joined(person.matrix, room_id)
+        assert direct_of(person.matrix) == {}
+        # Accepting it (joining the MUC) joins the room, as a group chat.
+        await person.xmpp.join_muc(room_jid, person.name)
+        assert joined(person.matrix, room_id)
