@@ -82,11 +82,6 @@ class MatrixChat:
         need nothing (their archive knows); direct chats keep it so a later
         gap fill stops there."""
 
-    def user_reference(self, user_id: str) -> Any:
-        """The author of a quoted message, as slidge's MessageReference wants
-        it: the string "user" for the XMPP user's own messages."""
-        return "user" if user_id == self.session.user_id else None
-
     # ---- recent messages -------------------------------------------------
 
     @property
@@ -136,9 +131,12 @@ class MatrixChat:
         target = await self.get_message(target_id)
         if target is None or target.sender is None:
             return MessageReference(target_id)
-        author = self.user_reference(target.sender)
-        if author is None:
-            author = await self.sender_for(target.sender)
+        # slidge wants the string "user" for the XMPP user's own messages.
+        author: Any = (
+            "user"
+            if target.sender == self.session.user_id
+            else await self.sender_for(target.sender)
+        )
         body = message_text(target.message)
         return MessageReference(target_id, author, body)
 

@@ -155,7 +155,7 @@ class MUC(MatrixChat, LegacyMUC[Participant]):
             if member.membership != "join":
                 continue
             part = await self.participant_for(member.user_id)
-            self._apply_power(part, info.power_level(member.user_id))
+            room_state.apply_power(part, info.power_level(member.user_id))
             yield part
 
     @property
@@ -170,13 +170,15 @@ class MUC(MatrixChat, LegacyMUC[Participant]):
         """The occupant standing for Matrix user `user_id` in this room."""
         if user_id == self.session.user_id:
             return await self.get_user_participant()
-        # A direct lookup: a room snapshot would copy every member.
-        name = self.session.matrix.rooms.member_display_name(self.room_id, user_id)
-        part = await self.get_participant(
-            name or localpart(user_id), occupant_id=user_id
-        )
+        part = await self.get_participant(self.nick_for(user_id), occupant_id=user_id)
         assert part is not None  # created when missing
         return part
+
+    def nick_for(self, user_id: str) -> str:
+        """The nick of Matrix user `user_id` here: their disambiguated display
+        name, read from the cache directly (a snapshot copies every member)."""
+        name = self.session.matrix.rooms.member_display_name(self.room_id, user_id)
+        return name or localpart(user_id)
 
     def mentions_in(self, text: str) -> list[Mention]:
         """Members named in the user's text by their nick here (their
@@ -197,10 +199,6 @@ class MUC(MatrixChat, LegacyMUC[Participant]):
     def own_mention_target(self) -> MentionTarget:
         """A mention of the user shows their nick, which clients highlight."""
         return MentionTarget(self.user_nick, f"xmpp:{self.user_muc_jid}")
-
-    @staticmethod
-    def _apply_power(part: Participant, level: int) -> None:
-        room_state.apply_power(part, level)
 
     async def on_matrix_event(self, event: Event) -> None:
         """Shows one live timeline event of this room to the XMPP user:

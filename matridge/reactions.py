@@ -30,13 +30,9 @@ class Reaction(NamedTuple):
     key: str
 
 
-def same_key(a: str, b: str) -> bool:
-    """Whether two reaction keys are the same emoji (XMPP clients and slidge
-    drop the emoji presentation selector that Matrix clients often keep)."""
-    return normalise_key(a) == normalise_key(b)
-
-
 def normalise_key(key: str) -> str:
+    # XMPP clients and slidge drop the emoji presentation selector that
+    # Matrix clients often keep: keys compare without it.
     return key.replace("\ufe0f", "")
 
 
@@ -64,9 +60,6 @@ class ReactionLog:
             for event_id, r in self._by_id.items()
             if r.target == target and r.sender == sender
         }
-
-    def __len__(self) -> int:
-        return len(self._by_id)
 
 
 async def reactions_on(

@@ -25,7 +25,7 @@ from .matrix import (
     SyncRoom,
 )
 from .media import show_avatar
-from .util import localpart, matrix_id_to_jid_local
+from .util import matrix_id_to_jid_local
 
 if TYPE_CHECKING:
     from .group import MUC, Participant
@@ -118,8 +118,7 @@ async def _rename(muc: MUC, user_id: str) -> None:
     part = await muc.get_participant(occupant_id=user_id, create=False)
     if part is None:
         return
-    info = muc.session.room_info(muc.room_id)
-    name = (info.member_display_name(user_id) if info else None) or localpart(user_id)
+    name = muc.nick_for(user_id)
     if part.nickname != name:
         part.nickname = name
 
@@ -219,10 +218,8 @@ async def on_invited(session: Session, room: SyncRoom) -> None:
     info = session.room_info(room_id)
     if info is None or info.is_space or info.membership != "invite":
         return
-    inviter = None
-    for event in room.state:
-        if event.kind == "member" and event.state_key == session.user_id:
-            inviter = event.sender
+    own = _own_membership_event(session, room)
+    inviter = own.sender if own is not None else None
     who = info.member_display_name(inviter) if inviter else None
     text = f"{who or inviter or 'Someone'} invites you to the Matrix room "
     text += f"'{info.display_name}'"
