@@ -19,8 +19,9 @@ from slixmpp import JID
 from slixmpp.exceptions import XMPPError
 
 from .matrix import MatrixError, NetworkError, RoomInfo
+from .room_state import room_jid
 from .search import join_room, normalise_address, room_result
-from .util import jid_local_to_matrix_id, matrix_id_to_jid_local
+from .util import jid_local_to_matrix_id
 
 if TYPE_CHECKING:
     from .session import Session
@@ -36,20 +37,18 @@ def _session(session: Session | None) -> Session:
 
 
 def _joined_rooms(session: Session) -> list[RoomInfo]:
-    """The rooms shown as group chats: joined, not spaces; sorted by name."""
+    """The rooms shown as group chats: joined, not spaces, not direct chats
+    (those are contacts); sorted by name."""
     rooms = session.matrix.rooms
     joined = [
         info
         for room_id in rooms.room_ids()
-        if (info := rooms.get(room_id)) is not None
+        if session.contacts.user_of(room_id) is None
+        and (info := rooms.get(room_id)) is not None
         and info.membership == "join"
         and not info.is_space
     ]
     return sorted(joined, key=lambda r: (r.display_name.casefold(), r.room_id))
-
-
-def _muc_jid(session: Session, room_id: str) -> str:
-    return f"{matrix_id_to_jid_local(room_id)}@{session.xmpp.boundjid.bare}"
 
 
 def _matrix_failure(what: str, e: MatrixError | NetworkError) -> XMPPError:
@@ -105,7 +104,7 @@ class ListRooms(Command):  # type: ignore[type-arg]
                     "name": info.display_name,
                     "alias": info.canonical_alias or "",
                     "members": str(info.joined_count),
-                    "jid": _muc_jid(s, info.room_id),
+                    "jid": str(room_jid(s, info.room_id)),
                 }
                 for info in _joined_rooms(s)
             ],

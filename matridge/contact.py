@@ -339,6 +339,10 @@ class Roster(LegacyRoster[Contact]):
                 partner = direct_partner(info)
             if partner == self.session.user_id:
                 partner = None  # a "direct chat" with oneself: show the room
+        if partner == self._user_of_room.get(room_id):
+            # Unchanged (the common case: every batch asks). Relinking would
+            # also hand the user's other direct room with them the contact.
+            return partner
         previous = self._user_of_room.pop(room_id, None)
         if previous is not None and self._room_of_user.get(previous) == room_id:
             del self._room_of_user[previous]

@@ -30,6 +30,7 @@ from tests.harness.prosody import Prosody
 from tests.harness.synapse import Synapse
 from tests.harness.xmpp_client import XmppError
 from tests.scenarios import book_club, groupchat_from, register
+from tests.test_e2e_commands import rooms_table
 from tests.test_e2e_media import http_get, send_file, sims_file
 from tests.test_e2e_messages import (
     content_of,
@@ -315,6 +316,32 @@ async def test_writing_to_a_contact_goes_to_the_existing_direct_room(
     assert event["sender"] == direct.person.matrix.user_id
     # No second direct room was made for it.
     assert direct_of(direct.person.matrix) == {direct.friend.user_id: [direct.room_id]}
+
+
+async def test_a_second_direct_room_with_someone_leaves_replies_in_the_first(
+    direct: Direct,
+) -> None:
+    person, friend = direct.person, direct.friend
+    # Another Matrix client opened a second direct room with Dana.
+    second = open_direct_room(person, friend)
+    in_second = "in the second room " + unique("")
+    friend.send_text(second, in_second)
+    await person.xmpp.wait_message(chat_from(direct.jid, in_second), timeout=30)
+    in_first = "back in the first " + unique("")
+    friend.send_text(direct.room_id, in_first)
+    await person.xmpp.wait_message(chat_from(direct.jid, in_first), timeout=30)
+    # Messages from either room come from the contact; the contact stays
+    # tied to the first room, whichever room spoke last.
+    answer = "answered where we began " + unique("")
+    person.xmpp.send_chat(direct.jid, answer)
+    await friend.wait_for_message_async(
+        direct.room_id, lambda e: e.get("content", {}).get("body") == answer, timeout=30
+    )
+
+
+async def test_direct_chats_are_not_listed_as_group_chats(direct: Direct) -> None:
+    rooms = await rooms_table(direct.person)
+    assert direct.person.room_jid(direct.room_id) not in [r["jid"] for r in rooms]
 
 
 async def test_writing_to_a_new_contact_opens_a_direct_room(
