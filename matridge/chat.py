@@ -20,6 +20,7 @@ from slidge.util.types import ChatState, MessageReference, Sticker, XMPPMessage
 from slixmpp.exceptions import XMPPError
 
 from . import config
+from .errors import matrix_errors
 from .matrix import Event, History, MatrixError, Message, NetworkError, Receipt
 from .media import send_sticker, send_xmpp_attachments
 from .memory import ChatMemory
@@ -434,20 +435,10 @@ class MatrixChat:
     async def redact(self, event_id: str, reason: str | None = None) -> None:
         """Redacts an event of this room (the redaction's own return through
         sync is skipped)."""
-        try:
+        with matrix_errors("remove the message"):
             redaction = await self.session.matrix.redact(
                 self.room_id, event_id, self._fresh_txn_id(), reason
             )
-        except MatrixError as e:
-            raise XMPPError(
-                "forbidden" if e.status == 403 else "service-unavailable",
-                f"Matrix refused the removal: {e.error}",
-            ) from e
-        except NetworkError as e:
-            raise XMPPError(
-                "remote-server-timeout",
-                f"The removal was not sent: the homeserver is unreachable ({e}).",
-            ) from e
         self.session.seen_ids.add(redaction)
         self._recent.pop(event_id, None)
         self.reaction_log.pop(event_id)

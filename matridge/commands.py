@@ -18,7 +18,8 @@ from slidge.command.base import FormSession, FormValues
 from slixmpp import JID
 from slixmpp.exceptions import XMPPError
 
-from .matrix import MatrixError, NetworkError, RoomInfo
+from .errors import matrix_errors
+from .matrix import RoomInfo
 from .room_state import room_jid
 from .search import join_room, normalise_address, room_result
 from .util import jid_local_to_matrix_id
@@ -49,18 +50,6 @@ def _joined_rooms(session: Session) -> list[RoomInfo]:
         and not info.is_space
     ]
     return sorted(joined, key=lambda r: (r.display_name.casefold(), r.room_id))
-
-
-def _matrix_failure(what: str, e: MatrixError | NetworkError) -> XMPPError:
-    if isinstance(e, NetworkError):
-        return XMPPError(
-            "remote-server-timeout",
-            f"Could not {what}: the homeserver is unreachable ({e}). Try again later.",
-        )
-    text = f"Matrix refused to {what}: {e.error or e}"
-    if e.status == 403:
-        return XMPPError("forbidden", text)
-    return XMPPError("not-acceptable", text)
 
 
 class Logout(Command):  # type: ignore[type-arg]
@@ -200,10 +189,8 @@ class LeaveRoom(Command):  # type: ignore[type-arg]
         name = info.display_name if info else room_id
         # Before leaving: afterwards the room's state is no longer readable.
         muc = await session.bookmarks.by_legacy_id(room_id)
-        try:
+        with matrix_errors(f"leave {name}"):
             await session.matrix.leave(room_id)
-        except (MatrixError, NetworkError) as e:
-            raise _matrix_failure(f"leave {name}", e) from e
         # Forgotten first, so the leave coming back through sync is not
         # handled a second time.
         session.forget_announced(room_id)
@@ -305,12 +292,10 @@ class CreateRoom(Command):  # type: ignore[type-arg]
                 f"Not Matrix user ids: {', '.join(bad)}. They look like "
                 "@alice:example.org.",
             )
-        try:
+        with matrix_errors(f"create the room {name}"):
             room_id = await session.matrix.create_room(
                 name=name, topic=topic, invite=invitees, preset="private_chat"
             )
-        except (MatrixError, NetworkError) as e:
-            raise _matrix_failure(f"create the room {name}", e) from e
         muc = await session.bookmarks.show(room_id)
         if muc is None:
             raise XMPPError(

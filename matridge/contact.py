@@ -29,6 +29,7 @@ from slixmpp.exceptions import XMPPError
 
 from . import config
 from .chat import MatrixChat
+from .errors import matrix_errors
 from .matrix import (
     Event,
     MatrixError,
@@ -406,21 +407,11 @@ class Roster(LegacyRoster[Contact]):
 
     async def _create_direct_room(self, user_id: str) -> str:
         matrix = self.session.matrix
-        try:
+        with matrix_errors(f"open a direct chat with {user_id}"):
             room_id = await matrix.create_room(
                 invite=[user_id], is_direct=True, preset="trusted_private_chat"
             )
             await self._record_direct(user_id, room_id)
-        except MatrixError as e:
-            raise XMPPError(
-                "not-allowed" if e.status == 403 else "service-unavailable",
-                f"Matrix refused to open a direct chat with {user_id}: {e.error}",
-            ) from e
-        except NetworkError as e:
-            raise XMPPError(
-                "remote-server-timeout",
-                f"Could not open a direct chat: the homeserver is unreachable ({e}).",
-            ) from e
         self._user_of_room[room_id] = user_id
         self._room_of_user[user_id] = room_id
         return room_id

@@ -11,13 +11,13 @@ sync (room_state shows it), so nothing is shown twice.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Literal
 
 from slidge.util.types import MucAffiliation
 from slixmpp.exceptions import XMPPError
 
+from .errors import matrix_errors
 from .matrix import MatrixError, NetworkError
 from .util import jid_local_to_matrix_id
 
@@ -31,25 +31,6 @@ log = logging.getLogger(__name__)
 
 # The power level each MUC affiliation stands for on Matrix.
 AFFILIATION_POWER: dict[str, int] = {"owner": 100, "admin": 50, "member": 0}
-
-
-@asynccontextmanager
-async def matrix_errors(what: str) -> AsyncIterator[None]:
-    """Turns a failed Matrix call into an XMPP error saying `what` failed."""
-    try:
-        yield
-    except MatrixError as e:
-        text = f"Matrix refused to {what}: {e.error}"
-        if e.status == 403:
-            raise XMPPError("forbidden", text) from e
-        if e.status == 404:
-            raise XMPPError("item-not-found", text) from e
-        raise XMPPError("not-acceptable", text) from e
-    except NetworkError as e:
-        raise XMPPError(
-            "remote-server-timeout",
-            f"Could not {what}: the homeserver is unreachable ({e}).",
-        ) from e
 
 
 def contact_user_id(contact: LegacyContact) -> str:
@@ -75,7 +56,7 @@ def participant_user_id(part: Participant) -> str:
 async def set_subject(muc: MUC, subject: str) -> None:
     """The MUC subject is the room's topic. The new topic comes back through
     sync and becomes the subject then."""
-    async with matrix_errors("change the topic"):
+    with matrix_errors("change the topic"):
         await muc.session.matrix.send_state(
             muc.room_id, "m.room.topic", {"topic": subject}
         )
@@ -87,7 +68,7 @@ async def leave(muc: MUC) -> None:
     back is not shown as a second removal."""
     session = muc.session
     session.forget_announced(muc.room_id)
-    async with matrix_errors("leave the room"):
+    with matrix_errors("leave the room"):
         await session.matrix.leave(muc.room_id)
 
 
@@ -95,7 +76,7 @@ async def leave(muc: MUC) -> None:
 
 
 async def kick(part: Participant, reason: str | None) -> None:
-    async with matrix_errors("kick this member"):
+    with matrix_errors("kick this member"):
         await part.muc.session.matrix.kick(
             part.muc.room_id, participant_user_id(part), reason
         )
@@ -114,18 +95,18 @@ async def set_affiliation(
     member = info.members.get(user_id)
     membership = member.membership if member else "leave"
     if affiliation == "outcast":
-        async with matrix_errors("ban this user"):
+        with matrix_errors("ban this user"):
             await matrix.ban(muc.room_id, user_id, reason)
         return
     if affiliation == "none":
-        async with matrix_errors("remove this user"):
+        with matrix_errors("remove this user"):
             if membership == "ban":
                 await matrix.unban(muc.room_id, user_id, reason)
             elif membership in ("join", "invite", "knock"):
                 await matrix.kick(muc.room_id, user_id, reason)
         return
     if membership not in ("join", "invite"):
-        async with matrix_errors("invite this user"):
+        with matrix_errors("invite this user"):
             await matrix.invite(muc.room_id, user_id, reason)
         if part.occupant_id != user_id:
             # slidge made an occupant for the invitee: they are not in yet.
@@ -139,7 +120,7 @@ async def set_affiliation(
     users = dict(users) if isinstance(users, dict) else {}
     users[user_id] = level
     content["users"] = users
-    async with matrix_errors("change this member's power level"):
+    with matrix_errors("change this member's power level"):
         await matrix.send_state(muc.room_id, "m.room.power_levels", content)
 
 
@@ -152,7 +133,7 @@ async def create_group(
     """A new private Matrix room named `name`, with the contacts invited;
     returns its room id."""
     invite = [contact_user_id(c) for c in contacts]
-    async with matrix_errors("create the room"):
+    with matrix_errors("create the room"):
         room_id = await session.matrix.create_room(
             name=name, invite=invite, preset="private_chat"
         )
@@ -193,7 +174,7 @@ async def set_avatar(session: Session, data: bytes | None, mime: str | None) -> 
     avatar chosen on Matrix is not wiped by an XMPP account without one."""
     matrix = session.matrix
     ours = session.user.legacy_module_data.get("avatar_url")
-    async with matrix_errors("set your avatar"):
+    with matrix_errors("set your avatar"):
         if data is None:
             if ours and (await matrix.get_profile(session.user_id)).avatar_url == ours:
                 await matrix.set_avatar_url("")

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Literal
 from slixmpp import JID
 from slixmpp.exceptions import XMPPError
 
+from .errors import matrix_errors
 from .matrix import (
     Event,
     MatrixError,
@@ -242,16 +243,8 @@ async def accept_invitation(muc: MUC) -> None:
     info = session.room_info(muc.room_id)
     if info is None or info.membership != "invite":
         return
-    try:
+    with matrix_errors("let you join this room"):
         await session.matrix.join(muc.room_id)
-    except MatrixError as e:
-        raise XMPPError(
-            "forbidden", f"Matrix refused to let you join this room: {e.error}"
-        ) from e
-    except NetworkError as e:
-        raise XMPPError(
-            "remote-server-timeout", f"The homeserver is unreachable: {e}"
-        ) from e
     session.invitations_sent.discard(muc.room_id)
     session.remember_announced(muc.room_id)
     info = await session.load_room_state(muc.room_id)

@@ -25,6 +25,7 @@ from slixmpp.exceptions import XMPPError
 from slixmpp.types import ResourceDict
 
 from . import config, logsafety, room_admin, room_state, search
+from .errors import matrix_errors
 from .matrix import (
     Event,
     MatrixClient,
@@ -395,21 +396,11 @@ class Session(BaseSession):  # type: ignore[type-arg]
         lock = self._send_locks.get(room_id)
         if lock is None:
             lock = self._send_locks[room_id] = asyncio.Lock()
-        try:
+        with matrix_errors("send the message"):
             async with lock:
                 event_id = await self._send_with_retries(
                     room_id, event_type, content, txn_id
                 )
-        except MatrixError as e:
-            raise XMPPError(
-                "not-allowed" if e.status == 403 else "service-unavailable",
-                f"Matrix refused the message: {e.error}",
-            ) from e
-        except NetworkError as e:
-            raise XMPPError(
-                "remote-server-timeout",
-                f"The message was not sent: the homeserver is unreachable ({e}).",
-            ) from e
         self._seen.add(event_id)  # so its return through sync is skipped
         return event_id
 
