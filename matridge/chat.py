@@ -69,9 +69,26 @@ class MatrixChat:
         """The XMPP entity that shows what Matrix user `user_id` does here."""
         raise NotImplementedError
 
-    async def fill_gap(self, prev_batch: str) -> None:
-        """Relays the events a ``limited`` sync timeline left out."""
+    def gap_stop(self) -> str | None:
+        """The newest event the user already has from this room, where a gap
+        fill stops (None: page back GAP_FILL_EVENTS events)."""
         raise NotImplementedError
+
+    async def fill_gap(self, prev_batch: str) -> None:
+        """A sync timeline came ``limited``: relays the events between what
+        the user last got (`gap_stop`) and that timeline, so none is skipped."""
+        history = await self.session.matrix.history(
+            self.room_id,
+            prev_batch,
+            until_event_id=self.gap_stop(),
+            limit=config.GAP_FILL_EVENTS,
+        )
+        seen = self.session.seen_ids
+        fresh = tuple(e for e in history.events if (e.event_id or "") not in seen)
+        n = await self.relay_history(history, fresh, archive_only=False)
+        for e in fresh:
+            seen.add(e.event_id or "")
+        log.info("Filled a gap of %d events in %s", n, self.room_id)
 
     def mentions_in(self, text: str) -> list[Mention]:
         """The Matrix users the user's `text` mentions by the names shown

@@ -27,7 +27,6 @@ from slidge.contact import LegacyContact, LegacyRoster
 from slidge.util.types import MessageReference, XMPPMessage
 from slixmpp.exceptions import XMPPError
 
-from . import config
 from .chat import MatrixChat
 from .errors import matrix_errors
 from .matrix import (
@@ -238,22 +237,10 @@ class Contact(MatrixMixin, MatrixChat, LegacyContact):
         else:
             self.offline(status, last_seen=last_seen)
 
-    async def fill_gap(self, prev_batch: str) -> None:
-        """A sync timeline came ``limited``: relays the messages it left out
-        (up to GAP_FILL_EVENTS), oldest first."""
-        # Back to the newest message already relayed: the seen ids are
-        # empty after a restart, and direct chats have no archive to dedupe.
-        history = await self.session.matrix.history(
-            self.room_id,
-            prev_batch,
-            until_event_id=self.session.delivered_mark(self.room_id),
-            limit=config.GAP_FILL_EVENTS,
-        )
-        seen = self.session.seen_ids
-        fresh = tuple(e for e in history.events if (e.event_id or "") not in seen)
-        await self.relay_history(history, fresh, archive_only=False)
-        for e in fresh:
-            seen.add(e.event_id or "")
+    def gap_stop(self) -> str | None:
+        # The newest message already relayed, saved with the sync token: the
+        # seen ids are empty after a restart, and there is no archive here.
+        return self.session.delivered_mark(self.room_id)
 
     def delivered(self, event_id: str) -> None:
         self.session.note_delivered(self.room_id, event_id)

@@ -265,21 +265,9 @@ class MUC(MatrixChat, LegacyMUC[Participant]):
             newest = store.mam.get_most_recent_with_legacy_id(orm, self.stored.id)
             return None if newest is None else newest.legacy_id
 
-    async def fill_gap(self, prev_batch: str) -> None:
-        """A sync timeline came ``limited``: relays the events between what
-        the user last got and that timeline, so none is skipped."""
-        history = await self.session.matrix.history(
-            self.legacy_id,
-            prev_batch,
-            until_event_id=self.newest_archived_id(),
-            limit=config.GAP_FILL_EVENTS,
-        )
-        seen = self.session.seen_ids
-        fresh = tuple(e for e in history.events if (e.event_id or "") not in seen)
-        n = await self.relay_history(history, fresh, archive_only=False)
-        for e in fresh:
-            seen.add(e.event_id or "")
-        log.info("Filled a gap of %d events in %s", n, self.legacy_id)
+    def gap_stop(self) -> str | None:
+        # The archive holds what the user got.
+        return self.newest_archived_id()
 
     async def available_emojis(self, legacy_msg_id: str | None = None) -> None:
         return None
