@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from slidge.util.types import ChatState, MessageReference, Sticker, XMPPMessage
@@ -21,7 +21,15 @@ from slixmpp.exceptions import XMPPError
 
 from . import config
 from .errors import matrix_errors
-from .matrix import Event, History, MatrixError, Message, NetworkError, Receipt
+from .matrix import (
+    Event,
+    History,
+    MatrixError,
+    Member,
+    Message,
+    NetworkError,
+    Receipt,
+)
 from .media import send_sticker, send_xmpp_attachments
 from .memory import ChatMemory
 from .outgoing import (
@@ -34,7 +42,7 @@ from .outgoing import (
     text_content,
 )
 from .reactions import Reaction, ReactionLog, current_reactions, normalise_key
-from .util import ChatSender, MentionTarget, message_text
+from .util import ChatSender, MentionTarget, message_mentions, message_text
 
 if TYPE_CHECKING:
     from .session import Session
@@ -243,23 +251,28 @@ class MatrixChat:
     ) -> dict[str, MentionTarget]:
         """The XMPP names of the users `message` mentions (pills)."""
         targets: dict[str, MentionTarget] = {}
-        if message is None:
+        spans = message_mentions(message)  # none when the text has no pills
+        if not spans:
             return targets
-        for _, _, user_id in message.mention_spans:
+        # One snapshot of the members for the whole message.
+        info = self.session.room_info(self.room_id)
+        members = info.members if info is not None else {}
+        for _, _, user_id in spans:
             if user_id in targets:
                 continue
-            target = await self.mention_target(user_id)
+            target = await self.mention_target(user_id, members)
             if target is not None:
                 targets[user_id] = target
         return targets
 
-    async def mention_target(self, user_id: str) -> MentionTarget | None:
+    async def mention_target(
+        self, user_id: str, members: Mapping[str, Member]
+    ) -> MentionTarget | None:
         """How a mention of Matrix user `user_id` shows on XMPP; None to
         leave the pill's text as it is (someone not in this room)."""
         if user_id == self.session.user_id:
             return self.own_mention_target()
-        info = self.session.room_info(self.room_id)
-        member = info.members.get(user_id) if info is not None else None
+        member = members.get(user_id)
         if member is None or member.membership != "join":
             return None  # showing them would make them appear in the room
         entity = await self.sender_for(user_id)
