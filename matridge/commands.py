@@ -301,9 +301,10 @@ class CreateRoom(Command):  # type: ignore[type-arg]
             raise XMPPError(
                 "internal-server-error", f"The new room {room_id} cannot be shown."
             )
-        # A sync taken while Matrix was still creating the room may have shown
-        # it first, nameless: read its complete state now.
-        await muc.update_info()
+        if muc.name != name:
+            # A sync taken while Matrix was still creating the room showed it
+            # first, nameless: read its complete state now.
+            await muc.update_info()
         return room_result(muc, f"Your new Matrix room {name}")
 
 

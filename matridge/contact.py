@@ -19,7 +19,6 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from slidge.command import FormField, SearchResult
@@ -145,11 +144,6 @@ class _OwnActions:
     def displayed(self, legacy_msg_id: str, **kwargs: object) -> None:
         self._contact.displayed(legacy_msg_id, **_carbon(kwargs))
 
-    def __getattr__(self, name: str) -> Any:
-        # Any other send_* (displayed markers, corrections…) as a carbon too.
-        attr = getattr(self._contact, name)
-        return partial(attr, carbon=True) if callable(attr) else attr
-
 
 class Contact(MatrixMixin, MatrixChat, LegacyContact):
     """A Matrix user the user has a direct chat with, as an XMPP contact.
@@ -247,7 +241,7 @@ class Contact(MatrixMixin, MatrixChat, LegacyContact):
 
     async def on_message(self, message: XMPPMessage) -> str:
         """Sends to the direct room, creating it first if there is none."""
-        await self.session.contacts.direct_room(self.user_id, create=True)
+        await self.session.contacts.direct_room(self.user_id)
         await self.befriend()
         return await super().on_message(message)
 
@@ -379,12 +373,11 @@ class Roster(LegacyRoster[Contact]):
         await contact.befriend()
         return contact
 
-    async def direct_room(self, user_id: str, create: bool = False) -> str | None:
-        """The direct room with `user_id`; with `create`, a new one if there
-        is none: created on Matrix with them invited, and recorded in
-        ``m.direct``."""
+    async def direct_room(self, user_id: str) -> str:
+        """The direct room with `user_id`, or a new one if there is none:
+        created on Matrix with them invited, and recorded in ``m.direct``."""
         room_id = self._room_of_user.get(user_id)
-        if room_id is not None or not create:
+        if room_id is not None:
             return room_id
         async with self._creating:
             room_id = self._room_of_user.get(user_id)
@@ -478,6 +471,7 @@ class Roster(LegacyRoster[Contact]):
     async def _only_two(self, room_id: str, inviter: str) -> bool:
         """True if the joined room `room_id` has no member (joined or
         invited) but the user and `inviter`, from its full state."""
+        self._state_loaded.add(room_id)  # so classify need not load it again
         try:
             info = await self.session.load_room_state(room_id)
         except XMPPError as e:

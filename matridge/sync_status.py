@@ -29,8 +29,8 @@ class SyncHealth:
         if fatal:
             self.stopped = self.last_error
 
-    def age(self, now: float | None = None) -> float | None:
+    def age(self) -> float | None:
         """Seconds since the last processed batch, or None if there was none."""
         if self.last_batch_at is None:
             return None
-        return max(0.0, (time.time() if now is None else now) - self.last_batch_at)
+        return max(0.0, time.time() - self.last_batch_at)
