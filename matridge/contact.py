@@ -400,12 +400,7 @@ class Roster(LegacyRoster[Contact]):
         """Adds `room_id` to ``m.direct`` under `user_id`, keeping every other
         entry (read, modify, write: the whole event is replaced)."""
         matrix = self.session.matrix
-        try:
-            content = await matrix.get_account_data("m.direct")
-        except MatrixError as e:
-            if e.status != 404:
-                raise
-            content = {}
+        content = await matrix.direct_chats()
         rooms = content.get(user_id)
         rooms = (
             [r for r in rooms if isinstance(r, str)] if isinstance(rooms, list) else []
@@ -413,8 +408,7 @@ class Roster(LegacyRoster[Contact]):
         if room_id not in rooms:
             rooms.append(room_id)
         content[user_id] = rooms
-        await matrix.set_account_data("m.direct", content)
-        await matrix.load_direct_rooms()
+        await matrix.set_direct_chats(content)
 
     async def accept_direct_invite(self, room: SyncRoom) -> bool:
         """An invitation to a 1:1 direct chat (see :func:`direct_inviter`):

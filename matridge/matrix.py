@@ -519,18 +519,30 @@ class MatrixClient:
             self._c.set_account_data, self._me(), event_type, content, room_id
         )
 
-    async def load_direct_rooms(self) -> dict[str, str]:
-        """Fetches ``m.direct`` into the room cache (a sync resumed from a
-        token does not repeat it) and returns room id -> the other user id."""
+    async def direct_chats(self) -> dict[str, Any]:
+        """The account's ``m.direct`` content (user id -> room ids), {} if
+        it was never set."""
         try:
-            content = await self.get_account_data("m.direct")
+            return await self.get_account_data("m.direct")
         except MatrixError as e:
             if e.status != 404:
                 raise
-            content = {}
+            return {}
+
+    async def set_direct_chats(self, content: dict[str, Any]) -> None:
+        """Replaces ``m.direct``, and the room cache's copy with it."""
+        await self.set_account_data("m.direct", content)
+        self._apply_direct(content)
+
+    async def load_direct_rooms(self) -> dict[str, str]:
+        """Fetches ``m.direct`` into the room cache (a sync resumed from a
+        token does not repeat it) and returns room id -> the other user id."""
+        self._apply_direct(await self.direct_chats())
+        return self._rooms.direct_rooms()
+
+    def _apply_direct(self, content: dict[str, Any]) -> None:
         body = {"account_data": {"events": [{"type": "m.direct", "content": content}]}}
         self._rooms.apply_sync(json.dumps(body).encode())
-        return self._rooms.direct_rooms()
 
     async def resolve_alias(self, alias: str) -> Alias:
         res = _object(await self._call(self._c.resolve_alias, alias), "directory")
