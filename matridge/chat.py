@@ -38,6 +38,7 @@ from .outgoing import (
     is_event_id,
     reaction_content,
     relate,
+    require_event_id,
     split_emote,
     text_content,
 )
@@ -418,8 +419,7 @@ class MatrixChat:
         """The user's whole new set of reactions on a message: reactions are
         sent for the added keys, the user's reaction events of the removed
         ones are redacted."""
-        if not is_event_id(legacy_msg_id):
-            raise XMPPError("item-not-found", "This is not a Matrix message.")
+        require_event_id(legacy_msg_id)
         me = self.session.user_id
         mine = await self._own_reactions(legacy_msg_id)
         wanted = {normalise_key(e): e for e in emojis}
@@ -447,15 +447,13 @@ class MatrixChat:
 
     async def on_retract(self, legacy_msg_id: str, thread: str | None = None) -> None:
         """The user retracted (XEP-0424) their message: redact it."""
-        if not is_event_id(legacy_msg_id):
-            raise XMPPError("item-not-found", "This is not a Matrix message.")
+        require_event_id(legacy_msg_id)
         await self.redact(legacy_msg_id)
 
     async def on_moderate(self, legacy_msg_id: str, reason: str | None) -> None:
         """The user, a moderator, removes someone's message (XEP-0425, group
         chats only): redact it, then show the moderation to the room."""
-        if not is_event_id(legacy_msg_id):
-            raise XMPPError("item-not-found", "This is not a Matrix message.")
+        require_event_id(legacy_msg_id)
         await self.redact(legacy_msg_id, reason)
         moderator = await self.sender_for(self.session.user_id)
         moderate = getattr(moderator, "moderate", None)

@@ -18,6 +18,7 @@ from slidge.command.base import FormSession, FormValues
 from slixmpp import JID
 from slixmpp.exceptions import XMPPError
 
+from .contact import is_user_id
 from .errors import matrix_errors
 from .matrix import RoomInfo
 from .room_state import room_jid
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
     from .session import Session
 
 _NODE = "https://slidge.im/command/matridge/"
-_USER_ID = re.compile(r"@[^:\s]+:\S+")
 
 
 def _session(session: Session | None) -> Session:
@@ -285,7 +285,7 @@ class CreateRoom(Command):  # type: ignore[type-arg]
         if not name:
             raise XMPPError("bad-request", "Give the new room a name.")
         invitees = [u for line in invite_lines for u in re.split(r"[\s,]+", line) if u]
-        bad = [u for u in invitees if not _USER_ID.fullmatch(u)]
+        bad = [u for u in invitees if not is_user_id(u)]
         if bad:
             raise XMPPError(
                 "bad-request",

@@ -102,6 +102,10 @@ class MUC(MatrixChat, LegacyMUC[Participant]):
             raise XMPPError(
                 "item-not-found", "This is a Matrix space, not a room you can chat in."
             )
+        await self.show_info(info)
+
+    async def show_info(self, info: RoomInfo) -> None:
+        """Type, name, subject (topic), participant count and avatar."""
         self.type = MucType.GROUP
         self.name = info.display_name
         if info.topic is not None:

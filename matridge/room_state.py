@@ -247,8 +247,4 @@ async def accept_invitation(muc: MUC) -> None:
         await session.matrix.join(muc.room_id)
     session.invitations_sent.discard(muc.room_id)
     session.remember_announced(muc.room_id)
-    info = await session.load_room_state(muc.room_id)
-    muc.name = info.display_name
-    if info.topic is not None:
-        muc.subject = info.topic
-    muc.n_participants = info.joined_count
+    await muc.show_info(await session.load_room_state(muc.room_id))
