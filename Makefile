@@ -2,12 +2,26 @@
 # Debian machine: they install what is missing first.
 
 VENV ?= .venv
+# slidge 0.5 needs Python >= 3.13: `python3.13` (or newer) on PATH, else the
+# newest one pyenv installed. Empty when there is none (see python-check).
+ifndef PYTHON
+PYTHON := $(shell \
+  for c in python3.13 python3.14 python3.15 python3; do \
+    exe=$$($$c -c 'import sys; sys.version_info >= (3, 13) and print(sys.executable)' 2>/dev/null) \
+      && [ -n "$$exe" ] && { echo "$$exe"; exit 0; }; \
+  done; \
+  root=$$(pyenv root 2>/dev/null || echo "$$HOME/.pyenv"); \
+  for d in $$(ls -d "$$root"/versions/3.* 2>/dev/null | sort -V -r); do \
+    "$$d/bin/python3" -c 'import sys; sys.exit(sys.version_info < (3, 13))' 2>/dev/null \
+      && { echo "$$d/bin/python3"; exit 0; }; \
+  done)
+endif
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 DEBIAN_PACKAGES := gcc make python3-venv python3-dev prosody prosody-modules libcurl4-openssl-dev libcjson-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all test test-asan tsan leakcheck demo docs build asan fuzz lint typecheck check system-deps clean
+.PHONY: all test test-asan tsan leakcheck demo docs build asan fuzz lint typecheck check system-deps python-check clean
 
 all: build
 
@@ -22,9 +36,17 @@ system-deps:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
+python-check:
+	@if [ -z "$(PYTHON)" ]; then \
+	  echo "matridge needs Python 3.13 or newer: on Debian 13 run 'apt install python3.13-venv python3.13-dev', elsewhere install it with pyenv ('pyenv install 3.13')."; \
+	  exit 1; fi
+
 # The venv, with matridge installed editable (its C extension built in place).
-$(VENV)/.installed: pyproject.toml setup.py | system-deps
-	@[ -x $(PY) ] || python3 -m venv $(VENV)
+# A venv left from an older Python is made anew.
+$(VENV)/.installed: pyproject.toml setup.py | system-deps python-check
+	@if [ -x $(PY) ] && ! $(PY) -c 'import sys; sys.exit(sys.version_info < (3, 13))'; then \
+	  echo "Replacing $(VENV): it was made with an older Python"; rm -rf $(VENV); fi
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -e ".[test,dev,docs]"
 	@touch $@

@@ -16,7 +16,13 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from slidge.util.types import ChatState, MessageReference, Sticker, XMPPMessage
+from slidge.util.types import (
+    ChatState,
+    MessageReference,
+    StickerProtocol,
+    XMPPMessageProtocol,
+)
+from slidge.util.types import Mention as SlidgeMention
 from slixmpp.exceptions import XMPPError
 
 from . import config
@@ -99,9 +105,13 @@ class MatrixChat:
             seen.add(e.event_id or "")
         log.info("Filled a gap of %d events in %s", n, self.room_id)
 
-    def mentions_in(self, text: str) -> list[Mention]:
+    def mentions_in(
+        self, text: str, found: Sequence[SlidgeMention[Any]] = (), offset: int = 0
+    ) -> list[Mention]:
         """The Matrix users the user's `text` mentions by the names shown
-        here (none in a direct chat: the one person there is the reader)."""
+        here, given what slidge `found` in the body (`offset` characters
+        before `text`); none in a direct chat: the one person there is the
+        reader."""
         return []
 
     def delivered(self, event_id: str) -> None:
@@ -383,8 +393,9 @@ class MatrixChat:
 
     # ---- XMPP → Matrix ---------------------------------------------------
 
-    async def on_message(self, message: XMPPMessage) -> str:
-        """Sends the user's XMPP message to the Matrix room."""
+    async def send_xmpp_message(self, message: XMPPMessageProtocol[Any]) -> str:
+        """Sends the user's XMPP message to the Matrix room (the entities'
+        ``on_message``)."""
         self._refuse_if_encrypted()
         body = message.body or ""
         reply = message.reply.msg_id if message.reply else None
@@ -404,7 +415,10 @@ class MatrixChat:
                 f"This message is too long for Matrix (over {MAX_BODY_BYTES} bytes). "
                 "Split it into smaller ones.",
             )
-        content = text_content(body, self.mentions_in(split_emote(body)[1]))
+        text = split_emote(body)[1]
+        found = getattr(message, "mentions", ())  # group chats only
+        mentions = self.mentions_in(text, found, len(body) - len(text))
+        content = text_content(body, mentions)
         if message.replace and is_event_id(message.replace):
             content = edit_content(message.replace, content)
         else:
@@ -503,8 +517,9 @@ class MatrixChat:
         except (MatrixError, NetworkError) as e:
             log.info("Read marker in %s failed: %s", self.room_id, e)
 
-    async def on_sticker(self, sticker: Sticker) -> str:
-        """Sends the user's XMPP sticker to the Matrix room as ``m.sticker``."""
+    async def send_xmpp_sticker(self, sticker: StickerProtocol) -> str:
+        """Sends the user's XMPP sticker to the Matrix room as ``m.sticker``
+        (the entities' ``on_sticker``)."""
         self._refuse_if_encrypted()
         return await send_sticker(self.session, self.room_id, sticker)
 

@@ -194,6 +194,7 @@ class LeaveRoom(Command):  # type: ignore[type-arg]
         # Forgotten first, so the leave coming back through sync is not
         # handled a second time.
         session.forget_announced(room_id)
+        await muc.remove_from_bookmarks()
         await session.bookmarks.remove(muc, reason="You left this room.")
         await _until_synced_out(session, room_id)
         return f"You left {name} on Matrix."

@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 from slidge.command import FormField, SearchResult
 from slidge.contact import LegacyContact, LegacyRoster
-from slidge.util.types import MessageReference, XMPPMessage
+from slidge.util.types import ContactMessage, ContactSticker, MessageReference
 from slixmpp.exceptions import XMPPError
 
+from . import room_admin
 from .chat import MatrixChat
 from .errors import matrix_errors
 from .matrix import (
@@ -239,11 +240,16 @@ class Contact(MatrixMixin, MatrixChat, LegacyContact):
     def delivered(self, event_id: str) -> None:
         self.session.note_delivered(self.room_id, event_id)
 
-    async def on_message(self, message: XMPPMessage) -> str:
+    async def on_message(self, message: ContactMessage) -> str:
         """Sends to the direct room, creating it first if there is none."""
         await self.session.contacts.direct_room(self.user_id)
         await self.befriend()
-        return await super().on_message(message)
+        return await self.send_xmpp_message(message)
+
+    async def on_sticker(self, sticker: ContactSticker) -> str:
+        await self.session.contacts.direct_room(self.user_id)
+        await self.befriend()
+        return await self.send_xmpp_sticker(sticker)
 
     async def befriend(self) -> None:
         """Puts the contact in the user's roster (a direct chat exists, or the
@@ -358,10 +364,28 @@ class Roster(LegacyRoster[Contact]):
         except (MatrixError, NetworkError) as e:
             log.warning("Could not read m.direct: %s", e)
             return
-        for user_id in await self.refresh():
-            contact = await self.by_legacy_id(user_id)
-            await contact.befriend()
+        try:
+            users = await self.refresh()
+        except XMPPError as e:
+            log.warning("Could not classify the direct chats: %s", e.text)
+            self.session.send_gateway_message(
+                f"Some direct chats could not be read ({e.text}); they appear "
+                "as contacts when their next message arrives."
+            )
+            users = list(self._room_of_user)
+        for user_id in users:
+            try:
+                contact = await self.by_legacy_id(user_id)
+                await contact.befriend()
+            except XMPPError as e:
+                # One contact that cannot be shown must not cost the others.
+                log.warning("Contact %s not shown: %s", user_id, e.text)
+                continue
             yield contact
+
+    async def on_create_group(self, name: str, contacts: list[Contact]) -> str:
+        """A new private Matrix room named `name`, the contacts invited."""
+        return await room_admin.create_group(self.session, name, contacts)
 
     async def contact_for_room(self, room_id: str) -> Contact | None:
         """The contact that shows `room_id`, if it is a direct chat."""

@@ -7,12 +7,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from slidge import BaseGateway
-from slidge.command import FormField
+from slidge.command import FormField, commands_from_module
 from slidge.db.meta import JSONSerializable
 from slixmpp import JID
 from slixmpp.exceptions import XMPPError
 
-from . import config, logsafety, search
+from . import commands, config, logsafety, search
 from .matrix import MatrixClient, MatrixError, NetworkError
 from .session import Session, xmpp_message_id
 
@@ -28,6 +28,8 @@ class Gateway(BaseGateway[Session]):
     COMPONENT_AVATAR = None
     GROUPS = True
     ROSTER_GROUP = "Matrix"
+    # slidge 0.5 registers only the commands listed here.
+    COMMANDS = BaseGateway.COMMANDS + commands_from_module(commands)
 
     REGISTRATION_INSTRUCTIONS = (
         "Enter your Matrix homeserver and the user name and password of your "
@@ -69,13 +71,19 @@ class Gateway(BaseGateway[Session]):
             super().event(name, data)
 
     async def validate(
-        self, user_jid: JID, registration_form: dict[str, str | None]
+        self, user_jid: JID, registration_form: JSONSerializable
     ) -> JSONSerializable:
-        homeserver = normalise_homeserver(registration_form.get("homeserver") or "")
-        username = (registration_form.get("username") or "").strip()
-        password = registration_form.get("password") or ""
+        form = registration_form if isinstance(registration_form, dict) else {}
+
+        def field(name: str) -> str:
+            value = form.get(name)
+            return value if isinstance(value, str) else ""
+
+        homeserver = normalise_homeserver(field("homeserver"))
+        username = field("username").strip()
+        password = field("password")
         logsafety.remember(password)
-        device = (registration_form.get("device") or "").strip() or config.DEVICE_NAME
+        device = field("device").strip() or config.DEVICE_NAME
 
         client = MatrixClient(homeserver, insecure=config.INSECURE_TLS)
         try:
@@ -120,9 +128,6 @@ class Gateway(BaseGateway[Session]):
             "access_token": login.access_token,
             "device_id": login.device_id,
         }
-
-    async def unregister(self, session: Session) -> None:
-        await session.end_matrix_session()
 
 
 def normalise_homeserver(raw: str) -> str:

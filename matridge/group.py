@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -16,8 +16,13 @@ from slidge.group import LegacyBookmarks, LegacyMUC, LegacyParticipant
 from slidge.util.types import (
     HoleBound,
     MucAffiliation,
+    MUCMessage,
+    MUCSticker,
     MucType,
     SpaceMetadata,
+)
+from slidge.util.types import (
+    Mention as SlidgeMention,
 )
 from slixmpp import Presence
 from slixmpp.exceptions import XMPPError
@@ -25,7 +30,7 @@ from slixmpp.exceptions import XMPPError
 from . import config, room_admin, room_state
 from .chat import CHAT_KINDS, MatrixChat
 from .matrix import Event, MatrixError, NetworkError, RoomInfo
-from .outgoing import Mention, find_mentions
+from .outgoing import Mention, find_mentions, merge_mentions
 from .util import (
     MatrixMixin,
     MentionTarget,
@@ -70,28 +75,43 @@ class MUC(MatrixChat, LegacyMUC[Participant]):
     RETRACTION = True
     REACTION = True
 
-    def get_room(self) -> RoomInfo:
-        """A snapshot of this room from the engine's room cache: name, topic,
-        members, power levels, encryption, direct-ness…"""
+    async def get_room(self) -> RoomInfo:
+        """This Matrix room: name, topic, members, power levels, encryption,
+        direct-ness… From the engine's room cache, or from the room's full
+        state when the cache does not know it yet."""
+        info = self.session.room_info(self.legacy_id)
+        if info is None:
+            info = await self.session.load_room_state(self.legacy_id)
+        return info
+
+    def room_snapshot(self) -> RoomInfo:
+        """The cheap form of :meth:`get_room` for the gateway's own code: a
+        snapshot of the room cache, never a request."""
         info = self.session.room_info(self.legacy_id)
         if info is None:
             raise XMPPError("item-not-found", "This Matrix room is not known yet.")
         return info
 
-    async def update_info(self) -> None:
+    async def update_info(self, info: RoomInfo | None = None) -> None:
         """Name, subject (topic), avatar and participant count from the
         room's state (for a room the user is only invited to, from what the
-        invitation shows: its state is readable once they join)."""
-        info = self.session.room_info(self.legacy_id)
-        if info is None or info.membership != "invite":
-            info = await self.session.load_room_state(self.legacy_id)
+        invitation shows: its state is readable once they join). `info` is
+        state the caller has just loaded (slidge passes on the extra
+        arguments of ``by_legacy_id``), so it is not loaded twice."""
+        if info is None:
+            cached = self.session.room_info(self.legacy_id)
+            if cached is not None and cached.membership == "invite":
+                info = cached
+            else:
+                info = await self.session.load_room_state(self.legacy_id)
+        if info.membership == "invite":
+            in_room = True
+        else:
             # Synapse lets a former member read the state. The own member
             # event in it is current, while the cache's own membership waits
             # for the next sync (a join a moment ago still reads "leave").
             me = info.members.get(self.session.user_id)
             in_room = me is not None and me.membership in ("join", "invite")
-        else:
-            in_room = True
         if not in_room:
             raise XMPPError(
                 "item-not-found",
@@ -141,6 +161,12 @@ class MUC(MatrixChat, LegacyMUC[Participant]):
             )
         return part
 
+    async def on_message(self, message: MUCMessage[Participant]) -> str:
+        return await self.send_xmpp_message(message)
+
+    async def on_sticker(self, sticker: MUCSticker) -> str:
+        return await self.send_xmpp_sticker(sticker)
+
     async def on_set_subject(self, subject: str) -> None:
         """The subject is the room's topic."""
         await room_admin.set_subject(self, subject)
@@ -184,12 +210,25 @@ class MUC(MatrixChat, LegacyMUC[Participant]):
         name = self.session.matrix.rooms.member_display_name(self.room_id, user_id)
         return name or localpart(user_id)
 
-    def mentions_in(self, text: str) -> list[Mention]:
-        """Members named in the user's text by their nick here (their
-        disambiguated display name) or their plain display name."""
+    def mentions_in(
+        self,
+        text: str,
+        found: Sequence[SlidgeMention[Any]] = (),
+        offset: int = 0,
+    ) -> list[Mention]:
+        """Members named in the user's `text`: the occupants slidge found by
+        their nick (`found`: spans of the message body, which starts
+        `offset` characters before `text`, at a ``/me ``), and members named
+        by their plain display name."""
+        spans: list[Mention] = []
+        for mention in found:
+            uid = str(mention.participant.occupant_id)
+            if uid.startswith("@") and uid != self.session.user_id:
+                if mention.start >= offset:
+                    spans.append((mention.start - offset, mention.end - offset, uid))
         info = self.session.room_info(self.room_id)
         if info is None:
-            return []
+            return sorted(spans)
         names: dict[str, str] = {}
         for member in info.members.values():
             uid = member.user_id
@@ -198,7 +237,7 @@ class MUC(MatrixChat, LegacyMUC[Participant]):
             if member.display_name:
                 names.setdefault(member.display_name, uid)
             names[info.member_display_name(uid)] = uid
-        return find_mentions(text, names)
+        return merge_mentions(spans, find_mentions(text, names))
 
     def own_mention_target(self) -> MentionTarget:
         """A mention of the user shows their nick, which clients highlight."""
@@ -211,9 +250,9 @@ class MUC(MatrixChat, LegacyMUC[Participant]):
         if event.kind in CHAT_KINDS:
             await super().on_matrix_event(event)
         elif etype == "m.room.name" or etype == "m.room.canonical_alias":
-            self.name = self.get_room().display_name
+            self.name = self.room_snapshot().display_name
         elif etype == "m.room.topic":
-            self.subject = self.get_room().topic or ""
+            self.subject = self.room_snapshot().topic or ""
         elif event.is_state:
             await room_state.on_state_event(self, event)
 
@@ -294,15 +333,23 @@ class Bookmarks(LegacyBookmarks[MUC]):
             )
             return
         for room_id in room_ids:
-            await self.session.chat_for(room_id)  # direct chats become contacts
+            try:
+                await self.session.chat_for(room_id)  # direct chats become contacts
+            except XMPPError as e:
+                # One room that cannot be shown now must not cost the others;
+                # it appears when its next message arrives.
+                self.log.warning("Room %s not shown at login: %s", room_id, e.text)
 
-    async def show(self, room_id: str) -> MUC | None:
+    async def show(self, room_id: str, info: RoomInfo | None = None) -> MUC | None:
         """The MUC of a joined room. The first time, it is added to the user's
         bookmarks (or, where the gateway may not write them, announced by an
         invitation); the room is remembered so restarts do not announce it
-        again."""
+        again. `info` is the room's state if the caller has just loaded it."""
         try:
-            muc = await self.by_legacy_id(room_id)
+            if info is None:
+                muc = await self.by_legacy_id(room_id)
+            else:
+                muc = await self.by_legacy_id(room_id, info)
         except XMPPError as e:
             self.log.info("Room %s is not shown: %s", room_id, e.text)
             return None

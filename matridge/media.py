@@ -34,7 +34,7 @@ from .matrix import Event, MatrixClient, MatrixError, Message, NetworkError
 from .matrix import TooLargeError as MatrixTooLargeError
 
 if TYPE_CHECKING:
-    from slidge.util.types import Sticker, XMPPAttachment
+    from slidge.util.types import StickerProtocol, XMPPAttachment
     from slixmpp import Message as XMPPMessage
 
     from .session import Session
@@ -393,7 +393,7 @@ async def send_xmpp_attachments(
     return first
 
 
-async def send_sticker(session: Session, room_id: str, sticker: Sticker) -> str:
+async def send_sticker(session: Session, room_id: str, sticker: StickerProtocol) -> str:
     """Sends an XMPP sticker (a file slidge already fetched) as ``m.sticker``."""
     name = safe_file_name(sticker.path.name, "sticker")
     file = await describe_file(sticker.path, name, sticker.content_type)

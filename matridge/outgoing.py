@@ -74,6 +74,15 @@ def find_mentions(text: str, names: Mapping[str, str]) -> list[Mention]:
     return sorted(found)
 
 
+def merge_mentions(first: Sequence[Mention], more: Sequence[Mention]) -> list[Mention]:
+    """`first` with those of `more` that overlap none of it, in text order."""
+    merged = list(first)
+    for span in more:
+        if all(span[1] <= m[0] or span[0] >= m[1] for m in merged):
+            merged.append(span)
+    return sorted(merged)
+
+
 def _mark_pills(text: str, mentions: Sequence[Mention]) -> str:
     """`text` with each mention replaced by its numbered placeholder."""
     out, cursor = [], 0

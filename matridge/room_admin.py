@@ -91,7 +91,7 @@ async def set_affiliation(
     muc = part.muc
     matrix = muc.session.matrix
     user_id = participant_user_id(part)
-    info = muc.get_room()
+    info = muc.room_snapshot()
     member = info.members.get(user_id)
     membership = member.membership if member else "leave"
     if affiliation == "outcast":

@@ -81,7 +81,7 @@ async def on_state_event(muc: MUC, event: Event) -> None:
     elif kind == "power_levels":
         await on_power_levels(muc)
     elif kind == "avatar":
-        await update_avatar(muc, muc.get_room())
+        await update_avatar(muc, muc.room_snapshot())
     elif kind == "tombstone":
         await on_tombstone(muc, event)
 
@@ -99,7 +99,7 @@ async def on_member(muc: MUC, event: Event) -> None:
             await _rename(muc, target)
             return
         part = await muc.participant_for(target)
-        apply_power(part, muc.get_room().power_level(target))
+        apply_power(part, muc.room_snapshot().power_level(target))
         part.online()
         return
     if membership not in ("leave", "ban") or previous in ("leave", "ban"):
@@ -127,7 +127,7 @@ async def _rename(muc: MUC, user_id: str) -> None:
 async def on_power_levels(muc: MUC) -> None:
     """New power levels: every shown member gets the affiliation and role
     their level now gives."""
-    info = muc.get_room()
+    info = muc.room_snapshot()
     user = await muc.get_user_participant()
     apply_power(user, info.power_level(muc.session.user_id))
     for user_id, member in info.members.items():
@@ -185,6 +185,7 @@ async def on_left_room(session: Session, room: SyncRoom) -> None:
     except XMPPError as e:
         log.info("Room %s left but not shown: %s", room.room_id, e.text)
         return
+    await muc.remove_from_bookmarks()
     if own is None or own.sender == session.user_id:
         await session.bookmarks.remove(muc, reason="You left this room on Matrix.")
         return
@@ -227,12 +228,10 @@ async def on_invited(session: Session, room: SyncRoom) -> None:
     if inviter and who and who != inviter:
         text += f" ({inviter})"
     session.invitations_sent.add(room_id)
-    msg = session.xmpp.make_message(
-        mto=session.user_jid, mfrom=session.xmpp.boundjid.bare, mtype="normal"
+    # slidge holds it until the session is ready, so the client can join.
+    session.send_gateway_invite(
+        room_jid(session, room_id), reason=text + ". Join the group chat to accept."
     )
-    msg["groupchat_invite"]["jid"] = room_jid(session, room_id)
-    msg["groupchat_invite"]["reason"] = text + ". Join the group chat to accept."
-    msg.send()
 
 
 async def accept_invitation(muc: MUC) -> None:
@@ -247,4 +246,4 @@ async def accept_invitation(muc: MUC) -> None:
         await session.matrix.join(muc.room_id)
     session.invitations_sent.discard(muc.room_id)
     session.remember_announced(muc.room_id)
-    await muc.show_info(await session.load_room_state(muc.room_id))
+    await muc.update_info(await session.load_room_state(muc.room_id))

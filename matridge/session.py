@@ -14,6 +14,7 @@ import hashlib
 import uuid
 import weakref
 from collections import OrderedDict
+from collections.abc import Coroutine
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,9 @@ from slixmpp.exceptions import XMPPError
 from slixmpp.types import ResourceDict
 
 from . import config, logsafety, room_admin, room_state, search
+from .contact import Roster
 from .errors import matrix_errors
+from .group import Bookmarks
 from .matrix import (
     Event,
     MatrixClient,
@@ -39,11 +42,7 @@ from .memory import ChatMemory
 from .sync_status import SyncHealth
 
 if TYPE_CHECKING:
-    from slidge.command import SearchResult
-
     from .chat import MatrixChat
-    from .contact import Roster
-    from .group import Bookmarks
 
 # The id of the XMPP message being handled, set by Gateway.event() so that
 # sends can derive their Matrix transaction id from it.
@@ -67,10 +66,7 @@ class RecentIds:
             self._ids.popitem(last=False)
 
 
-class Session(BaseSession):  # type: ignore[type-arg]
-    bookmarks: Bookmarks
-    contacts: Roster
-
+class Session(BaseSession[Roster, Bookmarks]):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.matrix: MatrixClient = None  # type: ignore[assignment]  # set by login
@@ -147,14 +143,42 @@ class Session(BaseSession):  # type: ignore[type-arg]
             except TimeoutError:
                 consumer.cancel()
 
-    async def end_matrix_session(self) -> None:
-        """Logs the gateway's device out of Matrix (on unregistration)."""
+    async def on_unregister(self) -> None:
+        """The user unregistered: the gateway's Matrix device is logged out
+        (its token dies with it) and the stored token is forgotten."""
         await self.logout()
         if self.matrix is not None:
             try:
                 await self.matrix.logout()
             except (MatrixError, NetworkError) as e:
                 self.log.warning("Matrix logout failed: %s", e)
+        self.legacy_module_data_update({"access_token": None, "since": None})
+
+    def create_task(
+        self, coro: Coroutine[Any, Any, Any], name: str | None = None
+    ) -> asyncio.Task[Any]:
+        """Every task started for this session (by matridge or by slidge on
+        its behalf) handles its own failure: slidge 0.5 stops the whole
+        gateway on an unhandled exception in a task, and one user's failure
+        must never cost the others their gateway."""
+        return super().create_task(self._guarded(coro, name), name=name)
+
+    async def _guarded(self, coro: Coroutine[Any, Any, Any], name: str | None) -> Any:
+        try:
+            return await coro
+        except asyncio.CancelledError:
+            raise
+        except XMPPError as e:
+            # Already a sentence for the user.
+            self.log.warning("Task %r failed: %s", name, e.text or e.condition)
+            self.send_gateway_message(e.text or f"Something failed ({e.condition}).")
+        except Exception as e:
+            self.log.exception("Task %r failed", name)
+            self.send_gateway_message(
+                f"Something went wrong on the gateway ({type(e).__name__}); your "
+                "other chats go on. The gateway's log has the details."
+            )
+        return None
 
     # ---- Matrix → XMPP ---------------------------------------------------
 
@@ -428,10 +452,7 @@ class Session(BaseSession):  # type: ignore[type-arg]
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
-    # ---- room management from XMPP (matridge.room_admin) -----------------
-
-    async def on_create_group(self, name: str, contacts: list[Any]) -> str:
-        return await room_admin.create_group(self, name, contacts)
+    # ---- the user's XMPP presence and avatar (matridge.room_admin) --------
 
     async def on_presence(
         self,

@@ -23,7 +23,7 @@ __all__ = ["prosody", "synapse"]
 Server = TypeVar("Server", Synapse, Prosody)
 
 
-def _serve(server: Server) -> Iterator[Server]:
+def _serve[Server: (Synapse, Prosody)](server: Server) -> Iterator[Server]:
     server.start()
     try:
         yield server
