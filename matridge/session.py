@@ -138,9 +138,10 @@ class Session(BaseSession[Roster, Bookmarks]):
         if self._consumer is not None:
             self._queue.put_nowait(None)
             consumer, self._consumer = self._consumer, None
-            try:
-                await asyncio.wait_for(consumer, 30)
-            except TimeoutError:
+            # slidge may have cancelled it already (unregistration does):
+            # wait() never raises that cancellation into the logout.
+            _, pending = await asyncio.wait({consumer}, timeout=30)
+            if pending:
                 consumer.cancel()
 
     async def on_unregister(self) -> None:
@@ -486,5 +487,13 @@ class Session(BaseSession[Roster, Bookmarks]):
         width: int | None,
         height: int | None,
     ) -> None:
-        """The user's XMPP avatar as their Matrix avatar (``sync_avatar``)."""
-        await room_admin.set_avatar(self, bytes_, type_)
+        """The user's XMPP avatar as their Matrix avatar (``sync_avatar``).
+        slidge calls this from a task at login too, where nobody would see an
+        XMPP error: the user is told in a sentence instead."""
+        try:
+            await room_admin.set_avatar(self, bytes_, type_)
+        except XMPPError as e:
+            self.log.warning("Avatar not set on Matrix: %s", e.text)
+            self.send_gateway_message(
+                e.text or "Your avatar could not be set on Matrix."
+            )

@@ -171,10 +171,19 @@ async def test_mentions_show_xmpp_nicks_with_references(club: Club) -> None:
     # The user's own nick is in the text (clients highlight it), and each
     # mention is a reference to the occupant.
     fran_at = expected.index(FRAN)
-    assert references(msg) == [
+    wanted = [
         (0, len(club.nick), f"xmpp:{club.room_jid}/{club.nick}"),
         (fran_at, fran_at + len(FRAN), f"xmpp:{club.room_jid}/{FRAN}"),
     ]
+    assert references(msg) == wanted
+    # slidge 0.5 keeps them in its archive too (the payload column).
+    archived = [
+        m
+        for m in await club.person.xmpp.mam_messages(club.room_jid)
+        if m["body"] == expected
+    ]
+    assert len(archived) == 1
+    assert references(archived[0]) == wanted
 
 
 async def test_replies_quote_without_the_matrix_fallback_and_threads(
