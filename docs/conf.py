@@ -17,7 +17,7 @@ from typing import Any
 project = "matridge"
 author = "the matridge authors"
 copyright = "the matridge authors"  # noqa: A001  (Sphinx's name)
-release = "0.1.0"  # keep in step with pyproject.toml
+release = "0.2.0"  # keep in step with pyproject.toml
 version = release
 
 extensions = [

@@ -13,7 +13,7 @@ from .gateway import Gateway  # noqa: E402
 from .group import MUC, Bookmarks, Participant  # noqa: E402
 from .session import Session  # noqa: E402
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "MUC",

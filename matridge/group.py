@@ -218,7 +218,7 @@ class MUC(MatrixChat, LegacyMUC[Participant]):
     ) -> list[Mention]:
         """Members named in the user's `text`: the occupants slidge found by
         their nick (`found`: spans of the message body, which starts
-        `offset` characters before `text`, at a ``/me ``), and members named
+        `offset` characters before `text`, at a ``/me`` and its space), and members named
         by their plain display name."""
         spans: list[Mention] = []
         for mention in found:

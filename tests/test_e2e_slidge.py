@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import inspect
 from collections.abc import Iterator
 
 import pytest
@@ -36,6 +37,8 @@ def test_slidge_builds_matridges_own_classes() -> None:
     assert Roster.contact_cls is Contact
     assert Bookmarks.muc_cls is MUC
     assert MUC.participant_cls is Participant
+    # The original design documents get_room() as a coroutine.
+    assert inspect.iscoroutinefunction(MUC.get_room)
 
 
 async def test_the_gateway_lists_matridges_commands(
