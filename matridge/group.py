@@ -218,8 +218,8 @@ class MUC(MatrixChat, LegacyMUC[Participant]):
     ) -> list[Mention]:
         """Members named in the user's `text`: the occupants slidge found by
         their nick (`found`: spans of the message body, which starts
-        `offset` characters before `text`, at a ``/me`` and its space), and members named
-        by their plain display name."""
+        `offset` characters before `text`, at a ``/me`` and its space), and
+        members named by their plain display name."""
         spans: list[Mention] = []
         for mention in found:
             uid = str(mention.participant.occupant_id)
