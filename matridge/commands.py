@@ -297,15 +297,17 @@ class CreateRoom(Command):  # type: ignore[type-arg]
             room_id = await session.matrix.create_room(
                 name=name, topic=topic, invite=invitees, preset="private_chat"
             )
-        muc = await session.bookmarks.show(room_id)
+        # Its complete state, read once: slidge hands it to update_info.
+        info = await session.load_room_state(room_id)
+        muc = await session.bookmarks.show(room_id, info)
         if muc is None:
             raise XMPPError(
                 "internal-server-error", f"The new room {room_id} cannot be shown."
             )
         if muc.name != name:
             # A sync taken while Matrix was still creating the room showed it
-            # first, nameless: read its complete state now.
-            await muc.update_info()
+            # first, nameless.
+            await muc.update_info(info)
         return room_result(muc, f"Your new Matrix room {name}")
 
 

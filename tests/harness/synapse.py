@@ -63,7 +63,10 @@ class Synapse(ServerProcess):
     """Run ``synapse.app.homeserver`` as a subprocess in ``workdir``.
 
     The port and secrets are chosen once, so :meth:`restart` brings the
-    server back with the same URL and database.
+    server back with the same URL and database. To bring back a homeserver
+    saved earlier, put its ``homeserver.db`` and ``signing.key`` in
+    ``workdir`` and pass the secrets it was made with (``port`` too, if it
+    must keep its URL).
     """
 
     stop_timeout = 15.0
@@ -71,13 +74,23 @@ class Synapse(ServerProcess):
     server_name = "localhost"
     startup_timeout = 60.0
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        port: int | None = None,
+        registration_shared_secret: str | None = None,
+        macaroon_secret_key: str | None = None,
+        form_secret: str | None = None,
+    ) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.registration_shared_secret = secrets.token_hex(16)
-        self._macaroon_secret = secrets.token_hex(16)
-        self._form_secret = secrets.token_hex(16)
+        self.port = port or free_port()
+        self.registration_shared_secret = (
+            registration_shared_secret or secrets.token_hex(16)
+        )
+        self._macaroon_secret = macaroon_secret_key or secrets.token_hex(16)
+        self._form_secret = form_secret or secrets.token_hex(16)
         self.config_path = self.workdir / "homeserver.yaml"
         self.log_path = self.workdir / "synapse.log"
         self.stdout_path = self.workdir / "synapse.stdout.log"
