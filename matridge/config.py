@@ -62,6 +62,14 @@ SEND_RETRY_SECONDS__DOC = (
     "transaction id, so Matrix never gets the message twice."
 )
 
+RELAY_RETRY_SECONDS = 300
+RELAY_RETRY_SECONDS__DOC = (
+    "How long a Matrix message that could not be shown on XMPP for a passing "
+    "reason (the homeserver failing or unreachable, the XMPP side not ready) is "
+    "retried, in order within its room, before the user is told it could not be "
+    "shown. Other rooms go on meanwhile."
+)
+
 MEDIA_MAX_BYTES = 50_000_000
 MEDIA_MAX_BYTES__DOC = (
     "The largest file, in bytes, the gateway carries either way. A larger Matrix "

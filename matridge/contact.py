@@ -28,7 +28,7 @@ from slixmpp.exceptions import XMPPError
 
 from . import room_admin
 from .chat import MatrixChat
-from .errors import matrix_errors
+from .errors import is_transient, matrix_errors
 from .matrix import (
     Event,
     MatrixError,
@@ -321,6 +321,10 @@ class Roster(LegacyRoster[Contact]):
                 try:
                     info = await self.session.load_room_state(room_id)
                 except XMPPError as e:
+                    if is_transient(e):
+                        # Asked again next time, not taken for a group chat.
+                        self._state_loaded.discard(room_id)
+                        raise
                     log.info("Direct room %s is not readable: %s", room_id, e.text)
                     info = None
             if info is not None:

@@ -37,3 +37,44 @@ def matrix_errors(what: str) -> Iterator[None]:
             "remote-server-timeout",
             f"Could not {what}: the homeserver is unreachable ({e}).",
         ) from e
+
+
+class NotShown(XMPPError):
+    """A room that is deliberately not shown as a group chat (a space, a room
+    the user is not in): not a failure, nothing to retry or report."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__("item-not-found", text)
+
+
+# XMPP conditions that mean "try again later", as matrix_errors raises them
+# for network failures and homeserver 5xx, and as slidge raises them while
+# the XMPP side is not ready.
+_TRANSIENT_CONDITIONS = frozenset(
+    {"remote-server-timeout", "service-unavailable", "recipient-unavailable"}
+)
+
+
+def is_transient(error: BaseException) -> bool:
+    """True for a failure that may go away by itself: the network, a
+    homeserver 5xx or 429, a timeout, the XMPP side not ready yet. Follows
+    the chain of causes, since matrix_errors and slidge wrap the original."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, NetworkError | TimeoutError):
+            return True
+        if isinstance(current, MatrixError):
+            return current.status >= 500 or current.status == 429
+        if isinstance(current, NotShown):
+            return False
+        if (
+            isinstance(current, XMPPError)
+            and current.condition in _TRANSIENT_CONDITIONS
+            and current.__cause__ is None
+            and current.__context__ is None
+        ):
+            return True
+        current = current.__cause__ or current.__context__
+    return False

@@ -29,6 +29,7 @@ from slixmpp.exceptions import XMPPError
 
 from . import config, room_admin, room_state
 from .chat import CHAT_KINDS, MatrixChat
+from .errors import NotShown, is_transient
 from .matrix import Event, MatrixError, NetworkError, RoomInfo
 from .outgoing import Mention, find_mentions, merge_mentions
 from .util import (
@@ -103,7 +104,7 @@ class MUC(MatrixChat, LegacyMUC[Participant]):
             if cached is not None and cached.membership == "invite":
                 info = cached
             else:
-                info = await self.session.load_room_state(self.legacy_id)
+                info = await self._load_state()
         if info.membership == "invite":
             in_room = True
         else:
@@ -113,16 +114,29 @@ class MUC(MatrixChat, LegacyMUC[Participant]):
             me = info.members.get(self.session.user_id)
             in_room = me is not None and me.membership in ("join", "invite")
         if not in_room:
-            raise XMPPError(
-                "item-not-found",
+            raise NotShown(
                 "You are not in this Matrix room: join it with the 'join' command "
-                "or the gateway's search.",
+                "or the gateway's search."
             )
         if info.is_space:
-            raise XMPPError(
-                "item-not-found", "This is a Matrix space, not a room you can chat in."
-            )
+            raise NotShown("This is a Matrix space, not a room you can chat in.")
         await self.show_info(info)
+
+    async def _load_state(self) -> RoomInfo:
+        """The room's full state. A refusal for a room the user is not in
+        (left, banned, never joined) means "not shown", not a failure."""
+        try:
+            return await self.session.load_room_state(self.legacy_id)
+        except XMPPError as e:
+            cached = self.session.room_info(self.legacy_id)
+            if not is_transient(e) and (
+                cached is None or cached.membership not in ("join", "invite")
+            ):
+                raise NotShown(
+                    "You are not in this Matrix room: join it with the 'join' "
+                    "command or the gateway's search."
+                ) from e
+            raise
 
     async def show_info(self, info: RoomInfo) -> None:
         """Type, name, subject (topic), participant count and avatar."""
@@ -350,7 +364,9 @@ class Bookmarks(LegacyBookmarks[MUC]):
                 muc = await self.by_legacy_id(room_id)
             else:
                 muc = await self.by_legacy_id(room_id, info)
-        except XMPPError as e:
+        except NotShown as e:
+            # Deliberately not a group chat; failures to load it propagate,
+            # so that a passing one is retried instead of losing the room.
             self.log.info("Room %s is not shown: %s", room_id, e.text)
             return None
         if room_id not in self.session.announced_rooms:

@@ -25,10 +25,11 @@ from slidge.util.util import merge_resources
 from slixmpp.exceptions import XMPPError
 from slixmpp.types import ResourceDict
 
-from . import config, logsafety, room_admin, room_state, search
+from . import config, logsafety, room_admin, search
 from .contact import Roster
 from .errors import matrix_errors
 from .group import Bookmarks
+from .inbound import batch as inbound
 from .matrix import (
     Event,
     MatrixClient,
@@ -36,7 +37,6 @@ from .matrix import (
     NetworkError,
     RoomInfo,
     SyncBatch,
-    SyncRoom,
 )
 from .memory import ChatMemory
 from .sync_status import SyncHealth
@@ -153,7 +153,10 @@ class Session(BaseSession[Roster, Bookmarks]):
                 await self.matrix.logout()
             except (MatrixError, NetworkError) as e:
                 self.log.warning("Matrix logout failed: %s", e)
-        self.legacy_module_data_update({"access_token": None, "since": None})
+        data = self.user.legacy_module_data
+        self.legacy_module_data_set(
+            {k: v for k, v in data.items() if k not in ("access_token", "since")}
+        )
 
     def create_task(
         self, coro: Coroutine[Any, Any, Any], name: str | None = None
@@ -201,98 +204,23 @@ class Session(BaseSession[Roster, Bookmarks]):
     async def _consume(self) -> None:
         # Routing needs the MUCs that bookmarks.fill() creates after login.
         await asyncio.shield(self.bookmarks.ready)
-        while (batch := await self._queue.get()) is not None:
-            try:
-                await self._process(batch)
-            except Exception:
-                # One bad batch must not stop the session; it is logged whole.
-                self.log.exception("Could not process a sync batch")
-            # The batch's token and the direct chats' delivery marks are saved
-            # together: a crash re-delivers both from the same point.
-            self.legacy_module_data_update(
-                {"since": batch.next_batch, **self._take_direct_marks()}
-            )
-            self.sync_health.batch_done(batch.next_batch)
-            self.matrix.sync_ack()
+        router = inbound.Router(self, self._save_progress)
+        try:
+            while (batch := await self._queue.get()) is not None:
+                try:
+                    await router.route(batch)
+                except Exception:
+                    # route() isolates each event; this is a bug, logged whole.
+                    self.log.exception("Could not process a sync batch")
+                self.sync_health.batch_done(batch.next_batch)
+                self.matrix.sync_ack()
+        finally:
+            router.close()
 
-    async def _process(self, batch: SyncBatch) -> None:
-        initial = "since" not in self.user.legacy_module_data
-        await self.contacts.on_account_data(batch.account_data)  # before routing
-        for room in batch.rooms:
-            if room.membership == "join":
-                await self._process_joined(room, initial)
-            elif room.membership == "leave":
-                await self._process_left(room)
-            elif room.membership == "invite":
-                # A 1:1 direct chat becomes a contact (unless the admin wants
-                # those offered too), any other a MUC invitation.
-                accepted = (
-                    not config.DIRECT_INVITES_AS_GROUPS
-                    and await self.contacts.accept_direct_invite(room)
-                )
-                if not accepted:
-                    await room_state.on_invited(self, room)
-        await self.contacts.on_presence(batch.presence)
-
-    async def _process_joined(self, room: SyncRoom, initial: bool) -> None:
-        # The engine has already applied this batch's state to the room cache.
-        if initial:
-            # The first sync's timelines are history, not news: remember the
-            # ids so they are never replayed as live messages.
-            for ev in room.timeline:
-                if ev.event_id:
-                    self._seen.add(ev.event_id)
-            return
-        chat: MatrixChat | None = None
-        if room.limited and room.prev_batch:
-            # Events were left out before this timeline: fetch them first.
-            chat = await self.chat_for(room.room_id)
-            if chat is None:
-                return
-            try:
-                await chat.fill_gap(room.prev_batch)
-            except (MatrixError, NetworkError) as e:
-                self.log.warning("Could not fill the gap in %s: %s", room.room_id, e)
-                self.send_gateway_message(
-                    f"Some messages of a Matrix room could not be fetched ({e}); "
-                    "they are in its history on Matrix."
-                )
-        last_relayed: str | None = None
-        for ev in room.timeline:
-            if ev.event_id is None or ev.event_id in self._seen:
-                continue
-            self._seen.add(ev.event_id)
-            if ev.invalid is not None:
-                self.log.warning(
-                    "Skipping unusable event %s in %s: %s",
-                    ev.event_id,
-                    room.room_id,
-                    ev.invalid,
-                )
-                continue
-            if chat is None:
-                # Also covers rooms joined since login, from another client.
-                chat = await self.chat_for(room.room_id)
-                if chat is None:
-                    return
-            await chat.on_matrix_event(ev)
-            last_relayed = ev.event_id
-        if chat is not None and last_relayed is not None:
-            chat.delivered(last_relayed)
-        await self._process_ephemeral(room, chat)
-
-    async def _process_ephemeral(self, room: SyncRoom, chat: MatrixChat | None) -> None:
-        """Typing notices and read receipts, after the timeline they refer to."""
-        if room.typing is None and not room.receipts:
-            return
-        if chat is None:
-            chat = await self.chat_for(room.room_id)
-            if chat is None:
-                return
-        if room.typing is not None:
-            await chat.on_typing(room.typing)
-        if room.receipts:
-            await chat.on_receipts(room.receipts)
+    def _save_progress(self, token: str) -> None:
+        # The token and the direct chats' delivery marks are saved together:
+        # a crash re-delivers both from the same point.
+        self.legacy_module_data_update({"since": token, **self._take_direct_marks()})
 
     # ---- delivery marks of direct chats -----------------------------------
 
@@ -327,11 +255,10 @@ class Session(BaseSession[Roster, Bookmarks]):
             return contact
         return await self.bookmarks.show(room_id)
 
-    async def _process_left(self, room: SyncRoom) -> None:
-        await self.contacts.classify(room.room_id)  # a direct chat no more
-        await room_state.on_left_room(self, room)
-        # Its recent events hold their sync batches in memory: let them go.
-        self._chat_memories.pop(room.room_id, None)
+    def forget_chat_memory(self, room_id: str) -> None:
+        """A left room's memory goes: its recent events hold their sync
+        batches alive."""
+        self._chat_memories.pop(room_id, None)
 
     @property
     def seen_ids(self) -> RecentIds:
@@ -380,16 +307,8 @@ class Session(BaseSession[Roster, Bookmarks]):
 
     async def load_room_state(self, room_id: str) -> RoomInfo:
         """Refreshes what we know of a room from its full state."""
-        try:
+        with matrix_errors("show this room's state"):
             info = await self.matrix.load_room_state(room_id)
-        except MatrixError as e:
-            raise XMPPError(
-                "item-not-found", f"Matrix refused this room's state: {e.error}"
-            ) from e
-        except NetworkError as e:
-            raise XMPPError(
-                "remote-server-timeout", f"The homeserver is unreachable: {e}"
-            ) from e
         if info is None:
             raise XMPPError("item-not-found", f"Matrix knows no room {room_id}.")
         return info
