@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +26,7 @@ from slixmpp.exceptions import XMPPError
 
 from . import config
 from .errors import matrix_errors
+from .ids import is_event_id, require_event_id
 from .matrix import (
     Event,
     History,
@@ -37,18 +37,16 @@ from .matrix import (
     Receipt,
 )
 from .media import send_sticker, send_xmpp_attachments
-from .memory import ChatMemory
 from .outgoing import (
     Mention,
     edit_content,
-    is_event_id,
     reaction_content,
     relate,
-    require_event_id,
     split_emote,
     text_content,
 )
-from .reactions import Reaction, ReactionLog, current_reactions, normalise_key
+from .reactions import current_reactions, normalise_key
+from .state import Bounded, ChatMemory, Reaction, ReactionLog
 from .util import ChatSender, MentionTarget, message_mentions, message_text
 
 if TYPE_CHECKING:
@@ -98,7 +96,7 @@ class MatrixChat:
             until_event_id=self.gap_stop(),
             limit=config.GAP_FILL_EVENTS,
         )
-        seen = self.session.seen_ids
+        seen = self.session.state.seen
         fresh = tuple(e for e in history.events if (e.event_id or "") not in seen)
         n = await self.relay_history(history, fresh, archive_only=False)
         for e in fresh:
@@ -125,21 +123,17 @@ class MatrixChat:
     def memory(self) -> ChatMemory:
         """What this conversation remembers between events (slidge makes a
         new object for each lookup, so it lives in the session)."""
-        return self.session.chat_memory(self.room_id)
+        return self.session.state.memory(self.room_id)
 
     @property
-    def _recent(self) -> OrderedDict[str, Event]:
+    def _recent(self) -> Bounded[str, Event]:
         return self.memory.recent
 
     def remember_event(self, event: Event) -> None:
         """Keeps a recent message at hand for get_message (a bounded cache)."""
         if event.event_id is None or event.kind not in ("message", "sticker"):
             return
-        cache = self._recent
-        cache[event.event_id] = event
-        cache.move_to_end(event.event_id)
-        while len(cache) > config.RECENT_EVENTS_CACHE:
-            cache.popitem(last=False)
+        self._recent.put(event.event_id, event)
 
     async def get_message(self, msg_id: str) -> Event | None:
         """The decoded Matrix event `msg_id` of this room: from the recent
@@ -311,7 +305,7 @@ class MatrixChat:
         target, key, sender = event.relates_to, event.reaction_key, event.sender
         if not target or not key or not sender or not event.event_id:
             return
-        self.reaction_log.add(event.event_id, Reaction(target, sender, key))
+        self.reaction_log.put(event.event_id, Reaction(target, sender, key))
         if self.session.is_own_echo(event):
             return
         await self.show_reactions(target, sender)
@@ -337,7 +331,7 @@ class MatrixChat:
             await self.show_reactions(reaction.target, reaction.sender)
             return
         original = await self.get_message(redacts)
-        self._recent.pop(redacts, None)
+        self._recent.pop(redacts)
         if original is None or original.kind not in MESSAGE_KINDS:
             # A reaction this room no longer remembers, an edit, a state
             # event…: nothing XMPP shows as a message.
@@ -445,7 +439,7 @@ class MatrixChat:
                 reaction_content(legacy_msg_id, wanted[key]),
                 txn_id=self._fresh_txn_id(),
             )
-            self.reaction_log.add(event_id, Reaction(legacy_msg_id, me, wanted[key]))
+            self.reaction_log.put(event_id, Reaction(legacy_msg_id, me, wanted[key]))
         for key in have.keys() - wanted.keys():
             await self.redact(mine[have[key]])
 
@@ -481,8 +475,8 @@ class MatrixChat:
             redaction = await self.session.matrix.redact(
                 self.room_id, event_id, self._fresh_txn_id(), reason
             )
-        self.session.seen_ids.add(redaction)
-        self._recent.pop(event_id, None)
+        self.session.state.seen.add(redaction)
+        self._recent.pop(event_id)
         self.reaction_log.pop(event_id)
 
     @staticmethod

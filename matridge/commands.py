@@ -18,12 +18,10 @@ from slidge.command.base import FormSession, FormValues
 from slixmpp import JID
 from slixmpp.exceptions import XMPPError
 
-from .contact import is_user_id
 from .errors import matrix_errors
+from .ids import is_user_id, jid_local_to_matrix_id, room_jid
 from .matrix import RoomInfo
-from .room_state import room_jid
 from .search import join_room, normalise_address, room_result
-from .util import jid_local_to_matrix_id
 
 if TYPE_CHECKING:
     from .session import Session
@@ -93,7 +91,7 @@ class ListRooms(Command):  # type: ignore[type-arg]
                     "name": info.display_name,
                     "alias": info.canonical_alias or "",
                     "members": str(info.joined_count),
-                    "jid": str(room_jid(s, info.room_id)),
+                    "jid": str(room_jid(s.xmpp.boundjid.bare, info.room_id)),
                 }
                 for info in _joined_rooms(s)
             ],
@@ -193,7 +191,7 @@ class LeaveRoom(Command):  # type: ignore[type-arg]
             await session.matrix.leave(room_id)
         # Forgotten first, so the leave coming back through sync is not
         # handled a second time.
-        session.forget_announced(room_id)
+        session.state.forget_announced(room_id)
         await muc.remove_from_bookmarks()
         await session.bookmarks.remove(muc, reason="You left this room.")
         await _until_synced_out(session, room_id)

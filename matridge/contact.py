@@ -29,6 +29,7 @@ from slixmpp.exceptions import XMPPError
 from . import room_admin
 from .chat import MatrixChat
 from .errors import is_transient, matrix_errors
+from .ids import is_user_id, jid_local_to_matrix_id, localpart, matrix_id_to_jid_local
 from .matrix import (
     Event,
     MatrixError,
@@ -37,14 +38,7 @@ from .matrix import (
     SyncRoom,
 )
 from .media import show_avatar
-from .util import (
-    ChatSender,
-    MatrixMixin,
-    MentionTarget,
-    jid_local_to_matrix_id,
-    localpart,
-    matrix_id_to_jid_local,
-)
+from .util import ChatSender, MatrixMixin, MentionTarget
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -52,20 +46,6 @@ if TYPE_CHECKING:
     from .session import Session
 
 log = logging.getLogger(__name__)
-
-# The Matrix spec's limit on a user id's length.
-MAX_USER_ID_LENGTH = 255
-
-
-def is_user_id(text: str) -> bool:
-    """True for something shaped like a Matrix user id: ``@localpart:server``."""
-    local, sep, server = text[1:].partition(":")
-    return (
-        text.startswith("@")
-        and bool(sep and local and server)
-        and len(text.encode()) <= MAX_USER_ID_LENGTH
-        and not any(c.isspace() for c in text)
-    )
 
 
 def direct_partner(info: RoomInfo) -> str | None:
@@ -235,10 +215,10 @@ class Contact(MatrixMixin, MatrixChat, LegacyContact):
     def gap_stop(self) -> str | None:
         # The newest message already relayed, saved with the sync token: the
         # seen ids are empty after a restart, and there is no archive here.
-        return self.session.delivered_mark(self.room_id)
+        return self.session.state.delivered_mark(self.room_id)
 
     def delivered(self, event_id: str) -> None:
-        self.session.note_delivered(self.room_id, event_id)
+        self.session.state.note_delivered(self.room_id, event_id)
 
     async def on_message(self, message: ContactMessage) -> str:
         """Sends to the direct room, creating it first if there is none."""

@@ -30,15 +30,10 @@ from slixmpp.exceptions import XMPPError
 from . import config, room_admin, room_state
 from .chat import CHAT_KINDS, MatrixChat
 from .errors import NotShown, is_transient
+from .ids import jid_local_to_matrix_id, localpart, matrix_id_to_jid_local
 from .matrix import Event, MatrixError, NetworkError, RoomInfo
 from .outgoing import Mention, find_mentions, merge_mentions
-from .util import (
-    MatrixMixin,
-    MentionTarget,
-    jid_local_to_matrix_id,
-    localpart,
-    matrix_id_to_jid_local,
-)
+from .util import MatrixMixin, MentionTarget
 
 if TYPE_CHECKING:
     from .session import Session
@@ -312,7 +307,7 @@ class MUC(MatrixChat, LegacyMUC[Participant]):
         # What the archive now holds must not come again live from a sync
         # batch that was already on its way.
         for event in events:
-            self.session.seen_ids.add(event.event_id or "")
+            self.session.state.seen.add(event.event_id or "")
         log.debug("Backfilled %d events of %s", n, self.legacy_id)
 
     def newest_archived_id(self) -> str | None:
@@ -369,9 +364,9 @@ class Bookmarks(LegacyBookmarks[MUC]):
             # so that a passing one is retried instead of losing the room.
             self.log.info("Room %s is not shown: %s", room_id, e.text)
             return None
-        if room_id not in self.session.announced_rooms:
+        if room_id not in self.session.state.announced:
             await muc.add_to_bookmarks(auto_join=True)
-            self.session.remember_announced(room_id)
+            self.session.state.remember_announced(room_id)
         return muc
 
     async def legacy_id_to_jid_local_part(self, legacy_id: str) -> str:

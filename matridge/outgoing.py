@@ -8,8 +8,6 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
-from slixmpp.exceptions import XMPPError
-
 from .formatting import styling_to_html
 
 HTML_FORMAT = "org.matrix.custom.html"
@@ -140,16 +138,3 @@ def reaction_content(target: str, key: str) -> dict[str, Any]:
     return {
         "m.relates_to": {"rel_type": "m.annotation", "event_id": target, "key": key}
     }
-
-
-def require_event_id(legacy_id: str) -> str:
-    """`legacy_id` if it names a Matrix event; else the XMPP error that the
-    user acted on something that is not a Matrix message."""
-    if not is_event_id(legacy_id):
-        raise XMPPError("item-not-found", "This is not a Matrix message.")
-    return legacy_id
-
-
-def is_event_id(legacy_id: str | None) -> bool:
-    """Whether an id slidge maps to is a Matrix event id (``$…``)."""
-    return bool(legacy_id) and str(legacy_id).startswith("$")

@@ -11,10 +11,9 @@ remaining keys, read from the homeserver's relations (:func:`reactions_on`).
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
-from typing import NamedTuple
 
 from .matrix import MatrixClient, MatrixError, NetworkError
+from .state import ReactionLog
 
 log = logging.getLogger(__name__)
 
@@ -24,42 +23,10 @@ MAX_RELATION_PAGES = 5
 RELATION_PAGE = 100
 
 
-class Reaction(NamedTuple):
-    target: str  # the event reacted to
-    sender: str
-    key: str
-
-
 def normalise_key(key: str) -> str:
     # XMPP clients and slidge drop the emoji presentation selector that
     # Matrix clients often keep: keys compare without it.
     return key.replace("\ufe0f", "")
-
-
-class ReactionLog:
-    """Reaction event id → (target, sender, key) for the recent reactions of
-    one room, bounded: the oldest are forgotten first."""
-
-    def __init__(self, size: int) -> None:
-        self._size = max(size, 1)
-        self._by_id: OrderedDict[str, Reaction] = OrderedDict()
-
-    def add(self, event_id: str, reaction: Reaction) -> None:
-        self._by_id[event_id] = reaction
-        self._by_id.move_to_end(event_id)
-        while len(self._by_id) > self._size:
-            self._by_id.popitem(last=False)
-
-    def pop(self, event_id: str) -> Reaction | None:
-        return self._by_id.pop(event_id, None)
-
-    def keys(self, target: str, sender: str) -> dict[str, str]:
-        """The remembered reactions of `sender` on `target`: key → event id."""
-        return {
-            r.key: event_id
-            for event_id, r in self._by_id.items()
-            if r.target == target and r.sender == sender
-        }
 
 
 async def reactions_on(

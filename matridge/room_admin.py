@@ -18,8 +18,8 @@ from slidge.util.types import MucAffiliation
 from slixmpp.exceptions import XMPPError
 
 from .errors import matrix_errors
+from .ids import jid_local_to_matrix_id
 from .matrix import MatrixError, NetworkError
-from .util import jid_local_to_matrix_id
 
 if TYPE_CHECKING:
     from slidge.contact import LegacyContact
@@ -67,7 +67,7 @@ async def leave(muc: MUC) -> None:
     leave the Matrix room. Forgotten first, so the leave that sync brings
     back is not shown as a second removal."""
     session = muc.session
-    session.forget_announced(muc.room_id)
+    session.state.forget_announced(muc.room_id)
     with matrix_errors("leave the room"):
         await session.matrix.leave(muc.room_id)
 
@@ -138,7 +138,7 @@ async def create_group(
             name=name, invite=invite, preset="private_chat"
         )
     # Created from XMPP: the user already gets its address from the command.
-    session.remember_announced(room_id)
+    session.state.remember_announced(room_id)
     return room_id
 
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Literal
 
-from slixmpp import JID
 from slixmpp.exceptions import XMPPError
 
 from .errors import matrix_errors
+from .ids import room_jid, server_of
 from .matrix import (
     Event,
     MatrixError,
@@ -26,7 +26,6 @@ from .matrix import (
     SyncRoom,
 )
 from .media import show_avatar
-from .util import matrix_id_to_jid_local
 
 if TYPE_CHECKING:
     from .group import MUC, Participant
@@ -57,17 +56,6 @@ def apply_power(part: Participant, level: int) -> None:
     # one then shows both.
     part.role = role
     part.affiliation = affiliation
-
-
-def room_jid(session: Session, room_id: str) -> JID:
-    """The MUC address of a Matrix room."""
-    return JID(f"{matrix_id_to_jid_local(room_id)}@{session.xmpp.boundjid.bare}")
-
-
-def server_of(matrix_id: str) -> str | None:
-    """The server part of a user or (pre-v12) room id, to join via."""
-    _, sep, server = matrix_id.partition(":")
-    return server if sep and server else None
 
 
 # ---- events of a joined room ---------------------------------------------
@@ -160,7 +148,7 @@ async def on_tombstone(muc: MUC, event: Event) -> None:
             f"be joined: {e}"
         )
         return
-    address = room_jid(session, successor)
+    address = room_jid(session.xmpp.boundjid.bare, successor)
     why = f" ({event.body})" if event.body else ""
     muc.get_system_participant().send_text(
         f"This room was upgraded{why}. The conversation continues in "
@@ -176,10 +164,10 @@ async def on_left_room(session: Session, room: SyncRoom) -> None:
     or someone kicked or banned them. The MUC tells them so (as a kick or a
     ban of their own occupant, with the reason) and the room leaves their
     bookmarks."""
-    if room.room_id not in session.announced_rooms:
+    if room.room_id not in session.state.announced:
         return
     own = _own_membership_event(session, room)
-    session.forget_announced(room.room_id)
+    session.state.forget_announced(room.room_id)
     try:
         muc = await session.bookmarks.by_legacy_id(room.room_id)
     except XMPPError as e:
@@ -215,7 +203,7 @@ async def on_invited(session: Session, room: SyncRoom) -> None:
     gateway to the room's MUC address, naming the inviter and the room.
     Joining the MUC accepts it. Spaces are not offered."""
     room_id = room.room_id
-    if room_id in session.invitations_sent:
+    if room_id in session.state.invitations_sent:
         return
     info = session.room_info(room_id)
     if info is None or info.is_space or info.membership != "invite":
@@ -227,10 +215,11 @@ async def on_invited(session: Session, room: SyncRoom) -> None:
     text += f"'{info.display_name}'"
     if inviter and who and who != inviter:
         text += f" ({inviter})"
-    session.invitations_sent.add(room_id)
+    session.state.invitations_sent.add(room_id)
     # slidge holds it until the session is ready, so the client can join.
     session.send_gateway_invite(
-        room_jid(session, room_id), reason=text + ". Join the group chat to accept."
+        room_jid(session.xmpp.boundjid.bare, room_id),
+        reason=text + ". Join the group chat to accept.",
     )
 
 
@@ -244,6 +233,6 @@ async def accept_invitation(muc: MUC) -> None:
         return
     with matrix_errors("let you join this room"):
         await session.matrix.join(muc.room_id)
-    session.invitations_sent.discard(muc.room_id)
-    session.remember_announced(muc.room_id)
+    session.state.invitations_sent.discard(muc.room_id)
+    session.state.remember_announced(muc.room_id)
     await muc.update_info(await session.load_room_state(muc.room_id))

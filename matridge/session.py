@@ -13,8 +13,7 @@ import asyncio
 import hashlib
 import uuid
 import weakref
-from collections import OrderedDict
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +37,7 @@ from .matrix import (
     RoomInfo,
     SyncBatch,
 )
-from .memory import ChatMemory
+from .state import AccountState
 from .sync_status import SyncHealth
 
 if TYPE_CHECKING:
@@ -49,21 +48,18 @@ if TYPE_CHECKING:
 xmpp_message_id: ContextVar[str | None] = ContextVar("xmpp_message_id", default=None)
 
 
-class RecentIds:
-    """A bounded set that forgets the oldest ids first."""
+class _SavedData:
+    """The user's stored data in slidge, as the account state's Store."""
 
-    def __init__(self, size: int) -> None:
-        self._ids: OrderedDict[str, None] = OrderedDict()
-        self._size = max(size, 1)
+    def __init__(self, session: Session) -> None:
+        self._session = session
 
-    def __contains__(self, item: str) -> bool:
-        return item in self._ids
+    @property
+    def saved(self) -> Mapping[str, Any]:
+        return self._session.user.legacy_module_data
 
-    def add(self, item: str) -> None:
-        self._ids[item] = None
-        self._ids.move_to_end(item)
-        while len(self._ids) > self._size:
-            self._ids.popitem(last=False)
+    def save(self, data: dict[str, Any]) -> None:
+        self._session.legacy_module_data_update(data)
 
 
 class Session(BaseSession[Roster, Bookmarks]):
@@ -71,19 +67,14 @@ class Session(BaseSession[Roster, Bookmarks]):
         super().__init__(*args, **kwargs)
         self.matrix: MatrixClient = None  # type: ignore[assignment]  # set by login
         self.user_id: str = str(self.user.legacy_module_data.get("user_id", ""))
-        self._seen = RecentIds(config.MESSAGE_ID_MEMORY)
+        self.state = AccountState(_SavedData(self))
         # A lock lives while a send holds or awaits it, so idle rooms cost nothing.
         self._send_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
         self._queue: asyncio.Queue[SyncBatch | None] = asyncio.Queue()
         self._consumer: asyncio.Task[None] | None = None
-        # Direct rooms' newest relayed events, saved with the next sync token.
-        self._pending_marks: dict[str, str] = {}
         self.sync_health = SyncHealth()  # read by the sync-status command
-        # Rooms whose invitation was shown to the user since the gateway started.
-        self.invitations_sent: set[str] = set()
-        self._chat_memories: dict[str, ChatMemory] = {}
 
     # ---- login / logout --------------------------------------------------
 
@@ -220,31 +211,7 @@ class Session(BaseSession[Roster, Bookmarks]):
     def _save_progress(self, token: str) -> None:
         # The token and the direct chats' delivery marks are saved together:
         # a crash re-delivers both from the same point.
-        self.legacy_module_data_update({"since": token, **self._take_direct_marks()})
-
-    # ---- delivery marks of direct chats -----------------------------------
-
-    def note_delivered(self, room_id: str, event_id: str) -> None:
-        """The newest event relayed to a direct chat, saved with the batch."""
-        self._pending_marks[room_id] = event_id
-
-    def delivered_mark(self, room_id: str) -> str | None:
-        """The newest event of a direct room relayed before now (the saved
-        marks survive restarts, unlike the seen ids)."""
-        if room_id in self._pending_marks:
-            return self._pending_marks[room_id]
-        marks = self.user.legacy_module_data.get("direct_marks")
-        mark = marks.get(room_id) if isinstance(marks, dict) else None
-        return mark if isinstance(mark, str) else None
-
-    def _take_direct_marks(self) -> dict[str, Any]:
-        if not self._pending_marks:
-            return {}
-        saved = self.user.legacy_module_data.get("direct_marks")
-        marks = dict(saved) if isinstance(saved, dict) else {}
-        marks.update(self._pending_marks)
-        self._pending_marks = {}
-        return {"direct_marks": marks}
+        self.legacy_module_data_update({"since": token, **self.state.take_marks()})
 
     async def chat_for(self, room_id: str) -> MatrixChat | None:
         """The XMPP conversation that shows a joined room: the contact of a
@@ -254,16 +221,6 @@ class Session(BaseSession[Roster, Bookmarks]):
         if contact is not None:
             return contact
         return await self.bookmarks.show(room_id)
-
-    def forget_chat_memory(self, room_id: str) -> None:
-        """A left room's memory goes: its recent events hold their sync
-        batches alive."""
-        self._chat_memories.pop(room_id, None)
-
-    @property
-    def seen_ids(self) -> RecentIds:
-        """Event ids already relayed (or deliberately skipped)."""
-        return self._seen
 
     def is_own_echo(self, event: Event) -> bool:
         """True for events this gateway sent: slidge already showed them.
@@ -279,27 +236,6 @@ class Session(BaseSession[Roster, Bookmarks]):
         return await search.on_search(self, form_values)
 
     # ---- room knowledge --------------------------------------------------
-
-    @property
-    def announced_rooms(self) -> set[str]:
-        """Rooms already added to the user's bookmarks or invited to."""
-        rooms = self.user.legacy_module_data.get("announced_rooms")
-        return set(rooms) if isinstance(rooms, list) else set()
-
-    def remember_announced(self, room_id: str) -> None:
-        rooms = self.announced_rooms | {room_id}
-        self._store_announced(rooms)
-
-    def forget_announced(self, room_id: str) -> None:
-        self._store_announced(self.announced_rooms - {room_id})
-
-    def _store_announced(self, rooms: set[str]) -> None:
-        # A JSON list; slidge's JSONSerializable type does not spell lists out.
-        self.legacy_module_data_update({"announced_rooms": sorted(rooms)})  # type: ignore[dict-item]
-
-    def chat_memory(self, room_id: str) -> ChatMemory:
-        """What the conversation of `room_id` remembers between events."""
-        return self._chat_memories.setdefault(room_id, ChatMemory())
 
     def room_info(self, room_id: str) -> RoomInfo | None:
         """A snapshot of the room from the engine's room cache, if known."""
@@ -345,7 +281,7 @@ class Session(BaseSession[Roster, Bookmarks]):
                 event_id = await self._send_with_retries(
                     room_id, event_type, content, txn_id
                 )
-        self._seen.add(event_id)  # so its return through sync is skipped
+        self.state.seen.add(event_id)  # so its return through sync is skipped
         return event_id
 
     async def _send_with_retries(

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from xml.etree import ElementTree as ET
 
 from slixmpp import Message as XMPPMessage
-from slixmpp.jid import unescape_node
 
 from .media import MediaSender, is_media, send_matrix_media
 
@@ -23,60 +22,6 @@ if TYPE_CHECKING:
     from .matrix import Event, Message
 
 log = logging.getLogger(__name__)
-
-# XEP-0106 escapes for what a JID local part may not hold.
-_ESCAPES = {
-    " ": "\\20",
-    '"': "\\22",
-    "&": "\\26",
-    "'": "\\27",
-    "/": "\\2f",
-    ":": "\\3a",
-    "<": "\\3c",
-    ">": "\\3e",
-    "@": "\\40",
-    "\\": "\\5c",
-}
-
-
-def matrix_id_to_jid_local(matrix_id: str) -> str:
-    """Maps a Matrix id to a JID local part that survives case folding.
-
-    Matrix room ids are case-sensitive but XMPP servers and clients may
-    lower-case JIDs, so each upper-case letter becomes ``^`` + its lower case
-    (and ``^`` itself ``^^``); the rest is escaped as in XEP-0106.
-    """
-    out = []
-    for ch in matrix_id:
-        if ch == "^":
-            out.append("^^")
-        elif "A" <= ch <= "Z":
-            out.append("^" + ch.lower())
-        else:
-            out.append(_ESCAPES.get(ch, ch))
-    return "".join(out)
-
-
-def jid_local_to_matrix_id(local: str) -> str:
-    """The inverse of :func:`matrix_id_to_jid_local`."""
-    text = unescape_node(local)
-    out = []
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if ch == "^" and i + 1 < len(text):
-            nxt = text[i + 1]
-            out.append("^" if nxt == "^" else nxt.upper())
-            i += 2
-            continue
-        out.append(ch)
-        i += 1
-    return "".join(out)
-
-
-def localpart(user_id: str) -> str:
-    """``@alice:example.org`` → ``alice`` (what to show when there is no name)."""
-    return user_id[1:].split(":", 1)[0] if user_id.startswith("@") else user_id
 
 
 def timestamp(event: Event) -> datetime | None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pytest
 import pytest_asyncio
 
-from matridge.util import matrix_id_to_jid_local
+from matridge.ids import matrix_id_to_jid_local
 from tests.harness.fixtures import prosody, synapse
 from tests.harness.gateway import Gateway
 from tests.harness.matrix_user import MatrixUser

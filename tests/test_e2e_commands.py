@@ -11,7 +11,7 @@ from xml.etree import ElementTree as ET
 import pytest
 from slixmpp import JID, Message
 
-from matridge.util import jid_local_to_matrix_id
+from matridge.ids import jid_local_to_matrix_id
 from tests.conftest import Person, new_matrix_user, unique
 from tests.harness.matrix_user import MatrixUser
 from tests.harness.synapse import Synapse

@@ -22,7 +22,7 @@ import pytest_asyncio
 from PIL import Image
 from slixmpp import JID, Message, Presence
 
-from matridge.util import matrix_id_to_jid_local
+from matridge.ids import matrix_id_to_jid_local
 from tests.conftest import Person, new_matrix_user, new_person, unique
 from tests.harness.gateway import Gateway
 from tests.harness.matrix_user import MatrixUser

@@ -21,7 +21,7 @@ from slixmpp import Iq, Message, Presence
 from slixmpp.exceptions import IqError
 from slixmpp.plugins.xep_0004 import Form
 
-from matridge.util import matrix_id_to_jid_local
+from matridge.ids import matrix_id_to_jid_local
 from tests.conftest import Person, new_matrix_user, unique
 from tests.harness.matrix_user import MatrixUser
 from tests.harness.synapse import Synapse

@@ -37,7 +37,7 @@ import slidge
 from alembic.script import ScriptDirectory
 from slixmpp import Message, Presence
 
-from matridge.util import matrix_id_to_jid_local
+from matridge.ids import matrix_id_to_jid_local
 from tests.harness.gateway import Gateway
 from tests.harness.matrix_user import MatrixUser
 from tests.harness.prosody import Prosody

@@ -171,7 +171,7 @@ def _remember_initial(session: Session, room: SyncRoom) -> None:
     # so they are never replayed as live messages.
     for ev in room.timeline:
         if ev.event_id:
-            session.seen_ids.add(ev.event_id)
+            session.state.seen.add(ev.event_id)
 
 
 async def _guard(session: Session, what: str, step: Awaitable[None]) -> None:
@@ -204,7 +204,7 @@ def _give_up(session: Session, work: _RoomWork) -> None:
             "They are in the room's history on Matrix."
         )
     for e in left:
-        session.seen_ids.add(e.event_id or "")
+        session.state.seen.add(e.event_id or "")
 
 
 def _reason(error: BaseException | None) -> str:
@@ -249,7 +249,7 @@ async def _chat(session: Session, work: _RoomWork) -> MatrixChat | None:
     needs_chat = (
         any(
             e.event_id is not None
-            and e.event_id not in session.seen_ids
+            and e.event_id not in session.state.seen
             and e.invalid is None
             for e in work.events[work.next :]
         )
@@ -272,7 +272,7 @@ def _not_shown(session: Session, work: _RoomWork, error: BaseException) -> None:
     left = [
         e
         for e in work.events[work.next :]
-        if e.event_id and e.event_id not in session.seen_ids and e.invalid is None
+        if e.event_id and e.event_id not in session.state.seen and e.invalid is None
     ]
     log.warning("Room %s cannot be shown: %s", work.room.room_id, error)
     for ev in left:
@@ -280,14 +280,14 @@ def _not_shown(session: Session, work: _RoomWork, error: BaseException) -> None:
             f"A message from {ev.sender or 'someone'} in the Matrix room "
             f"{work.room.room_id} could not be shown: {_reason(error)}."
         )
-        session.seen_ids.add(ev.event_id or "")
+        session.state.seen.add(ev.event_id or "")
     work.next = len(work.events)
 
 
 def _skip_rest(session: Session, work: _RoomWork) -> None:
     for ev in work.events[work.next :]:
         if ev.event_id:
-            session.seen_ids.add(ev.event_id)
+            session.state.seen.add(ev.event_id)
     work.next = len(work.events)
     work.gap_filled = work.ephemeral_done = True
 
@@ -310,7 +310,7 @@ async def _fill_gap(session: Session, chat: MatrixChat, room: SyncRoom) -> None:
 
 async def _relay(session: Session, chat: MatrixChat, room: SyncRoom, ev: Event) -> None:
     """One timeline event; remembered as seen once it was shown."""
-    if ev.event_id is None or ev.event_id in session.seen_ids:
+    if ev.event_id is None or ev.event_id in session.state.seen:
         return
     if ev.invalid is not None:
         session.log.warning(
@@ -319,7 +319,7 @@ async def _relay(session: Session, chat: MatrixChat, room: SyncRoom, ev: Event) 
             room.room_id,
             ev.invalid,
         )
-        session.seen_ids.add(ev.event_id)
+        session.state.seen.add(ev.event_id)
         return
     try:
         await chat.on_matrix_event(ev)
@@ -334,7 +334,7 @@ async def _relay(session: Session, chat: MatrixChat, room: SyncRoom, ev: Event) 
             raise RoomStopped from e
         session.log.exception("Could not relay %s in %s", ev.event_id, room.room_id)
         await _placeholder(session, chat, ev, e)
-    session.seen_ids.add(ev.event_id)
+    session.state.seen.add(ev.event_id)
 
 
 async def _placeholder(
@@ -372,7 +372,7 @@ async def _left(session: Session, room: SyncRoom) -> None:
     await session.contacts.classify(room.room_id)  # a direct chat no more
     await room_state.on_left_room(session, room)
     # Its recent events hold their sync batches in memory: let them go.
-    session.forget_chat_memory(room.room_id)
+    session.state.forget_room(room.room_id)
 
 
 async def _invited(session: Session, room: SyncRoom) -> None:
