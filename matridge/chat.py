@@ -11,7 +11,6 @@ the room.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +24,6 @@ from slidge.util.types import Mention as SlidgeMention
 from slixmpp.exceptions import XMPPError
 
 from . import config
-from .errors import matrix_errors
 from .ids import is_event_id, require_event_id
 from .matrix import (
     Event,
@@ -37,6 +35,7 @@ from .matrix import (
     Receipt,
 )
 from .media import send_sticker, send_xmpp_attachments
+from .outbound import fresh_txn_id
 from .outgoing import (
     Mention,
     edit_content,
@@ -417,9 +416,7 @@ class MatrixChat:
             content = edit_content(message.replace, content)
         else:
             content = relate(content, reply, thread)
-        return await self.session.send_to_matrix(
-            self.room_id, "m.room.message", content
-        )
+        return await self.session.outbound.send(self.room_id, "m.room.message", content)
 
     async def on_react(
         self, legacy_msg_id: str, emojis: list[str], thread: str | None = None
@@ -433,11 +430,11 @@ class MatrixChat:
         wanted = {normalise_key(e): e for e in emojis}
         have = {normalise_key(k): k for k in mine}
         for key in wanted.keys() - have.keys():
-            event_id = await self.session.send_to_matrix(
+            event_id = await self.session.outbound.send(
                 self.room_id,
                 "m.reaction",
                 reaction_content(legacy_msg_id, wanted[key]),
-                txn_id=self._fresh_txn_id(),
+                txn_id=fresh_txn_id(),
             )
             self.reaction_log.put(event_id, Reaction(legacy_msg_id, me, wanted[key]))
         for key in have.keys() - wanted.keys():
@@ -469,21 +466,11 @@ class MatrixChat:
             moderate(legacy_msg_id, reason)
 
     async def redact(self, event_id: str, reason: str | None = None) -> None:
-        """Redacts an event of this room (the redaction's own return through
-        sync is skipped)."""
-        with matrix_errors("remove the message"):
-            redaction = await self.session.matrix.redact(
-                self.room_id, event_id, self._fresh_txn_id(), reason
-            )
-        self.session.state.seen.add(redaction)
+        """Redacts an event of this room (through the room's send order and
+        retries; the redaction's own return through sync is skipped)."""
+        await self.session.outbound.redact(self.room_id, event_id, reason)
         self._recent.pop(event_id)
         self.reaction_log.pop(event_id)
-
-    @staticmethod
-    def _fresh_txn_id() -> str:
-        # Reactions and redactions are several events for one XMPP stanza:
-        # each needs its own transaction id.
-        return "m" + uuid.uuid4().hex
 
     # ---- chat states and markers from XMPP -----------------------------
 

@@ -14,7 +14,8 @@ from slixmpp.exceptions import XMPPError
 
 from . import commands, config, logsafety, search
 from .matrix import MatrixClient, MatrixError, NetworkError
-from .session import Session, xmpp_message_id
+from .outbound import xmpp_message_id
+from .session import Session
 
 log = logging.getLogger(__name__)
 

@@ -384,8 +384,8 @@ async def send_xmpp_attachments(
         event_type = "m.sticker" if msgtype == "m.sticker" else "m.room.message"
         # Each file its own transaction id: one id for all would make every
         # file after the first look like a retry of the first.
-        event_id = await session.send_to_matrix(
-            room_id, event_type, content, txn_id=session.txn_id(part)
+        event_id = await session.outbound.send(
+            room_id, event_type, content, txn_id=session.outbound.txn_id(part)
         )
         first = first or event_id
         caption = None
@@ -410,7 +410,7 @@ async def send_sticker(session: Session, room_id: str, sticker: StickerProtocol)
     is_link = fallback.startswith(("http://", "https://")) and " " not in fallback
     content["body"] = "sticker" if not fallback or is_link else fallback
     del content["filename"]
-    return await session.send_to_matrix(room_id, "m.sticker", content)
+    return await session.outbound.send(room_id, "m.sticker", content)
 
 
 # ---- avatars ----------------------------------------------------------------

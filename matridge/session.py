@@ -10,11 +10,8 @@ events from showing twice.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import uuid
 import weakref
 from collections.abc import Coroutine, Mapping
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from slidge import BaseSession
@@ -37,15 +34,12 @@ from .matrix import (
     RoomInfo,
     SyncBatch,
 )
+from .outbound import Outbound
 from .state import AccountState
 from .sync_status import SyncHealth
 
 if TYPE_CHECKING:
     from .chat import MatrixChat
-
-# The id of the XMPP message being handled, set by Gateway.event() so that
-# sends can derive their Matrix transaction id from it.
-xmpp_message_id: ContextVar[str | None] = ContextVar("xmpp_message_id", default=None)
 
 
 class _SavedData:
@@ -66,6 +60,7 @@ class Session(BaseSession[Roster, Bookmarks]):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.matrix: MatrixClient = None  # type: ignore[assignment]  # set by login
+        self.outbound: Outbound = None  # type: ignore[assignment]  # set by login
         self.user_id: str = str(self.user.legacy_module_data.get("user_id", ""))
         self.state = AccountState(_SavedData(self))
         # A lock lives while a send holds or awaits it, so idle rooms cost nothing.
@@ -94,6 +89,7 @@ class Session(BaseSession[Roster, Bookmarks]):
                 "homeserver, user name and password."
             )
         self.matrix = MatrixClient(homeserver, token, insecure=config.INSECURE_TLS)
+        self.outbound = Outbound(self.matrix, self.user_jid.bare, self.state.seen)
         try:
             who = await self.matrix.whoami()
         except MatrixError as e:
@@ -250,63 +246,6 @@ class Session(BaseSession[Roster, Bookmarks]):
         return info
 
     # ---- XMPP → Matrix ---------------------------------------------------
-
-    def txn_id(self, part: int = 0) -> str:
-        """A transaction id derived from the XMPP message id, so that sending
-        the same XMPP message twice never makes two Matrix events. `part`
-        tells apart the events one XMPP message makes (its files)."""
-        msg_id = xmpp_message_id.get()
-        if not msg_id:
-            return "m" + uuid.uuid4().hex
-        digest = hashlib.sha256(f"{self.user_jid.bare}\0{msg_id}".encode()).hexdigest()
-        return "x" + digest[:40] + (f".{part}" if part else "")
-
-    async def send_to_matrix(
-        self,
-        room_id: str,
-        event_type: str,
-        content: dict[str, Any],
-        txn_id: str | None = None,
-    ) -> str:
-        """Sends an event; `txn_id` defaults to one derived from the XMPP
-        message being handled."""
-        txn_id = txn_id or self.txn_id()
-        # One send at a time per room, so retries through an outage keep the
-        # messages in the order they came.
-        lock = self._send_locks.get(room_id)
-        if lock is None:
-            lock = self._send_locks[room_id] = asyncio.Lock()
-        with matrix_errors("send the message"):
-            async with lock:
-                event_id = await self._send_with_retries(
-                    room_id, event_type, content, txn_id
-                )
-        self.state.seen.add(event_id)  # so its return through sync is skipped
-        return event_id
-
-    async def _send_with_retries(
-        self, room_id: str, event_type: str, content: dict[str, Any], txn_id: str
-    ) -> str:
-        """Sends, retrying through outages (network errors, 5xx) with backoff
-        for up to SEND_RETRY_SECONDS. The transaction id stays the same, so a
-        send that did reach the homeserver is not repeated."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + config.SEND_RETRY_SECONDS
-        delay = 0.5
-        while True:
-            try:
-                return await self.matrix.send_event(
-                    room_id, event_type, content, txn_id
-                )
-            except (MatrixError, NetworkError) as e:
-                transient = isinstance(e, NetworkError) or e.status >= 500
-                if not transient or loop.time() + delay > deadline:
-                    raise
-                self.log.info(
-                    "Send to %s failed (%s); retrying in %.1fs", room_id, e, delay
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
 
     # ---- the user's XMPP presence and avatar (matridge.room_admin) --------
 
