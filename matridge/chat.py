@@ -45,8 +45,8 @@ from .outgoing import (
     text_content,
 )
 from .reactions import current_reactions, normalise_key
+from .render import ChatSender, MentionTarget, message_mentions, message_text
 from .state import Bounded, ChatMemory, Reaction, ReactionLog
-from .util import ChatSender, MentionTarget, message_mentions, message_text
 
 if TYPE_CHECKING:
     from .session import Session

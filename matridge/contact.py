@@ -38,7 +38,8 @@ from .matrix import (
     SyncRoom,
 )
 from .media import show_avatar
-from .util import ChatSender, MatrixMixin, MentionTarget
+from .render import ChatSender, MentionTarget
+from .util import MatrixMixin
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping

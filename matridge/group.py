@@ -33,7 +33,8 @@ from .errors import NotShown, is_transient
 from .ids import jid_local_to_matrix_id, localpart, matrix_id_to_jid_local
 from .matrix import Event, MatrixError, NetworkError, RoomInfo
 from .outgoing import Mention, find_mentions, merge_mentions
-from .util import MatrixMixin, MentionTarget
+from .render import MentionTarget
+from .util import MatrixMixin
 
 if TYPE_CHECKING:
     from .session import Session

@@ -8,7 +8,7 @@ import pytest
 
 from matridge.formatting import styling_to_html
 from matridge.outgoing import edit_content, find_mentions, relate, text_content
-from matridge.util import MentionTarget, apply_mentions
+from matridge.render import MentionTarget, apply_mentions
 
 
 @pytest.mark.parametrize(
