@@ -24,6 +24,7 @@ from slidge.util.types import Mention as SlidgeMention
 from slixmpp.exceptions import XMPPError
 
 from . import config
+from .context import HasAccount
 from .ids import is_event_id, require_event_id
 from .matrix import (
     Event,
@@ -49,7 +50,7 @@ from .render import ChatSender, MentionTarget, message_mentions, message_text
 from .state import Bounded, ChatMemory, Reaction, ReactionLog
 
 if TYPE_CHECKING:
-    from .session import Session
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +68,8 @@ CHAT_KINDS = (*MESSAGE_KINDS, "reaction", "redaction")
 TYPING_TIMEOUT_MS = 30000
 
 
-class MatrixChat:
+class MatrixChat(HasAccount):
     """One Matrix room as an XMPP conversation (mixed into MUC and Contact)."""
-
-    session: Session
 
     @property
     def room_id(self) -> str:
@@ -89,13 +88,13 @@ class MatrixChat:
     async def fill_gap(self, prev_batch: str) -> None:
         """A sync timeline came ``limited``: relays the events between what
         the user last got (`gap_stop`) and that timeline, so none is skipped."""
-        history = await self.session.matrix.history(
+        history = await self.account.matrix.history(
             self.room_id,
             prev_batch,
             until_event_id=self.gap_stop(),
             limit=config.GAP_FILL_EVENTS,
         )
-        seen = self.session.state.seen
+        seen = self.account.state.seen
         fresh = tuple(e for e in history.events if (e.event_id or "") not in seen)
         n = await self.relay_history(history, fresh, archive_only=False)
         for e in fresh:
@@ -122,7 +121,7 @@ class MatrixChat:
     def memory(self) -> ChatMemory:
         """What this conversation remembers between events (slidge makes a
         new object for each lookup, so it lives in the session)."""
-        return self.session.state.memory(self.room_id)
+        return self.account.state.memory(self.room_id)
 
     @property
     def _recent(self) -> Bounded[str, Event]:
@@ -142,7 +141,7 @@ class MatrixChat:
         if cached is not None:
             return cached
         try:
-            return await self.session.matrix.get_event(self.room_id, msg_id)
+            return await self.account.matrix.get_event(self.room_id, msg_id)
         except MatrixError as e:
             if e.status in (400, 403, 404):
                 return None
@@ -164,7 +163,7 @@ class MatrixChat:
         # slidge wants the string "user" for the XMPP user's own messages.
         author: Any = (
             "user"
-            if target.sender == self.session.user_id
+            if target.sender == self.account.user_id
             else await self.sender_for(target.sender)
         )
         body = message_text(target.message)
@@ -175,7 +174,7 @@ class MatrixChat:
     async def on_matrix_event(self, event: Event) -> None:
         """Shows one live timeline event of this room to the XMPP user."""
         if event.kind in MESSAGE_KINDS:
-            if self.session.is_own_echo(event):
+            if self.account.is_own_echo(event):
                 self.remember_event(event)
                 return
             await self.relay(event)
@@ -259,7 +258,7 @@ class MatrixChat:
         if not spans:
             return targets
         # One snapshot of the members for the whole message.
-        info = self.session.room_info(self.room_id)
+        info = self.account.room_info(self.room_id)
         members = info.members if info is not None else {}
         for _, _, user_id in spans:
             if user_id in targets:
@@ -274,7 +273,7 @@ class MatrixChat:
     ) -> MentionTarget | None:
         """How a mention of Matrix user `user_id` shows on XMPP; None to
         leave the pill's text as it is (someone not in this room)."""
-        if user_id == self.session.user_id:
+        if user_id == self.account.user_id:
             return self.own_mention_target()
         member = members.get(user_id)
         if member is None or member.membership != "join":
@@ -305,13 +304,13 @@ class MatrixChat:
         if not target or not key or not sender or not event.event_id:
             return
         self.reaction_log.put(event.event_id, Reaction(target, sender, key))
-        if self.session.is_own_echo(event):
+        if self.account.is_own_echo(event):
             return
         await self.show_reactions(target, sender)
 
     async def show_reactions(self, target: str, sender: str) -> None:
         keys = await current_reactions(
-            self.session.matrix, self.room_id, target, sender, self.reaction_log
+            self.account.matrix, self.room_id, target, sender, self.reaction_log
         )
         entity = await self.sender_for(sender)
         entity.react(target, list(keys))
@@ -324,7 +323,7 @@ class MatrixChat:
         if not redacts or not redactor:
             return
         reaction = self.reaction_log.pop(redacts)
-        if self.session.is_own_echo(event):
+        if self.account.is_own_echo(event):
             return  # the user's removal from XMPP: shown already
         if reaction is not None:
             await self.show_reactions(reaction.target, reaction.sender)
@@ -353,7 +352,7 @@ class MatrixChat:
     async def on_typing(self, user_ids: Sequence[str]) -> None:
         """The room's typing users now: who started composes, who stopped
         pauses (XEP-0085). The XMPP user's own typing is not echoed."""
-        now = {u for u in user_ids if u != self.session.user_id}
+        now = {u for u in user_ids if u != self.account.user_id}
         before = self.memory.typing
         for user_id in sorted(now - before):
             (await self.sender_for(user_id)).composing()
@@ -368,20 +367,20 @@ class MatrixChat:
         client) marks the message read on their XMPP clients too."""
         latest: dict[str, str] = {}
         for receipt in receipts:
-            mine = receipt.user_id == self.session.user_id
+            mine = receipt.user_id == self.account.user_id
             if receipt.receipt_type == "m.read" or (
                 mine and receipt.receipt_type == "m.read.private"
             ):
                 latest[receipt.user_id] = receipt.event_id
         for user_id, event_id in latest.items():
-            if user_id != self.session.user_id:
+            if user_id != self.account.user_id:
                 (await self.sender_for(user_id)).displayed(event_id)
             elif event_id != self.memory.own_read_receipt:
                 await self.show_own_read_marker(event_id)
 
     async def show_own_read_marker(self, event_id: str) -> None:
         """The user read up to `event_id` on another Matrix client."""
-        entity = await self.sender_for(self.session.user_id)
+        entity = await self.sender_for(self.account.user_id)
         entity.displayed(event_id, carbon=True)
 
     # ---- XMPP → Matrix ---------------------------------------------------
@@ -416,7 +415,7 @@ class MatrixChat:
             content = edit_content(message.replace, content)
         else:
             content = relate(content, reply, thread)
-        return await self.session.outbound.send(self.room_id, "m.room.message", content)
+        return await self.account.outbound.send(self.room_id, "m.room.message", content)
 
     async def on_react(
         self, legacy_msg_id: str, emojis: list[str], thread: str | None = None
@@ -425,12 +424,12 @@ class MatrixChat:
         sent for the added keys, the user's reaction events of the removed
         ones are redacted."""
         require_event_id(legacy_msg_id)
-        me = self.session.user_id
+        me = self.account.user_id
         mine = await self._own_reactions(legacy_msg_id)
         wanted = {normalise_key(e): e for e in emojis}
         have = {normalise_key(k): k for k in mine}
         for key in wanted.keys() - have.keys():
-            event_id = await self.session.outbound.send(
+            event_id = await self.account.outbound.send(
                 self.room_id,
                 "m.reaction",
                 reaction_content(legacy_msg_id, wanted[key]),
@@ -443,10 +442,10 @@ class MatrixChat:
     async def _own_reactions(self, target: str) -> dict[str, str]:
         """The user's reactions on `target`: key → reaction event id."""
         return await current_reactions(
-            self.session.matrix,
+            self.account.matrix,
             self.room_id,
             target,
-            self.session.user_id,
+            self.account.user_id,
             self.reaction_log,
         )
 
@@ -460,7 +459,7 @@ class MatrixChat:
         chats only): redact it, then show the moderation to the room."""
         require_event_id(legacy_msg_id)
         await self.redact(legacy_msg_id, reason)
-        moderator = await self.sender_for(self.session.user_id)
+        moderator = await self.sender_for(self.account.user_id)
         moderate = getattr(moderator, "moderate", None)
         if moderate is not None:
             moderate(legacy_msg_id, reason)
@@ -468,7 +467,7 @@ class MatrixChat:
     async def redact(self, event_id: str, reason: str | None = None) -> None:
         """Redacts an event of this room (through the room's send order and
         retries; the redaction's own return through sync is skipped)."""
-        await self.session.outbound.redact(self.room_id, event_id, reason)
+        await self.account.outbound.redact(self.room_id, event_id, reason)
         self._recent.pop(event_id)
         self.reaction_log.pop(event_id)
 
@@ -482,7 +481,7 @@ class MatrixChat:
             return
         self.memory.typing_sent = typing
         try:
-            await self.session.matrix.typing(self.room_id, typing, TYPING_TIMEOUT_MS)
+            await self.account.matrix.typing(self.room_id, typing, TYPING_TIMEOUT_MS)
         except (MatrixError, NetworkError) as e:
             log.info("Typing notice to %s failed: %s", self.room_id, e)
 
@@ -492,7 +491,7 @@ class MatrixChat:
             return
         self.memory.own_read_receipt = legacy_msg_id
         try:
-            await self.session.matrix.set_read_markers(
+            await self.account.matrix.set_read_markers(
                 self.room_id, legacy_msg_id, read=legacy_msg_id
             )
         except (MatrixError, NetworkError) as e:
@@ -505,7 +504,7 @@ class MatrixChat:
         return await send_sticker(self.session, self.room_id, sticker)
 
     def _refuse_if_encrypted(self) -> None:
-        info = self.session.room_info(self.room_id)
+        info = self.account.room_info(self.room_id)
         if info is not None and info.encrypted:
             raise XMPPError(
                 "not-acceptable",

@@ -42,7 +42,7 @@ def _joined_rooms(session: Session) -> list[RoomInfo]:
     joined = [
         info
         for room_id in rooms.room_ids()
-        if session.contacts.user_of(room_id) is None
+        if session.directs.user_of(room_id) is None
         and (info := rooms.get(room_id)) is not None
         and info.membership == "join"
         and not info.is_space

@@ -8,10 +8,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from slidge.contact import LegacyContact
 from slidge.group import LegacyBookmarks, LegacyMUC, LegacyParticipant
 from slidge.util.types import (
     HoleBound,
@@ -27,9 +28,10 @@ from slidge.util.types import (
 from slixmpp import Presence
 from slixmpp.exceptions import XMPPError
 
-from . import config, room_admin, room_state
+from . import config, room_state
 from .chat import CHAT_KINDS, MatrixChat
-from .errors import NotShown, is_transient
+from .context import HasAccount, MatrixSession
+from .errors import NotShown, is_transient, matrix_errors
 from .ids import jid_local_to_matrix_id, localpart, matrix_id_to_jid_local
 from .matrix import Event, MatrixError, NetworkError, RoomInfo
 from .outgoing import Mention, find_mentions, merge_mentions
@@ -37,19 +39,126 @@ from .render import MentionTarget
 from .util import MatrixMixin
 
 if TYPE_CHECKING:
-    from .session import Session
+    pass
 
 log = logging.getLogger(__name__)
 
 
-class Participant(MatrixMixin, LegacyParticipant):  # type: ignore[type-arg]
+# ---- XMPP room management, done on Matrix (the outcome comes back through
+# sync and is shown then, so nothing is shown twice) ---------------------------
+
+# The power level each MUC affiliation stands for on Matrix.
+AFFILIATION_POWER: dict[str, int] = {"owner": 100, "admin": 50, "member": 0}
+
+
+def contact_user_id(contact: LegacyContact) -> str:
+    """The Matrix user id an XMPP contact of this gateway stands for."""
+    legacy_id = str(contact.legacy_id)
+    if legacy_id.startswith("@"):
+        return legacy_id
+    return jid_local_to_matrix_id(contact.jid.node)
+
+
+def participant_user_id(part: Participant) -> str:
+    """The Matrix user id of an occupant (its occupant id, or its contact's)."""
+    if part.occupant_id.startswith("@"):
+        return part.occupant_id
+    if part.contact is not None:
+        return contact_user_id(part.contact)
+    raise XMPPError("item-not-found", "This occupant is not a Matrix user.")
+
+
+async def set_subject(muc: MUC, subject: str) -> None:
+    """The MUC subject is the room's topic. The new topic comes back through
+    sync and becomes the subject then."""
+    with matrix_errors("change the topic"):
+        await muc.account.matrix.send_state(
+            muc.room_id, "m.room.topic", {"topic": subject}
+        )
+
+
+async def leave(muc: MUC) -> None:
+    """The user left the MUC for good (slidge removes it from the bookmarks):
+    leave the Matrix room. Forgotten first, so the leave that sync brings
+    back is not shown as a second removal."""
+    session = muc.account
+    session.state.forget_announced(muc.room_id)
+    with matrix_errors("leave the room"):
+        await session.matrix.leave(muc.room_id)
+
+
+async def kick(part: Participant, reason: str | None) -> None:
+    with matrix_errors("kick this member"):
+        await part.muc.account.matrix.kick(
+            part.muc.room_id, participant_user_id(part), reason
+        )
+
+
+async def set_affiliation(
+    part: Participant, affiliation: MucAffiliation, reason: str | None
+) -> None:
+    """outcast bans; none kicks a member (or unbans a banned user); member,
+    admin and owner invite a user who is not in the room, else set their
+    power level to 0, 50 or 100."""
+    muc = part.muc
+    matrix = muc.account.matrix
+    user_id = participant_user_id(part)
+    info = muc.room_snapshot()
+    member = info.members.get(user_id)
+    membership = member.membership if member else "leave"
+    if affiliation == "outcast":
+        with matrix_errors("ban this user"):
+            await matrix.ban(muc.room_id, user_id, reason)
+        return
+    if affiliation == "none":
+        with matrix_errors("remove this user"):
+            if membership == "ban":
+                await matrix.unban(muc.room_id, user_id, reason)
+            elif membership in ("join", "invite", "knock"):
+                await matrix.kick(muc.room_id, user_id, reason)
+        return
+    if membership not in ("join", "invite"):
+        with matrix_errors("invite this user"):
+            await matrix.invite(muc.room_id, user_id, reason)
+        if part.occupant_id != user_id:
+            # slidge made an occupant for the invitee: they are not in yet.
+            part.leave()
+        return
+    level = AFFILIATION_POWER.get(affiliation)
+    if level is None:
+        raise XMPPError("bad-request", f"Unknown affiliation '{affiliation}'.")
+    content = dict(info.power_levels)
+    users = content.get("users")
+    users = dict(users) if isinstance(users, dict) else {}
+    users[user_id] = level
+    content["users"] = users
+    with matrix_errors("change this member's power level"):
+        await matrix.send_state(muc.room_id, "m.room.power_levels", content)
+
+
+async def create_group(
+    session: MatrixSession, name: str, contacts: Iterable[LegacyContact]
+) -> str:
+    """A new private Matrix room named `name`, with the contacts invited;
+    returns its room id."""
+    invite = [contact_user_id(c) for c in contacts]
+    with matrix_errors("create the room"):
+        room_id = await session.matrix.create_room(
+            name=name, invite=invite, preset="private_chat"
+        )
+    # Created from XMPP: the user already gets its address from the command.
+    session.state.remember_announced(room_id)
+    return room_id
+
+
+class Participant(HasAccount, MatrixMixin, LegacyParticipant):  # type: ignore[type-arg]
     """A member of a Matrix room, as an occupant of its MUC."""
 
     muc: MUC
 
     async def on_kick(self, reason: str | None) -> None:
         """The XMPP user kicks this occupant: a Matrix kick."""
-        await room_admin.kick(self, reason)
+        await kick(self, reason)
 
     async def on_set_affiliation(
         self,
@@ -59,13 +168,11 @@ class Participant(MatrixMixin, LegacyParticipant):  # type: ignore[type-arg]
     ) -> None:
         """A ban (outcast), kick or unban (none), invitation or power level
         change (member, admin, owner) on Matrix."""
-        await room_admin.set_affiliation(self, affiliation, reason)
+        await set_affiliation(self, affiliation, reason)
 
 
 class MUC(MatrixChat, LegacyMUC[Participant]):
     """A Matrix room the user has joined, as an XMPP group chat."""
-
-    session: Session
 
     # Edits (m.replace), retractions (redactions) and reactions go to Matrix.
     CORRECTION = True
@@ -76,15 +183,15 @@ class MUC(MatrixChat, LegacyMUC[Participant]):
         """This Matrix room: name, topic, members, power levels, encryption,
         direct-ness… From the engine's room cache, or from the room's full
         state when the cache does not know it yet."""
-        info = self.session.room_info(self.legacy_id)
+        info = self.account.room_info(self.legacy_id)
         if info is None:
-            info = await self.session.load_room_state(self.legacy_id)
+            info = await self.account.load_room_state(self.legacy_id)
         return info
 
     def room_snapshot(self) -> RoomInfo:
         """The cheap form of :meth:`get_room` for the gateway's own code: a
         snapshot of the room cache, never a request."""
-        info = self.session.room_info(self.legacy_id)
+        info = self.account.room_info(self.legacy_id)
         if info is None:
             raise XMPPError("item-not-found", "This Matrix room is not known yet.")
         return info
@@ -96,7 +203,7 @@ class MUC(MatrixChat, LegacyMUC[Participant]):
         state the caller has just loaded (slidge passes on the extra
         arguments of ``by_legacy_id``), so it is not loaded twice."""
         if info is None:
-            cached = self.session.room_info(self.legacy_id)
+            cached = self.account.room_info(self.legacy_id)
             if cached is not None and cached.membership == "invite":
                 info = cached
             else:
@@ -107,7 +214,7 @@ class MUC(MatrixChat, LegacyMUC[Participant]):
             # Synapse lets a former member read the state. The own member
             # event in it is current, while the cache's own membership waits
             # for the next sync (a join a moment ago still reads "leave").
-            me = info.members.get(self.session.user_id)
+            me = info.members.get(self.account.user_id)
             in_room = me is not None and me.membership in ("join", "invite")
         if not in_room:
             raise NotShown(
@@ -122,9 +229,9 @@ class MUC(MatrixChat, LegacyMUC[Participant]):
         """The room's full state. A refusal for a room the user is not in
         (left, banned, never joined) means "not shown", not a failure."""
         try:
-            return await self.session.load_room_state(self.legacy_id)
+            return await self.account.load_room_state(self.legacy_id)
         except XMPPError as e:
-            cached = self.session.room_info(self.legacy_id)
+            cached = self.account.room_info(self.legacy_id)
             if not is_transient(e) and (
                 cached is None or cached.membership not in ("join", "invite")
             ):
@@ -165,7 +272,7 @@ class MUC(MatrixChat, LegacyMUC[Participant]):
         ):
             # slidge looks an occupant up like this to moderate it by nick,
             # then needs its contact: link the occupant to its Matrix user's.
-            contact = await self.session.contacts.by_legacy_id(part.occupant_id)
+            contact = await self.account.contacts.by_legacy_id(part.occupant_id)
             return await self.get_participant_by_contact(
                 contact, occupant_id=part.occupant_id
             )
@@ -179,18 +286,18 @@ class MUC(MatrixChat, LegacyMUC[Participant]):
 
     async def on_set_subject(self, subject: str) -> None:
         """The subject is the room's topic."""
-        await room_admin.set_subject(self, subject)
+        await set_subject(self, subject)
 
     async def on_leave(self) -> None:
         """Leaving the MUC for good leaves the Matrix room."""
-        await room_admin.leave(self)
+        await leave(self)
 
     async def fill_participants(self) -> AsyncIterator[Participant]:
         """Every joined member, with their display name as nickname."""
-        info = self.session.room_info(self.legacy_id)
+        info = self.account.room_info(self.legacy_id)
         if info is None or not info.members:
             # Lazy loading gave only the members who spoke: fetch them all.
-            info = await self.session.load_room_state(self.legacy_id)
+            info = await self.account.load_room_state(self.legacy_id)
         for member in info.members.values():
             if member.membership != "join":
                 continue
@@ -208,7 +315,7 @@ class MUC(MatrixChat, LegacyMUC[Participant]):
 
     async def participant_for(self, user_id: str) -> Participant:
         """The occupant standing for Matrix user `user_id` in this room."""
-        if user_id == self.session.user_id:
+        if user_id == self.account.user_id:
             return await self.get_user_participant()
         part = await self.get_participant(self.nick_for(user_id), occupant_id=user_id)
         assert part is not None  # created when missing
@@ -217,7 +324,7 @@ class MUC(MatrixChat, LegacyMUC[Participant]):
     def nick_for(self, user_id: str) -> str:
         """The nick of Matrix user `user_id` here: their disambiguated display
         name, read from the cache directly (a snapshot copies every member)."""
-        name = self.session.matrix.rooms.member_display_name(self.room_id, user_id)
+        name = self.account.matrix.rooms.member_display_name(self.room_id, user_id)
         return name or localpart(user_id)
 
     def mentions_in(
@@ -233,16 +340,16 @@ class MUC(MatrixChat, LegacyMUC[Participant]):
         spans: list[Mention] = []
         for mention in found:
             uid = str(mention.participant.occupant_id)
-            if uid.startswith("@") and uid != self.session.user_id:
+            if uid.startswith("@") and uid != self.account.user_id:
                 if mention.start >= offset:
                     spans.append((mention.start - offset, mention.end - offset, uid))
-        info = self.session.room_info(self.room_id)
+        info = self.account.room_info(self.room_id)
         if info is None:
             return sorted(spans)
         names: dict[str, str] = {}
         for member in info.members.values():
             uid = member.user_id
-            if member.membership != "join" or uid == self.session.user_id:
+            if member.membership != "join" or uid == self.account.user_id:
                 continue
             if member.display_name:
                 names.setdefault(member.display_name, uid)
@@ -285,7 +392,7 @@ class MUC(MatrixChat, LegacyMUC[Participant]):
         added; the archive never holds an event twice."""
         start_id = before.id if before else oldest_message_id
         start_date = before.timestamp if before else oldest_message_date
-        matrix = self.session.matrix
+        matrix = self.account.matrix
         from_token = None
         if start_id is not None:
             try:
@@ -308,7 +415,7 @@ class MUC(MatrixChat, LegacyMUC[Participant]):
         # What the archive now holds must not come again live from a sync
         # batch that was already on its way.
         for event in events:
-            self.session.state.seen.add(event.event_id or "")
+            self.account.state.seen.add(event.event_id or "")
         log.debug("Backfilled %d events of %s", n, self.legacy_id)
 
     def newest_archived_id(self) -> str | None:
@@ -326,25 +433,25 @@ class MUC(MatrixChat, LegacyMUC[Participant]):
         return None
 
 
-class Bookmarks(LegacyBookmarks[MUC]):
+class Bookmarks(HasAccount, LegacyBookmarks[MUC]):
     """The user's Matrix rooms as group chats."""
-
-    session: Session
 
     async def fill(self) -> None:
         """Establishes the user's groups: every joined Matrix room."""
         try:
-            room_ids = await self.session.matrix.joined_rooms()
+            room_ids = await self.account.matrix.joined_rooms()
         except (MatrixError, NetworkError) as e:
             self.log.warning("Could not list joined rooms: %s", e)
-            self.session.send_gateway_message(
+            self.account.send_gateway_message(
                 f"Could not list your Matrix rooms ({e}); they will appear as "
                 "their messages arrive."
             )
             return
         for room_id in room_ids:
             try:
-                await self.session.chat_for(room_id)  # direct chats become contacts
+                # Direct chats are contacts, which the roster filled already.
+                if await self.account.directs.classify(room_id) is None:
+                    await self.show(room_id)
             except XMPPError as e:
                 # One room that cannot be shown now must not cost the others;
                 # it appears when its next message arrives.
@@ -365,9 +472,9 @@ class Bookmarks(LegacyBookmarks[MUC]):
             # so that a passing one is retried instead of losing the room.
             self.log.info("Room %s is not shown: %s", room_id, e.text)
             return None
-        if room_id not in self.session.state.announced:
+        if room_id not in self.account.state.announced:
             await muc.add_to_bookmarks(auto_join=True)
-            self.session.state.remember_announced(room_id)
+            self.account.state.remember_announced(room_id)
         return muc
 
     async def legacy_id_to_jid_local_part(self, legacy_id: str) -> str:

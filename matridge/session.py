@@ -21,8 +21,9 @@ from slidge.util.util import merge_resources
 from slixmpp.exceptions import XMPPError
 from slixmpp.types import ResourceDict
 
-from . import config, logsafety, room_admin, search
+from . import config, logsafety, profile, search
 from .contact import Roster
+from .directs import Directs
 from .errors import matrix_errors
 from .group import Bookmarks
 from .inbound import batch as inbound
@@ -61,6 +62,7 @@ class Session(BaseSession[Roster, Bookmarks]):
         super().__init__(*args, **kwargs)
         self.matrix: MatrixClient = None  # type: ignore[assignment]  # set by login
         self.outbound: Outbound = None  # type: ignore[assignment]  # set by login
+        self.directs: Directs = None  # type: ignore[assignment]  # set by login
         self.user_id: str = str(self.user.legacy_module_data.get("user_id", ""))
         self.state = AccountState(_SavedData(self))
         # A lock lives while a send holds or awaits it, so idle rooms cost nothing.
@@ -102,7 +104,8 @@ class Session(BaseSession[Roster, Bookmarks]):
         except NetworkError as e:
             raise RuntimeError(f"could not reach {homeserver}: {e}") from e
         self.user_id = str(who.get("user_id", self.user_id))
-        room_admin.apply_default_preferences(self)
+        self.directs = Directs(self.matrix, self.user_id, self.load_room_state)
+        profile.apply_default_preferences(self)
         self._start_sync()
         return f"Connected as {self.user_id}"
 
@@ -247,7 +250,7 @@ class Session(BaseSession[Roster, Bookmarks]):
 
     # ---- XMPP → Matrix ---------------------------------------------------
 
-    # ---- the user's XMPP presence and avatar (matridge.room_admin) --------
+    # ---- the user's XMPP presence and avatar (matridge.profile) --------
 
     async def on_presence(
         self,
@@ -264,9 +267,9 @@ class Session(BaseSession[Roster, Bookmarks]):
             others = {r: d for r, d in resources.items() if r != resource}
             merged_resource = merge_resources(others)
         if merged_resource is None:
-            await room_admin.set_presence(self, "unavailable", "", all_gone=True)
+            await profile.set_presence(self, "unavailable", "", all_gone=True)
             return
-        await room_admin.set_presence(
+        await profile.set_presence(
             self,
             merged_resource["show"] or "available",
             merged_resource["status"],
@@ -285,7 +288,7 @@ class Session(BaseSession[Roster, Bookmarks]):
         slidge calls this from a task at login too, where nobody would see an
         XMPP error: the user is told in a sentence instead."""
         try:
-            await room_admin.set_avatar(self, bytes_, type_)
+            await profile.set_avatar(self, bytes_, type_)
         except XMPPError as e:
             self.log.warning("Avatar not set on Matrix: %s", e.text)
             self.send_gateway_message(

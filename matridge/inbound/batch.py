@@ -369,7 +369,7 @@ async def _ephemeral(session: Session, room: SyncRoom, chat: MatrixChat | None) 
 
 
 async def _left(session: Session, room: SyncRoom) -> None:
-    await session.contacts.classify(room.room_id)  # a direct chat no more
+    await session.directs.classify(room.room_id)  # a direct chat no more
     await room_state.on_left_room(session, room)
     # Its recent events hold their sync batches in memory: let them go.
     session.state.forget_room(room.room_id)
