@@ -20,7 +20,6 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from slidge.command import FormField, SearchResult
 from slidge.contact import LegacyContact, LegacyRoster
 from slidge.util.types import ContactMessage, ContactSticker, MessageReference
 from slixmpp.exceptions import XMPPError
@@ -42,7 +41,6 @@ from .util import MatrixMixin
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-    from .session import Session
 
 log = logging.getLogger(__name__)
 
@@ -308,59 +306,3 @@ class Roster(HasAccount, LegacyRoster[Contact]):
             contact.show_presence(
                 ev.presence, ev.status_msg, ev.last_active_ago, ev.currently_active
             )
-
-
-# ---- search -------------------------------------------------------------------
-
-USER_RESULT_FIELDS = [
-    FormField("name", "Name"),
-    FormField("user_id", "Matrix user id"),
-    FormField("jid", "Contact", type="jid-single"),
-]
-
-
-async def contact_for_user_id(session: Session, user_id: str) -> Contact:
-    """The contact for Matrix user `user_id`, whose profile must exist (the
-    direct room is made when the user first writes to them)."""
-    user_id = user_id.strip()
-    if not is_user_id(user_id):
-        raise XMPPError(
-            "bad-request",
-            f"'{user_id}' is not a Matrix user id; they look like @alice:example.org.",
-        )
-    if user_id == session.user_id:
-        raise XMPPError("bad-request", "That is your own Matrix account.")
-    try:
-        await session.matrix.get_profile(user_id)
-    except MatrixError as e:
-        if e.status in (403, 404):
-            raise XMPPError(
-                "item-not-found",
-                f"Matrix knows no user {user_id} (or their profile is private).",
-            ) from e
-        raise XMPPError(
-            "service-unavailable", f"Matrix refused to look up {user_id}: {e.error}"
-        ) from e
-    except NetworkError as e:
-        raise XMPPError(
-            "remote-server-timeout", f"The homeserver is unreachable ({e})."
-        ) from e
-    contact = await session.contacts.by_legacy_id(user_id)
-    await contact.befriend()
-    return contact
-
-
-async def find_user(session: Session, user_id: str) -> SearchResult:
-    """The search result for a Matrix user id: their contact's JID."""
-    contact = await contact_for_user_id(session, user_id)
-    return SearchResult(
-        description="Write to this contact for a direct chat on Matrix",
-        fields=USER_RESULT_FIELDS,
-        items=[
-            {
-                "name": contact.name or localpart(contact.user_id),
-                "user_id": contact.user_id,
-                "jid": contact.jid.bare,
-            }
-        ],
-    )

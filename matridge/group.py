@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from slidge.contact import LegacyContact
 from slidge.group import LegacyBookmarks, LegacyMUC, LegacyParticipant
@@ -28,12 +28,13 @@ from slidge.util.types import (
 from slixmpp import Presence
 from slixmpp.exceptions import XMPPError
 
-from . import config, room_state
-from .chat import CHAT_KINDS, MatrixChat
+from . import config
+from .chat import MatrixChat
 from .context import HasAccount, MatrixSession
 from .errors import NotShown, is_transient, matrix_errors
 from .ids import jid_local_to_matrix_id, localpart, matrix_id_to_jid_local
 from .matrix import Event, MatrixError, NetworkError, RoomInfo
+from .media import show_avatar
 from .outgoing import Mention, find_mentions, merge_mentions
 from .render import MentionTarget
 from .util import MatrixMixin
@@ -151,6 +152,53 @@ async def create_group(
     return room_id
 
 
+# ---- power levels, avatar and invitations of a room --------------------------
+
+Affiliation = Literal["owner", "admin", "member"]
+Role = Literal["moderator", "participant"]
+
+
+def affiliation_for(level: int) -> tuple[Affiliation, Role]:
+    """The MUC affiliation and role of a Matrix power level: 100 and up
+    (room version 12 creators have CREATOR_POWER_LEVEL, 2**53) own the room,
+    50 and up moderate it, others are members."""
+    if level >= 100:
+        return "owner", "moderator"
+    if level >= 50:
+        return "admin", "moderator"
+    return "member", "participant"
+
+
+def apply_power(part: Participant, level: int) -> None:
+    """Sets a participant's affiliation and role from their power level;
+    slidge tells the joined XMPP clients when they change."""
+    affiliation, role = affiliation_for(level)
+    # The role first: slidge sends a presence for each change, so the last
+    # one then shows both.
+    part.role = role
+    part.affiliation = affiliation
+
+
+async def update_avatar(muc: MUC, info: RoomInfo) -> None:
+    """Shows the room's m.room.avatar as the MUC avatar (none if unset)."""
+    await show_avatar(muc, muc.account.matrix, info.avatar_url, muc.room_id)
+
+
+async def accept_invitation(muc: MUC) -> None:
+    """Joins the Matrix room of `muc` if the user is only invited to it (the
+    XMPP user joining the MUC accepts the invitation), then loads its full
+    state."""
+    session = muc.account
+    info = session.room_info(muc.room_id)
+    if info is None or info.membership != "invite":
+        return
+    with matrix_errors("let you join this room"):
+        await session.matrix.join(muc.room_id)
+    session.state.invitations_sent.discard(muc.room_id)
+    session.state.remember_announced(muc.room_id)
+    await muc.update_info(await session.load_room_state(muc.room_id))
+
+
 class Participant(HasAccount, MatrixMixin, LegacyParticipant):  # type: ignore[type-arg]
     """A member of a Matrix room, as an occupant of its MUC."""
 
@@ -248,12 +296,12 @@ class MUC(MatrixChat, LegacyMUC[Participant]):
         if info.topic is not None:
             self.subject = info.topic
         self.n_participants = info.joined_count
-        await room_state.update_avatar(self, info)
+        await update_avatar(self, info)
 
     async def join(self, join_presence: Presence) -> None:
         """Joining the MUC of a room the user is invited to accepts the
         invitation: the gateway joins the Matrix room first."""
-        await room_state.accept_invitation(self)
+        await accept_invitation(self)
         await super().join(join_presence)
 
     async def get_participant(  # type: ignore[override]
@@ -302,7 +350,7 @@ class MUC(MatrixChat, LegacyMUC[Participant]):
             if member.membership != "join":
                 continue
             part = await self.participant_for(member.user_id)
-            room_state.apply_power(part, info.power_level(member.user_id))
+            apply_power(part, info.power_level(member.user_id))
             yield part
 
     @property
@@ -359,19 +407,6 @@ class MUC(MatrixChat, LegacyMUC[Participant]):
     def own_mention_target(self) -> MentionTarget:
         """A mention of the user shows their nick, which clients highlight."""
         return MentionTarget(self.user_nick, f"xmpp:{self.user_muc_jid}")
-
-    async def on_matrix_event(self, event: Event) -> None:
-        """Shows one live timeline event of this room to the XMPP user:
-        messages as the chat does, room state as the group's own."""
-        etype = event.type
-        if event.kind in CHAT_KINDS:
-            await super().on_matrix_event(event)
-        elif etype == "m.room.name" or etype == "m.room.canonical_alias":
-            self.name = self.room_snapshot().display_name
-        elif etype == "m.room.topic":
-            self.subject = self.room_snapshot().topic or ""
-        elif event.is_state:
-            await room_state.on_state_event(self, event)
 
     async def backfill(
         self,

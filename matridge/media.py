@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from slidge.util.types import StickerProtocol, XMPPAttachment
     from slixmpp import Message as XMPPMessage
 
-    from .session import Session
+    from .context import MatrixSession
 
 log = logging.getLogger(__name__)
 
@@ -333,7 +333,7 @@ def file_content(
     return content
 
 
-async def _upload(session: Session, file: LocalFile) -> str:
+async def _upload(session: MatrixSession, file: LocalFile) -> str:
     try:
         return await session.matrix.upload_file(file.path, file.mimetype, file.name)
     except (MatrixError, NetworkError) as e:
@@ -346,7 +346,7 @@ async def _upload(session: Session, file: LocalFile) -> str:
 
 
 async def send_xmpp_attachments(
-    session: Session,
+    session: MatrixSession,
     room_id: str,
     attachments: Collection[XMPPAttachment],
     body: str,
@@ -393,7 +393,9 @@ async def send_xmpp_attachments(
     return first
 
 
-async def send_sticker(session: Session, room_id: str, sticker: StickerProtocol) -> str:
+async def send_sticker(
+    session: MatrixSession, room_id: str, sticker: StickerProtocol
+) -> str:
     """Sends an XMPP sticker (a file slidge already fetched) as ``m.sticker``."""
     name = safe_file_name(sticker.path.name, "sticker")
     file = await describe_file(sticker.path, name, sticker.content_type)

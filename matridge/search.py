@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING
 from slidge.command import FormField, SearchResult
 from slixmpp.exceptions import XMPPError
 
-from .contact import find_user  # a user id opens a direct chat
+from .contact import Contact
+from .ids import is_user_id, localpart
 from .matrix import MatrixError, NetworkError
 
 if TYPE_CHECKING:
     from .group import MUC
-    from .session import Session
+    from .host import SessionHost
 
 SEARCH_TITLE = "Find a Matrix room or person"
 SEARCH_INSTRUCTIONS = (
@@ -67,7 +68,7 @@ def normalise_address(raw: str) -> str:
     return text
 
 
-async def on_search(session: Session, form_values: dict[str, str]) -> SearchResult:
+async def on_search(session: SessionHost, form_values: dict[str, str]) -> SearchResult:
     """slidge's search: joins the room or opens the direct chat it names."""
     address = normalise_address(str(form_values.get("address") or ""))
     if address.startswith("@"):
@@ -92,7 +93,7 @@ def room_result(muc: MUC, description: str) -> SearchResult:
     )
 
 
-async def join_room(session: Session, address: str) -> MUC:
+async def join_room(session: SessionHost, address: str) -> MUC:
     """Joins the room a ``#alias`` or ``!id`` names on Matrix and shows it as a
     group chat (added to the bookmarks); errors say what the user can do."""
     address = normalise_address(address)
@@ -152,3 +153,59 @@ def _join_refused(address: str, e: MatrixError) -> XMPPError:
             "minute.",
         )
     return XMPPError("not-acceptable", f"Matrix refused to join {address}: {reason}")
+
+
+# ---- a Matrix user id opens a direct chat ------------------------------------
+
+USER_RESULT_FIELDS = [
+    FormField("name", "Name"),
+    FormField("user_id", "Matrix user id"),
+    FormField("jid", "Contact", type="jid-single"),
+]
+
+
+async def contact_for_user_id(session: SessionHost, user_id: str) -> Contact:
+    """The contact for Matrix user `user_id`, whose profile must exist (the
+    direct room is made when the user first writes to them)."""
+    user_id = user_id.strip()
+    if not is_user_id(user_id):
+        raise XMPPError(
+            "bad-request",
+            f"'{user_id}' is not a Matrix user id; they look like @alice:example.org.",
+        )
+    if user_id == session.user_id:
+        raise XMPPError("bad-request", "That is your own Matrix account.")
+    try:
+        await session.matrix.get_profile(user_id)
+    except MatrixError as e:
+        if e.status in (403, 404):
+            raise XMPPError(
+                "item-not-found",
+                f"Matrix knows no user {user_id} (or their profile is private).",
+            ) from e
+        raise XMPPError(
+            "service-unavailable", f"Matrix refused to look up {user_id}: {e.error}"
+        ) from e
+    except NetworkError as e:
+        raise XMPPError(
+            "remote-server-timeout", f"The homeserver is unreachable ({e})."
+        ) from e
+    contact = await session.contacts.by_legacy_id(user_id)
+    await contact.befriend()
+    return contact
+
+
+async def find_user(session: SessionHost, user_id: str) -> SearchResult:
+    """The search result for a Matrix user id: their contact's JID."""
+    contact = await contact_for_user_id(session, user_id)
+    return SearchResult(
+        description="Write to this contact for a direct chat on Matrix",
+        fields=USER_RESULT_FIELDS,
+        items=[
+            {
+                "name": contact.name or localpart(contact.user_id),
+                "user_id": contact.user_id,
+                "jid": contact.jid.bare,
+            }
+        ],
+    )

@@ -26,13 +26,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .. import config, room_state
+from .. import config
 from ..errors import is_transient
 from ..matrix import Event, SyncBatch, SyncRoom
+from . import room_state, timeline
 
 if TYPE_CHECKING:
     from ..chat import MatrixChat
-    from ..session import Session
+    from ..host import SessionHost
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ class Router:
     rooms go on. A batch's token is handed to `save` only once all its work,
     and all earlier batches', is done."""
 
-    def __init__(self, session: Session, save: Callable[[str], None]) -> None:
+    def __init__(self, session: SessionHost, save: Callable[[str], None]) -> None:
         self._session = session
         self._save = save
         self._seq = 0
@@ -166,7 +167,7 @@ class Router:
             delay = _FIRST_DELAY if progressed else min(delay * 2, _MAX_DELAY)
 
 
-def _remember_initial(session: Session, room: SyncRoom) -> None:
+def _remember_initial(session: SessionHost, room: SyncRoom) -> None:
     # The first sync's timelines are history, not news: remember the ids
     # so they are never replayed as live messages.
     for ev in room.timeline:
@@ -174,7 +175,7 @@ def _remember_initial(session: Session, room: SyncRoom) -> None:
             session.state.seen.add(ev.event_id)
 
 
-async def _guard(session: Session, what: str, step: Awaitable[None]) -> None:
+async def _guard(session: SessionHost, what: str, step: Awaitable[None]) -> None:
     """Runs one step of the batch that is not an event of a room; a failure
     is logged and costs only that step."""
     try:
@@ -183,7 +184,7 @@ async def _guard(session: Session, what: str, step: Awaitable[None]) -> None:
         session.log.exception("Could not process %s of a sync batch", what)
 
 
-def _give_up(session: Session, work: _RoomWork) -> None:
+def _give_up(session: SessionHost, work: _RoomWork) -> None:
     """A room still failing after the retry bound: the user is told which
     messages could not be shown, and the batch moves on."""
     left = [e for e in work.events[work.next :] if e.event_id is not None]
@@ -212,7 +213,7 @@ def _reason(error: BaseException | None) -> str:
     return text or type(error).__name__
 
 
-async def _joined(session: Session, work: _RoomWork) -> bool:
+async def _joined(session: SessionHost, work: _RoomWork) -> bool:
     """Relays what is left of one joined room; False if it stopped at a
     transient failure (it resumes from there later)."""
     room = work.room
@@ -243,7 +244,7 @@ async def _joined(session: Session, work: _RoomWork) -> bool:
         return False
 
 
-async def _chat(session: Session, work: _RoomWork) -> MatrixChat | None:
+async def _chat(session: SessionHost, work: _RoomWork) -> MatrixChat | None:
     """The conversation of the room, if anything in it needs one."""
     room = work.room
     needs_chat = (
@@ -268,7 +269,7 @@ async def _chat(session: Session, work: _RoomWork) -> MatrixChat | None:
         return None
 
 
-def _not_shown(session: Session, work: _RoomWork, error: BaseException) -> None:
+def _not_shown(session: SessionHost, work: _RoomWork, error: BaseException) -> None:
     left = [
         e
         for e in work.events[work.next :]
@@ -284,7 +285,7 @@ def _not_shown(session: Session, work: _RoomWork, error: BaseException) -> None:
     work.next = len(work.events)
 
 
-def _skip_rest(session: Session, work: _RoomWork) -> None:
+def _skip_rest(session: SessionHost, work: _RoomWork) -> None:
     for ev in work.events[work.next :]:
         if ev.event_id:
             session.state.seen.add(ev.event_id)
@@ -292,7 +293,7 @@ def _skip_rest(session: Session, work: _RoomWork) -> None:
     work.gap_filled = work.ephemeral_done = True
 
 
-async def _fill_gap(session: Session, chat: MatrixChat, room: SyncRoom) -> None:
+async def _fill_gap(session: SessionHost, chat: MatrixChat, room: SyncRoom) -> None:
     """Events were left out before this timeline: fetch them first."""
     if not (room.limited and room.prev_batch):
         return
@@ -308,7 +309,9 @@ async def _fill_gap(session: Session, chat: MatrixChat, room: SyncRoom) -> None:
         )
 
 
-async def _relay(session: Session, chat: MatrixChat, room: SyncRoom, ev: Event) -> None:
+async def _relay(
+    session: SessionHost, chat: MatrixChat, room: SyncRoom, ev: Event
+) -> None:
     """One timeline event; remembered as seen once it was shown."""
     if ev.event_id is None or ev.event_id in session.state.seen:
         return
@@ -322,7 +325,7 @@ async def _relay(session: Session, chat: MatrixChat, room: SyncRoom, ev: Event) 
         session.state.seen.add(ev.event_id)
         return
     try:
-        await chat.on_matrix_event(ev)
+        await timeline.show(chat, ev)
     except Exception as e:
         if is_transient(e):
             session.log.info(
@@ -338,7 +341,7 @@ async def _relay(session: Session, chat: MatrixChat, room: SyncRoom, ev: Event) 
 
 
 async def _placeholder(
-    session: Session, chat: MatrixChat, ev: Event, error: BaseException
+    session: SessionHost, chat: MatrixChat, ev: Event, error: BaseException
 ) -> None:
     """A message that failed for good: its sender, and that it could not be
     shown, instead of silence."""
@@ -354,7 +357,9 @@ async def _placeholder(
         session.send_gateway_message(text)
 
 
-async def _ephemeral(session: Session, room: SyncRoom, chat: MatrixChat | None) -> None:
+async def _ephemeral(
+    session: SessionHost, room: SyncRoom, chat: MatrixChat | None
+) -> None:
     """Typing notices and read receipts, after the timeline they refer to.
     They are not worth a retry: a failure is logged."""
     if chat is None or (room.typing is None and not room.receipts):
@@ -368,14 +373,14 @@ async def _ephemeral(session: Session, room: SyncRoom, chat: MatrixChat | None) 
         session.log.exception("Typing or receipts of %s failed", room.room_id)
 
 
-async def _left(session: Session, room: SyncRoom) -> None:
+async def _left(session: SessionHost, room: SyncRoom) -> None:
     await session.directs.classify(room.room_id)  # a direct chat no more
     await room_state.on_left_room(session, room)
     # Its recent events hold their sync batches in memory: let them go.
     session.state.forget_room(room.room_id)
 
 
-async def _invited(session: Session, room: SyncRoom) -> None:
+async def _invited(session: SessionHost, room: SyncRoom) -> None:
     # A 1:1 direct chat becomes a contact (unless the admin wants those
     # offered too), any other a MUC invitation.
     accepted = (

@@ -1,4 +1,5 @@
-"""Room state and membership from Matrix, shown in XMPP.
+"""Room state and membership from Matrix, shown in XMPP (part of the
+inbound path: :mod:`.timeline` and :mod:`.batch` call in here).
 
 What happens to a room's members (joins, leaves, kicks, bans, new display
 names, power levels), to the room itself (avatar, upgrade to a successor
@@ -12,51 +13,24 @@ the room cache, so :class:`RoomInfo` snapshots are as new as the events.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from slixmpp.exceptions import XMPPError
 
-from .errors import matrix_errors
-from .ids import room_jid, server_of
-from .matrix import (
+from ..group import apply_power, update_avatar
+from ..host import SessionHost
+from ..ids import room_jid, server_of
+from ..matrix import (
     Event,
     MatrixError,
     NetworkError,
-    RoomInfo,
     SyncRoom,
 )
-from .media import show_avatar
 
 if TYPE_CHECKING:
-    from .group import MUC, Participant
-    from .session import Session
+    from ..group import MUC
 
 log = logging.getLogger(__name__)
-
-Affiliation = Literal["owner", "admin", "member"]
-Role = Literal["moderator", "participant"]
-
-
-def affiliation_for(level: int) -> tuple[Affiliation, Role]:
-    """The MUC affiliation and role of a Matrix power level: 100 and up
-    (room version 12 creators have CREATOR_POWER_LEVEL, 2**53) own the room,
-    50 and up moderate it, others are members."""
-    if level >= 100:
-        return "owner", "moderator"
-    if level >= 50:
-        return "admin", "moderator"
-    return "member", "participant"
-
-
-def apply_power(part: Participant, level: int) -> None:
-    """Sets a participant's affiliation and role from their power level;
-    slidge tells the joined XMPP clients when they change."""
-    affiliation, role = affiliation_for(level)
-    # The role first: slidge sends a presence for each change, so the last
-    # one then shows both.
-    part.role = role
-    part.affiliation = affiliation
-
 
 # ---- events of a joined room ---------------------------------------------
 
@@ -78,7 +52,7 @@ async def on_member(muc: MUC, event: Event) -> None:
     """Someone's membership changed: occupant presence for joins, leaves,
     kicks and bans (with the reason), a nick change for a new display name."""
     target, sender = event.state_key, event.sender
-    if not target or not sender or target == muc.session.user_id:
+    if not target or not sender or target == muc.account.user_id:
         # The user's own leave comes in the sync's "leave" section.
         return
     membership, previous = event.membership, event.prev_membership
@@ -117,18 +91,13 @@ async def on_power_levels(muc: MUC) -> None:
     their level now gives."""
     info = muc.room_snapshot()
     user = await muc.get_user_participant()
-    apply_power(user, info.power_level(muc.session.user_id))
+    apply_power(user, info.power_level(muc.account.user_id))
     for user_id, member in info.members.items():
-        if member.membership != "join" or user_id == muc.session.user_id:
+        if member.membership != "join" or user_id == muc.account.user_id:
             continue
         part = await muc.get_participant(occupant_id=user_id, create=False)
         if part is not None:
             apply_power(part, info.power_level(user_id))
-
-
-async def update_avatar(muc: MUC, info: RoomInfo) -> None:
-    """Shows the room's m.room.avatar as the MUC avatar (none if unset)."""
-    await show_avatar(muc, muc.session.matrix, info.avatar_url, muc.room_id)
 
 
 async def on_tombstone(muc: MUC, event: Event) -> None:
@@ -137,7 +106,7 @@ async def on_tombstone(muc: MUC, event: Event) -> None:
     successor = event.replacement_room
     if not successor or not successor.startswith("!"):
         return
-    session = muc.session
+    session = muc.account
     via = [s for s in (server_of(event.sender or ""), server_of(successor)) if s]
     try:
         await session.matrix.join(successor, via)
@@ -159,7 +128,7 @@ async def on_tombstone(muc: MUC, event: Event) -> None:
 # ---- the user's own membership -------------------------------------------
 
 
-async def on_left_room(session: Session, room: SyncRoom) -> None:
+async def on_left_room(session: SessionHost, room: SyncRoom) -> None:
     """The user is no longer in a room: they left it from another client,
     or someone kicked or banned them. The MUC tells them so (as a kick or a
     ban of their own occupant, with the reason) and the room leaves their
@@ -187,7 +156,7 @@ async def on_left_room(session: Session, room: SyncRoom) -> None:
     await session.bookmarks.remove(muc, kick=False)
 
 
-def _own_membership_event(session: Session, room: SyncRoom) -> Event | None:
+def _own_membership_event(session: SessionHost, room: SyncRoom) -> Event | None:
     """The newest event of `room` that changed the user's own membership."""
     for event in reversed(room.timeline):
         if event.kind == "member" and event.state_key == session.user_id:
@@ -198,7 +167,7 @@ def _own_membership_event(session: Session, room: SyncRoom) -> Event | None:
     return None
 
 
-async def on_invited(session: Session, room: SyncRoom) -> None:
+async def on_invited(session: SessionHost, room: SyncRoom) -> None:
     """An invitation to a room becomes an XMPP invitation (XEP-0249) from the
     gateway to the room's MUC address, naming the inviter and the room.
     Joining the MUC accepts it. Spaces are not offered."""
@@ -221,18 +190,3 @@ async def on_invited(session: Session, room: SyncRoom) -> None:
         room_jid(session.xmpp.boundjid.bare, room_id),
         reason=text + ". Join the group chat to accept.",
     )
-
-
-async def accept_invitation(muc: MUC) -> None:
-    """Joins the Matrix room of `muc` if the user is only invited to it (the
-    XMPP user joining the MUC accepts the invitation), then loads its full
-    state."""
-    session = muc.session
-    info = session.room_info(muc.room_id)
-    if info is None or info.membership != "invite":
-        return
-    with matrix_errors("let you join this room"):
-        await session.matrix.join(muc.room_id)
-    session.state.invitations_sent.discard(muc.room_id)
-    session.state.remember_announced(muc.room_id)
-    await muc.update_info(await session.load_room_state(muc.room_id))
