@@ -11,29 +11,23 @@ the room.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from slidge.util.types import (
     ChatState,
-    MessageReference,
     StickerProtocol,
     XMPPMessageProtocol,
 )
 from slidge.util.types import Mention as SlidgeMention
 from slixmpp.exceptions import XMPPError
 
-from . import config
 from .context import HasAccount
 from .ids import is_event_id, require_event_id
 from .matrix import (
     Event,
-    History,
     MatrixError,
-    Member,
-    Message,
     NetworkError,
-    Receipt,
 )
 from .media import send_sticker, send_xmpp_attachments
 from .outbound import fresh_txn_id
@@ -46,7 +40,7 @@ from .outgoing import (
     text_content,
 )
 from .reactions import current_reactions, normalise_key
-from .render import ChatSender, MentionTarget, message_mentions, message_text
+from .render import ChatSender, MentionTarget
 from .state import Bounded, ChatMemory, Reaction, ReactionLog
 
 if TYPE_CHECKING:
@@ -85,22 +79,6 @@ class MatrixChat(HasAccount):
         fill stops (None: page back GAP_FILL_EVENTS events)."""
         raise NotImplementedError
 
-    async def fill_gap(self, prev_batch: str) -> None:
-        """A sync timeline came ``limited``: relays the events between what
-        the user last got (`gap_stop`) and that timeline, so none is skipped."""
-        history = await self.account.matrix.history(
-            self.room_id,
-            prev_batch,
-            until_event_id=self.gap_stop(),
-            limit=config.GAP_FILL_EVENTS,
-        )
-        seen = self.account.state.seen
-        fresh = tuple(e for e in history.events if (e.event_id or "") not in seen)
-        n = await self.relay_history(history, fresh, archive_only=False)
-        for e in fresh:
-            seen.add(e.event_id or "")
-        log.info("Filled a gap of %d events in %s", n, self.room_id)
-
     def mentions_in(
         self, text: str, found: Sequence[SlidgeMention[Any]] = (), offset: int = 0
     ) -> list[Mention]:
@@ -124,20 +102,21 @@ class MatrixChat(HasAccount):
         return self.account.state.memory(self.room_id)
 
     @property
-    def _recent(self) -> Bounded[str, Event]:
+    def recent(self) -> Bounded[str, Event]:
+        """Recent messages of the room, for replies and redactions."""
         return self.memory.recent
 
     def remember_event(self, event: Event) -> None:
         """Keeps a recent message at hand for get_message (a bounded cache)."""
         if event.event_id is None or event.kind not in ("message", "sticker"):
             return
-        self._recent.put(event.event_id, event)
+        self.recent.put(event.event_id, event)
 
     async def get_message(self, msg_id: str) -> Event | None:
         """The decoded Matrix event `msg_id` of this room: from the recent
         events first, else from the homeserver. None if there is no such
         event (or the user may not see it)."""
-        cached = self._recent.get(msg_id)
+        cached = self.recent.get(msg_id)
         if cached is not None:
             return cached
         try:
@@ -150,140 +129,9 @@ class MatrixChat(HasAccount):
             log.warning("Could not fetch event %s: %s", msg_id, e)
             return None
 
-    async def reply_reference(self, event: Event) -> MessageReference | None:
-        """The XEP-0461 quote for a reply: the replied-to message's author and
-        text, from the recent events (history is relayed oldest first, so a
-        reply's target within it is among them) or the homeserver."""
-        target_id = event.in_reply_to
-        if target_id is None or event.is_falling_back:
-            return None
-        target = await self.get_message(target_id)
-        if target is None or target.sender is None:
-            return MessageReference(target_id)
-        # slidge wants the string "user" for the XMPP user's own messages.
-        author: Any = (
-            "user"
-            if target.sender == self.account.user_id
-            else await self.sender_for(target.sender)
-        )
-        body = message_text(target.message)
-        return MessageReference(target_id, author, body)
-
     # ---- Matrix → XMPP ---------------------------------------------------
 
-    async def on_matrix_event(self, event: Event) -> None:
-        """Shows one live timeline event of this room to the XMPP user."""
-        if event.kind in MESSAGE_KINDS:
-            if self.account.is_own_echo(event):
-                self.remember_event(event)
-                return
-            await self.relay(event)
-        elif event.kind == "reaction":
-            await self.on_matrix_reaction(event)
-        elif event.kind == "redaction":
-            await self.on_matrix_redaction(event)
-
-    async def relay(
-        self,
-        event: Event,
-        archive_only: bool = False,
-        history: History | None = None,
-    ) -> None:
-        """One message-like event to XMPP, from its sender's entity, with its
-        reply quote; from history, with its latest edit applied and its
-        reactions."""
-        sender = event.sender
-        assert sender is not None  # invalid events never get here
-        entity = await self.sender_for(sender)
-        event_id = event.event_id or ""
-        replacement = history.replacement(event_id) if history else None
-        if replacement is not None:
-            shown = replacement.new_message
-        elif event.rel_type == "m.replace":
-            shown = event.new_message
-        else:
-            shown = event.message
-        await entity.send_matrix_message(
-            event,
-            archive_only=archive_only,
-            replacement=replacement,
-            reply_to=await self.reply_reference(event),
-            mentions=await self.mention_targets(shown),
-        )
-        self.remember_event(event)
-        if history is None:
-            return
-        for reactor, keys in history.reactions(event_id).items():
-            reacting = await self.sender_for(reactor)
-            reacting.react(event_id, keys, archive_only=archive_only)
-
-    async def relay_history(
-        self, history: History, events: tuple[Event, ...], archive_only: bool
-    ) -> int:
-        """Relays `events` of paged history, oldest first, with the edits and
-        reactions the history gathered; returns how many events went."""
-        n = 0
-        for event in events:
-            sender = event.sender
-            if sender is None:
-                continue
-            if event.kind in MESSAGE_KINDS:
-                await self.relay(event, archive_only=archive_only, history=history)
-            elif not archive_only and event.kind in ("reaction", "redaction"):
-                # A gap in the live timeline: as if it had come live.
-                await self.on_matrix_event(event)
-            elif event.kind == "reaction" and event.relates_to and event.reaction_key:
-                # A reaction to a message older than this history.
-                reacting = await self.sender_for(sender)
-                reacting.react(
-                    event.relates_to, [event.reaction_key], archive_only=archive_only
-                )
-            elif event.kind == "redaction" and event.redacts:
-                # The removal of a message older than this history.
-                redacting = await self.sender_for(sender)
-                redacting.retract(event.redacts, archive_only=archive_only)
-            else:
-                continue
-            n += 1
-        return n
-
     # ---- mentions ----------------------------------------------------------
-
-    async def mention_targets(
-        self, message: Message | None
-    ) -> dict[str, MentionTarget]:
-        """The XMPP names of the users `message` mentions (pills)."""
-        targets: dict[str, MentionTarget] = {}
-        spans = message_mentions(message)  # none when the text has no pills
-        if not spans:
-            return targets
-        # One snapshot of the members for the whole message.
-        info = self.account.room_info(self.room_id)
-        members = info.members if info is not None else {}
-        for _, _, user_id in spans:
-            if user_id in targets:
-                continue
-            target = await self.mention_target(user_id, members)
-            if target is not None:
-                targets[user_id] = target
-        return targets
-
-    async def mention_target(
-        self, user_id: str, members: Mapping[str, Member]
-    ) -> MentionTarget | None:
-        """How a mention of Matrix user `user_id` shows on XMPP; None to
-        leave the pill's text as it is (someone not in this room)."""
-        if user_id == self.account.user_id:
-            return self.own_mention_target()
-        member = members.get(user_id)
-        if member is None or member.membership != "join":
-            return None  # showing them would make them appear in the room
-        entity = await self.sender_for(user_id)
-        name = getattr(entity, "nickname", None) or getattr(entity, "name", None)
-        jid = getattr(entity, "jid", None)
-        if not name or jid is None:
-            return None
-        return MentionTarget(str(name), f"xmpp:{jid}")
 
     def own_mention_target(self) -> MentionTarget | None:
         """How a mention of the XMPP user shows (a group chat shows their
@@ -297,91 +145,7 @@ class MatrixChat(HasAccount):
         """The room's recent reactions, to undo them when redacted."""
         return self.memory.reactions
 
-    async def on_matrix_reaction(self, event: Event) -> None:
-        """A live reaction: its sender's whole set of keys on the message
-        goes to XMPP (XEP-0444 replaces the set each time)."""
-        target, key, sender = event.relates_to, event.reaction_key, event.sender
-        if not target or not key or not sender or not event.event_id:
-            return
-        self.reaction_log.put(event.event_id, Reaction(target, sender, key))
-        if self.account.is_own_echo(event):
-            return
-        await self.show_reactions(target, sender)
-
-    async def show_reactions(self, target: str, sender: str) -> None:
-        keys = await current_reactions(
-            self.account.matrix, self.room_id, target, sender, self.reaction_log
-        )
-        entity = await self.sender_for(sender)
-        entity.react(target, list(keys))
-
-    async def on_matrix_redaction(self, event: Event) -> None:
-        """A live redaction: of a reaction, the sender's remaining reactions
-        go to XMPP; of a message, a retraction (XEP-0424) when its sender
-        redacted it, else a moderation (XEP-0425) by the redacting user."""
-        redacts, redactor = event.redacts, event.sender
-        if not redacts or not redactor:
-            return
-        reaction = self.reaction_log.pop(redacts)
-        if self.account.is_own_echo(event):
-            return  # the user's removal from XMPP: shown already
-        if reaction is not None:
-            await self.show_reactions(reaction.target, reaction.sender)
-            return
-        original = await self.get_message(redacts)
-        self._recent.pop(redacts)
-        if original is None or original.kind not in MESSAGE_KINDS:
-            # A reaction this room no longer remembers, an edit, a state
-            # event…: nothing XMPP shows as a message.
-            log.debug("Redaction of %s: not a message shown here", redacts)
-            return
-        if original.rel_type == "m.replace":
-            # An edit taken back: XMPP corrections cannot be undone.
-            log.debug("Redaction of the edit %s: not shown", redacts)
-            return
-        author = original.sender or redactor
-        redacting = await self.sender_for(redactor)
-        moderate = getattr(redacting, "moderate", None)
-        if author == redactor or moderate is None:
-            (await self.sender_for(author)).retract(redacts)
-        else:
-            moderate(redacts, event.reason)
-
     # ---- typing and receipts from Matrix -------------------------------
-
-    async def on_typing(self, user_ids: Sequence[str]) -> None:
-        """The room's typing users now: who started composes, who stopped
-        pauses (XEP-0085). The XMPP user's own typing is not echoed."""
-        now = {u for u in user_ids if u != self.account.user_id}
-        before = self.memory.typing
-        for user_id in sorted(now - before):
-            (await self.sender_for(user_id)).composing()
-        for user_id in sorted(before - now):
-            (await self.sender_for(user_id)).paused()
-        before.clear()
-        before.update(now)
-
-    async def on_receipts(self, receipts: Sequence[Receipt]) -> None:
-        """Read receipts as XEP-0333 displayed markers: each user's latest
-        ``m.read`` in the batch. The user's own (read on another Matrix
-        client) marks the message read on their XMPP clients too."""
-        latest: dict[str, str] = {}
-        for receipt in receipts:
-            mine = receipt.user_id == self.account.user_id
-            if receipt.receipt_type == "m.read" or (
-                mine and receipt.receipt_type == "m.read.private"
-            ):
-                latest[receipt.user_id] = receipt.event_id
-        for user_id, event_id in latest.items():
-            if user_id != self.account.user_id:
-                (await self.sender_for(user_id)).displayed(event_id)
-            elif event_id != self.memory.own_read_receipt:
-                await self.show_own_read_marker(event_id)
-
-    async def show_own_read_marker(self, event_id: str) -> None:
-        """The user read up to `event_id` on another Matrix client."""
-        entity = await self.sender_for(self.account.user_id)
-        entity.displayed(event_id, carbon=True)
 
     # ---- XMPP → Matrix ---------------------------------------------------
 
@@ -468,7 +232,7 @@ class MatrixChat(HasAccount):
         """Redacts an event of this room (through the room's send order and
         retries; the redaction's own return through sync is skipped)."""
         await self.account.outbound.redact(self.room_id, event_id, reason)
-        self._recent.pop(event_id)
+        self.recent.pop(event_id)
         self.reaction_log.pop(event_id)
 
     # ---- chat states and markers from XMPP -----------------------------

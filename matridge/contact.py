@@ -16,12 +16,17 @@ as a group chat.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from slidge.contact import LegacyContact, LegacyRoster
-from slidge.util.types import ContactMessage, ContactSticker, MessageReference
+from slidge.util.types import (
+    ContactMessage,
+    ContactSticker,
+    LegacyAttachment,
+)
+from slixmpp import Message as XMPPMessage
 from slixmpp.exceptions import XMPPError
 
 from .chat import MatrixChat
@@ -35,11 +40,11 @@ from .matrix import (
     SyncRoom,
 )
 from .media import show_avatar
-from .render import ChatSender, MentionTarget
+from .render import ChatSender
 from .util import MatrixMixin
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Iterable
 
 
 log = logging.getLogger(__name__)
@@ -56,17 +61,28 @@ class _OwnActions:
     def __init__(self, contact: Contact) -> None:
         self._contact = contact
 
-    async def send_matrix_message(
+    @property
+    def session(self) -> Any:
+        return self._contact.session
+
+    def send_text(
+        self, body: str, legacy_msg_id: str | None = None, **kwargs: Any
+    ) -> XMPPMessage | None:
+        return self._contact.send_text(body, legacy_msg_id, **_carbon(kwargs))
+
+    async def send_files(
         self,
-        event: Event,
-        archive_only: bool = False,
-        replacement: Event | None = None,
-        reply_to: MessageReference | None = None,
-        mentions: Mapping[str, MentionTarget] | None = None,
+        attachments: Collection[LegacyAttachment],
+        legacy_msg_id: str | None = None,
+        body: str | None = None,
+        **kwargs: Any,
     ) -> None:
-        await self._contact.send_matrix_message(
-            event, archive_only, replacement, reply_to, mentions, carbon=True
+        await self._contact.send_files(
+            attachments, legacy_msg_id, body, **_carbon(kwargs)
         )
+
+    def correct(self, legacy_msg_id: str, new_text: str, **kwargs: Any) -> None:
+        self._contact.correct(legacy_msg_id, new_text, **_carbon(kwargs))
 
     def react(
         self,

@@ -33,6 +33,7 @@ from .chat import MatrixChat
 from .context import HasAccount, MatrixSession
 from .errors import NotShown, is_transient, matrix_errors
 from .ids import jid_local_to_matrix_id, localpart, matrix_id_to_jid_local
+from .inbound import messages
 from .matrix import Event, MatrixError, NetworkError, RoomInfo
 from .media import show_avatar
 from .outgoing import Mention, find_mentions, merge_mentions
@@ -446,7 +447,7 @@ class MUC(MatrixChat, LegacyMUC[Participant]):
         if from_token is None:
             # Paged from the live end: leave out what the archive has already.
             events = _older_than(events, start_id, start_date)
-        n = await self.relay_history(history, events, archive_only=True)
+        n = await messages.relay_history(self, history, events, archive_only=True)
         # What the archive now holds must not come again live from a sync
         # batch that was already on its way.
         for event in events:

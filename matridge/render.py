@@ -111,12 +111,14 @@ def add_references(stanza: XMPPMessage, refs: Iterable[Reference]) -> None:
         )
 
 
-class _Sender(MediaSender, Protocol):
+class MessageSender(MediaSender, Protocol):
+    """The XMPP entity a Matrix message is shown as coming from."""
+
     def correct(self, legacy_msg_id: str, new_text: str, **kwargs: Any) -> None: ...
 
 
 async def send_matrix_event(
-    entity: _Sender,
+    entity: MessageSender,
     event: Event,
     archive_only: bool = False,
     replacement: Event | None = None,
@@ -192,18 +194,10 @@ async def send_matrix_event(
     )
 
 
-class ChatSender(Protocol):
+class ChatSender(MessageSender, Protocol):
     """What a chat needs of the entity that shows a Matrix user's actions:
-    a Participant in a group chat, the Contact in a direct chat."""
-
-    async def send_matrix_message(
-        self,
-        event: Event,
-        archive_only: bool = False,
-        replacement: Event | None = None,
-        reply_to: MessageReference | None = None,
-        mentions: Mapping[str, MentionTarget] | None = None,
-    ) -> None: ...
+    a Participant in a group chat, the Contact in a direct chat, the user's
+    own actions there as carbons."""
 
     def react(
         self,

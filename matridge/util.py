@@ -41,7 +41,7 @@ class MatrixMixin:
         """An ``m.room.message``, ``m.sticker`` or ``m.room.encrypted``
         event, shown as this entity's (see :func:`render.send_matrix_event`)."""
         await send_matrix_event(
-            self,  # type: ignore[arg-type]
+            self,  # type: ignore[arg-type]  # the entity it is mixed into
             event,
             archive_only,
             replacement,

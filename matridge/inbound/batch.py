@@ -27,9 +27,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .. import config
+from ..chat import CHAT_KINDS
 from ..errors import is_transient
+from ..group import MUC
 from ..matrix import Event, SyncBatch, SyncRoom
-from . import room_state, timeline
+from . import ephemeral, messages, room_state
 
 if TYPE_CHECKING:
     from ..chat import MatrixChat
@@ -298,7 +300,7 @@ async def _fill_gap(session: SessionHost, chat: MatrixChat, room: SyncRoom) -> N
     if not (room.limited and room.prev_batch):
         return
     try:
-        await chat.fill_gap(room.prev_batch)
+        await messages.fill_gap(chat, room.prev_batch)
     except Exception as e:
         if is_transient(e):
             raise RoomStopped from e
@@ -325,7 +327,7 @@ async def _relay(
         session.state.seen.add(ev.event_id)
         return
     try:
-        await timeline.show(chat, ev)
+        await _show(chat, ev)
     except Exception as e:
         if is_transient(e):
             session.log.info(
@@ -351,7 +353,7 @@ async def _placeholder(
         entity = await chat.sender_for(ev.sender) if ev.sender else None
         if entity is None:
             raise LookupError("no sender")
-        entity.send_text(text, legacy_msg_id=ev.event_id)  # type: ignore[attr-defined]
+        entity.send_text(text, legacy_msg_id=ev.event_id)
     except Exception:
         session.log.exception("Could not show the placeholder of %s", ev.event_id)
         session.send_gateway_message(text)
@@ -366,9 +368,9 @@ async def _ephemeral(
         return
     try:
         if room.typing is not None:
-            await chat.on_typing(room.typing)
+            await ephemeral.on_typing(chat, room.typing)
         if room.receipts:
-            await chat.on_receipts(room.receipts)
+            await ephemeral.on_receipts(chat, room.receipts)
     except Exception:
         session.log.exception("Typing or receipts of %s failed", room.room_id)
 
@@ -389,3 +391,19 @@ async def _invited(session: SessionHost, room: SyncRoom) -> None:
     )
     if not accepted:
         await room_state.on_invited(session, room)
+
+
+async def _show(chat: MatrixChat, event: Event) -> None:
+    """Shows one live timeline event of `chat`'s room to the XMPP user."""
+    if event.kind in CHAT_KINDS:
+        await messages.on_event(chat, event)
+        return
+    if not isinstance(chat, MUC):
+        return  # a direct chat shows its messages only
+    etype = event.type
+    if etype == "m.room.name" or etype == "m.room.canonical_alias":
+        chat.name = chat.room_snapshot().display_name
+    elif etype == "m.room.topic":
+        chat.subject = chat.room_snapshot().topic or ""
+    elif event.is_state:
+        await room_state.on_state_event(chat, event)
