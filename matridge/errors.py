@@ -78,3 +78,67 @@ def is_transient(error: BaseException) -> bool:
             return True
         current = current.__cause__ or current.__context__
     return False
+
+
+def join_refused(address: str, e: MatrixError) -> XMPPError:
+    """Why joining `address` failed, in words the user can act on."""
+    reason = e.error or str(e)
+    if address.startswith("#") and e.status == 404:
+        return XMPPError(
+            "item-not-found",
+            f"No Matrix room has the alias {address}. Check its spelling and server.",
+        )
+    if e.status == 403:
+        return XMPPError(
+            "forbidden",
+            f"Matrix did not let you join {address} ({reason}). The room may be "
+            "invite-only: ask one of its members for an invitation.",
+        )
+    if e.status == 404:
+        return XMPPError(
+            "item-not-found",
+            f"Your homeserver cannot find the room {address} ({reason}). Use its "
+            "alias, or ask a member for an invitation.",
+        )
+    if e.status == 429:
+        return XMPPError(
+            "resource-constraint",
+            f"The homeserver asks to slow down; try joining {address} again in a "
+            "minute.",
+        )
+    return XMPPError("not-acceptable", f"Matrix refused to join {address}: {reason}")
+
+
+def unreachable(what: str, e: NetworkError) -> XMPPError:
+    """The homeserver did not answer while trying to do `what`."""
+    return XMPPError(
+        "remote-server-timeout",
+        f"Could not {what}: the homeserver is unreachable ({e}). Try again later.",
+    )
+
+
+def not_a_homeserver(address: str, e: MatrixError | NetworkError) -> XMPPError:
+    """What the user gave at registration leads to no Matrix homeserver."""
+    if isinstance(e, NetworkError):
+        why = f"Could not reach a Matrix homeserver at {address} ({e})."
+    elif e.status < 300:  # it answered, but not as a homeserver would
+        why = f"{address} does not answer like a Matrix homeserver ({e.error or e})."
+    else:
+        why = f"{address} does not answer like a Matrix homeserver (HTTP {e.status})."
+    return XMPPError("remote-server-not-found", why + " Check it and try again.")
+
+
+def login_refused(e: MatrixError | NetworkError) -> XMPPError:
+    """Why the homeserver did not let the user log in."""
+    if isinstance(e, NetworkError):
+        return XMPPError(
+            "remote-server-timeout",
+            f"The homeserver stopped answering during login ({e}). Try again.",
+        )
+    if e.status == 429:
+        text = "Too many login attempts; wait a minute and try again."
+    elif e.status in (401, 403):
+        text = "Matrix refused this user name or password. Check them and try again."
+    else:
+        text = f"Matrix refused the login: {e.error or e}"
+    return XMPPError("not-authorized", text)

@@ -13,7 +13,9 @@ from slixmpp import JID
 from slixmpp.exceptions import XMPPError
 
 from . import commands, config, logsafety, search
-from .matrix import MatrixClient, MatrixError, NetworkError
+from .errors import login_refused, not_a_homeserver
+from .ids import is_user_id, server_of
+from .matrix import MatrixClient, MatrixError, NetworkError, discover
 from .outbound import xmpp_message_id
 from .session import Session
 
@@ -34,13 +36,18 @@ class Gateway(BaseGateway[Session]):
 
     REGISTRATION_INSTRUCTIONS = (
         "Enter your Matrix homeserver and the user name and password of your "
-        "Matrix account. The password is used once to log in and is not stored."
+        "Matrix account (with a full user id such as @alice:matrix.org the "
+        "homeserver is found by itself). The password is used once to log in "
+        "and is not stored."
     )
     REGISTRATION_FIELDS = [  # noqa: RUF012  (slidge's declared type)
         FormField(
             var="homeserver",
-            label="Homeserver URL (e.g. https://matrix.org)",
-            required=True,
+            label=(
+                "Homeserver (e.g. matrix.org or https://matrix.example.org; "
+                "leave empty to find it from a full user id)"
+            ),
+            required=False,
         ),
         FormField(
             var="username",
@@ -80,46 +87,17 @@ class Gateway(BaseGateway[Session]):
             value = form.get(name)
             return value if isinstance(value, str) else ""
 
-        homeserver = normalise_homeserver(field("homeserver"))
         username = field("username").strip()
         password = field("password")
         logsafety.remember(password)
         device = field("device").strip() or config.DEVICE_NAME
+        homeserver = await find_homeserver(field("homeserver"), username)
 
         client = MatrixClient(homeserver, insecure=config.INSECURE_TLS)
         try:
-            await client.versions()
-        except NetworkError as e:
-            raise XMPPError(
-                "remote-server-not-found",
-                f"Could not reach a Matrix homeserver at {homeserver} ({e}). "
-                "Check the URL and try again.",
-            ) from e
-        except MatrixError as e:
-            raise XMPPError(
-                "remote-server-not-found",
-                f"{homeserver} does not answer like a Matrix homeserver "
-                f"(HTTP {e.status}). Check the URL and try again.",
-            ) from e
-
-        try:
             login = await client.login_password(username, password, device)
-        except MatrixError as e:
-            if e.status == 429:
-                text = "Too many login attempts; wait a minute and try again."
-            elif e.status in (401, 403):
-                text = (
-                    "Matrix refused this user name or password. "
-                    "Check them and try again."
-                )
-            else:
-                text = f"Matrix refused the login: {e.error or e}"
-            raise XMPPError("not-authorized", text) from e
-        except NetworkError as e:
-            raise XMPPError(
-                "remote-server-timeout",
-                f"The homeserver stopped answering during login ({e}). Try again.",
-            ) from e
+        except (MatrixError, NetworkError) as e:
+            raise login_refused(e) from e
         log.info("%s logged in to Matrix as %s", user_jid.bare, login.user_id)
         # Only what the session needs; the password is deliberately not kept.
         logsafety.remember(login.access_token)
@@ -129,6 +107,29 @@ class Gateway(BaseGateway[Session]):
             "access_token": login.access_token,
             "device_id": login.device_id,
         }
+
+
+async def find_homeserver(given: str, username: str) -> str:
+    """The client-server URL of the user's homeserver: from what they gave
+    (a URL or a server name, followed through ``.well-known``), or from the
+    server part of a full user id when they gave none."""
+    given = given.strip()
+    if not given:
+        server = server_of(username) if is_user_id(username) else None
+        if server is None:
+            raise XMPPError(
+                "bad-request",
+                "Enter your homeserver (e.g. matrix.org), or your full Matrix id "
+                "(@alice:matrix.org) as user name so that it can be found.",
+            )
+        given = server
+    origin = normalise_homeserver(given)
+    try:
+        found = await discover(origin, insecure=config.INSECURE_TLS)
+    except (MatrixError, NetworkError) as e:
+        raise not_a_homeserver(origin, e) from e
+    # A .well-known may point anywhere: the same rules apply to where it points.
+    return normalise_homeserver(found)
 
 
 def normalise_homeserver(raw: str) -> str:

@@ -14,6 +14,7 @@ from slidge.command import FormField, SearchResult
 from slixmpp.exceptions import XMPPError
 
 from .contact import Contact
+from .errors import join_refused, unreachable
 from .ids import is_user_id, localpart
 from .matrix import MatrixError, NetworkError
 
@@ -110,13 +111,9 @@ async def join_room(session: SessionHost, address: str) -> MUC:
             via = [address.split(":", 1)[1]]  # room versions < 12 name a server
         room_id = await matrix.join(target, via)
     except MatrixError as e:
-        raise _join_refused(address, e) from e
+        raise join_refused(address, e) from e
     except NetworkError as e:
-        raise XMPPError(
-            "remote-server-timeout",
-            f"Could not join {address}: the homeserver is unreachable ({e}). "
-            "Try again later.",
-        ) from e
+        raise unreachable(f"join {address}", e) from e
     muc = await session.bookmarks.show(room_id)
     if muc is None:
         raise XMPPError(
@@ -125,34 +122,6 @@ async def join_room(session: SessionHost, address: str) -> MUC:
             "can chat in; its rooms can be joined by their own aliases.",
         )
     return muc
-
-
-def _join_refused(address: str, e: MatrixError) -> XMPPError:
-    reason = e.error or str(e)
-    if address.startswith("#") and e.status == 404:
-        return XMPPError(
-            "item-not-found",
-            f"No Matrix room has the alias {address}. Check its spelling and server.",
-        )
-    if e.status == 403:
-        return XMPPError(
-            "forbidden",
-            f"Matrix did not let you join {address} ({reason}). The room may be "
-            "invite-only: ask one of its members for an invitation.",
-        )
-    if e.status == 404:
-        return XMPPError(
-            "item-not-found",
-            f"Your homeserver cannot find the room {address} ({reason}). Use its "
-            "alias, or ask a member for an invitation.",
-        )
-    if e.status == 429:
-        return XMPPError(
-            "resource-constraint",
-            f"The homeserver asks to slow down; try joining {address} again in a "
-            "minute.",
-        )
-    return XMPPError("not-acceptable", f"Matrix refused to join {address}: {reason}")
 
 
 # ---- a Matrix user id opens a direct chat ------------------------------------

@@ -10,6 +10,7 @@ import sqlite3
 import pytest
 
 from tests.conftest import Person, new_matrix_user, unique
+from tests.harness.fake_homeserver import Answer, fake_homeserver
 from tests.harness.gateway import Gateway
 from tests.harness.ports import free_port
 from tests.harness.synapse import Synapse
@@ -126,6 +127,39 @@ async def test_an_unreachable_homeserver_is_refused_in_words(person: Person) -> 
         await person.xmpp.register_with(person.gateway_jid, form, timeout=60)
     assert err.value.condition == "remote-server-not-found"
     assert "Could not reach a Matrix homeserver" in err.value.text
+
+
+async def test_registration_finds_the_homeserver_through_its_well_known(
+    person: Person, synapse: Synapse
+) -> None:
+    # The server's name answers only with .well-known/matrix/client, as a
+    # web site delegating to its homeserver does.
+    with fake_homeserver() as site:
+        site.route(
+            "/.well-known/matrix/client",
+            Answer(200, {"m.homeserver": {"base_url": synapse.base_url}}),
+        )
+        form = {**person.registration_form(synapse), "homeserver": site.base_url}
+        await person.xmpp.register_with(person.gateway_jid, form, timeout=60)
+        await person.xmpp.wait_presence(
+            lambda p: (
+                p["from"].bare == person.gateway_jid and "Connected as" in p["status"]
+            ),
+            timeout=60,
+        )
+        assert site.requests_to("/.well-known/matrix/client")
+        # Only the well-known was asked of the site: the rest went to Synapse.
+        assert not site.requests_to("/_matrix/client/v3/login")
+
+
+async def test_without_a_homeserver_a_bare_user_name_is_refused_in_words(
+    person: Person, synapse: Synapse
+) -> None:
+    form = {**person.registration_form(synapse), "homeserver": ""}
+    with pytest.raises(XmppError) as err:
+        await person.xmpp.register_with(person.gateway_jid, form, timeout=60)
+    assert err.value.condition == "bad-request"
+    assert "full Matrix id" in err.value.text
 
 
 async def test_logout_and_login_resume_without_duplicates(club: Club) -> None:
