@@ -74,7 +74,7 @@ class MatrixChat(HasAccount):
         """The XMPP entity that shows what Matrix user `user_id` does here."""
         raise NotImplementedError
 
-    def gap_stop(self) -> str | None:
+    async def gap_stop(self) -> str | None:
         """The newest event the user already has from this room, where a gap
         fill stops (None: page back GAP_FILL_EVENTS events)."""
         raise NotImplementedError

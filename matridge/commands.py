@@ -187,11 +187,16 @@ class LeaveRoom(Command):  # type: ignore[type-arg]
         name = info.display_name if info else room_id
         # Before leaving: afterwards the room's state is no longer readable.
         muc = await session.bookmarks.by_legacy_id(room_id)
-        with matrix_errors(f"leave {name}"):
-            await session.matrix.leave(room_id)
-        # Forgotten first, so the leave coming back through sync is not
-        # handled a second time.
+        # Forgotten before the leave, so that the leave coming back through
+        # sync (possibly before the answer to ours) is not handled a second
+        # time; remembered again if Matrix refuses it.
         session.state.forget_announced(room_id)
+        try:
+            with matrix_errors(f"leave {name}"):
+                await session.matrix.leave(room_id)
+        except XMPPError:
+            session.state.remember_announced(room_id)
+            raise
         await muc.remove_from_bookmarks()
         await session.bookmarks.remove(muc, reason="You left this room.")
         await _until_synced_out(session, room_id)

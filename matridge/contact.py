@@ -192,7 +192,7 @@ class Contact(MatrixMixin, MatrixChat, LegacyContact):
         else:
             self.offline(status, last_seen=last_seen)
 
-    def gap_stop(self) -> str | None:
+    async def gap_stop(self) -> str | None:
         # The newest message already relayed, saved with the sync token: the
         # seen ids are empty after a restart, and there is no archive here.
         return self.account.state.delivered_mark(self.room_id)

@@ -142,3 +142,35 @@ def login_refused(e: MatrixError | NetworkError) -> XMPPError:
     else:
         text = f"Matrix refused the login: {e.error or e}"
     return XMPPError("not-authorized", text)
+
+
+def user_lookup_refused(user_id: str, e: MatrixError | NetworkError) -> XMPPError:
+    """Why the homeserver could not say who `user_id` is."""
+    if isinstance(e, NetworkError):
+        return unreachable(f"look up {user_id}", e)
+    if e.status in (403, 404):
+        return XMPPError(
+            "item-not-found",
+            f"Matrix knows no user {user_id} (or their profile is private).",
+        )
+    return XMPPError(
+        "service-unavailable", f"Matrix refused to look up {user_id}: {e.error}"
+    )
+
+
+def upload_refused(name: str, e: MatrixError | NetworkError) -> XMPPError:
+    """A file the user sent that the media repository did not take."""
+    return XMPPError(
+        "service-unavailable",
+        f"{name} could not be sent: the Matrix media repository refused it "
+        f"({describe(e)}).",
+    )
+
+
+def describe(e: Exception) -> str:
+    """A failed Matrix call in a few words, for a sentence."""
+    if isinstance(e, MatrixError):
+        return f"the homeserver answered {e.status} ({e.error or e.errcode or 'error'})"
+    if isinstance(e, NetworkError):
+        return f"the homeserver is unreachable ({e})"
+    return str(e) or type(e).__name__

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime
@@ -198,6 +199,20 @@ async def accept_invitation(muc: MUC) -> None:
     session.state.invitations_sent.discard(muc.room_id)
     session.state.remember_announced(muc.room_id)
     await muc.update_info(await session.load_room_state(muc.room_id))
+
+
+def mention_names(info: RoomInfo, own_user_id: str) -> dict[str, str]:
+    """The names that mention a joined member (their disambiguated display
+    name, and their plain one) → their user id."""
+    names: dict[str, str] = {}
+    for member in info.members.values():
+        uid = member.user_id
+        if member.membership != "join" or uid == own_user_id:
+            continue
+        if member.display_name:
+            names.setdefault(member.display_name, uid)
+        names[info.member_display_name(uid)] = uid
+    return names
 
 
 class Participant(HasAccount, MatrixMixin, LegacyParticipant):  # type: ignore[type-arg]
@@ -392,17 +407,13 @@ class MUC(MatrixChat, LegacyMUC[Participant]):
             if uid.startswith("@") and uid != self.account.user_id:
                 if mention.start >= offset:
                     spans.append((mention.start - offset, mention.end - offset, uid))
-        info = self.account.room_info(self.room_id)
-        if info is None:
-            return sorted(spans)
-        names: dict[str, str] = {}
-        for member in info.members.values():
-            uid = member.user_id
-            if member.membership != "join" or uid == self.account.user_id:
-                continue
-            if member.display_name:
-                names.setdefault(member.display_name, uid)
-            names[info.member_display_name(uid)] = uid
+        memory = self.memory
+        names = memory.mention_names
+        if names is None:
+            info = self.account.room_info(self.room_id)
+            if info is None:
+                return sorted(spans)
+            names = memory.mention_names = mention_names(info, self.account.user_id)
         return merge_mentions(spans, find_mentions(text, names))
 
     def own_mention_target(self) -> MentionTarget:
@@ -454,16 +465,22 @@ class MUC(MatrixChat, LegacyMUC[Participant]):
             self.account.state.seen.add(event.event_id or "")
         log.debug("Backfilled %d events of %s", n, self.legacy_id)
 
-    def newest_archived_id(self) -> str | None:
-        """The Matrix event id of the newest message in slidge's archive."""
-        store = self.xmpp.store
-        with store.session() as orm:
-            newest = store.mam.get_most_recent_with_legacy_id(orm, self.stored.id)
-            return None if newest is None else newest.legacy_id
+    async def newest_archived_id(self) -> str | None:
+        """The Matrix event id of the newest message in slidge's archive,
+        read off the event loop (the pool gives the thread its own
+        connection)."""
+        store, room_pk = self.xmpp.store, self.stored.id
 
-    def gap_stop(self) -> str | None:
+        def query() -> str | None:
+            with store.session() as orm:
+                newest = store.mam.get_most_recent_with_legacy_id(orm, room_pk)
+                return None if newest is None else newest.legacy_id
+
+        return await asyncio.to_thread(query)
+
+    async def gap_stop(self) -> str | None:
         # The archive holds what the user got.
-        return self.newest_archived_id()
+        return await self.newest_archived_id()
 
     async def available_emojis(self, legacy_msg_id: str | None = None) -> None:
         return None

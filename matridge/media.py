@@ -16,9 +16,11 @@ import asyncio
 import logging
 import mimetypes
 import os
+import shutil
 import tempfile
 import urllib.parse
-from collections.abc import Callable, Collection
+from collections.abc import AsyncIterator, Callable, Collection
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -30,6 +32,7 @@ from slidge.util.types import Avatar, LegacyAttachment, MessageReference
 from slixmpp.exceptions import XMPPError
 
 from . import config
+from .errors import describe, upload_refused
 from .matrix import Event, MatrixClient, MatrixError, Message, NetworkError
 from .matrix import TooLargeError as MatrixTooLargeError
 
@@ -45,6 +48,19 @@ log = logging.getLogger(__name__)
 FILE_MSGTYPES = frozenset({"m.image", "m.file", "m.audio", "m.video"})
 
 _TEMP_PREFIX = "matridge-media-"
+
+
+@asynccontextmanager
+async def _temp_dir() -> AsyncIterator[Path]:
+    """A private temporary directory for one transfer, made and removed off
+    the event loop (removing a large file can block for a while)."""
+    tmp = await asyncio.to_thread(tempfile.mkdtemp, prefix=_TEMP_PREFIX)
+    try:
+        yield Path(tmp)
+    finally:
+        await asyncio.to_thread(shutil.rmtree, tmp, True)
+
+
 _CHUNK = 64 * 1024
 # What a file name may be on disk and in an upload slot.
 _MAX_NAME = 200
@@ -130,14 +146,6 @@ def encrypted_file_text(name: str) -> str:
     )
 
 
-def _reason(e: Exception) -> str:
-    if isinstance(e, MatrixError):
-        return f"the homeserver answered {e.status} ({e.error or e.errcode or 'error'})"
-    if isinstance(e, NetworkError):
-        return f"the homeserver is unreachable ({e})"
-    return str(e) or type(e).__name__
-
-
 async def send_matrix_media(
     sender: MediaSender,
     event: Event,
@@ -184,8 +192,8 @@ async def send_matrix_media(
     if content.size is not None and content.size > cap:
         instead(over_cap_text(name, content.size, cap))
         return
-    with tempfile.TemporaryDirectory(prefix=_TEMP_PREFIX) as tmp:
-        path = Path(tmp) / name
+    async with _temp_dir() as tmp:
+        path = tmp / name
         try:
             media = await matrix.download(content.url, cap, path=path)
         except MatrixTooLargeError:
@@ -195,7 +203,7 @@ async def send_matrix_media(
             log.warning(
                 "Could not download %s of event %s: %s", content.url, event.event_id, e
             )
-            instead(fetch_failed_text(name, _reason(e)))
+            instead(fetch_failed_text(name, describe(e)))
             return
         attachment = LegacyAttachment(
             path=path,
@@ -302,12 +310,16 @@ async def fetch(
             if resp.content_length is not None and resp.content_length > cap:
                 raise TooLargeError(human_size(resp.content_length))
             got = 0
-            with path.open("wb") as out:
+            # Writes go to a thread: a slow disk must not stall every user.
+            out = await asyncio.to_thread(path.open, "wb")
+            try:
                 async for chunk in resp.content.iter_chunked(_CHUNK):
                     got += len(chunk)
                     if got > cap:
                         raise TooLargeError(f"more than {human_size(cap)}")
-                    out.write(chunk)
+                    await asyncio.to_thread(out.write, chunk)
+            finally:
+                await asyncio.to_thread(out.close)
             return path, name, resp.headers.get("Content-Type")
     except (aiohttp.ClientError, TimeoutError, ValueError) as e:
         reason = f"its URL could not be fetched ({type(e).__name__}: {e})"
@@ -338,11 +350,7 @@ async def _upload(session: MatrixSession, file: LocalFile) -> str:
         return await session.matrix.upload_file(file.path, file.mimetype, file.name)
     except (MatrixError, NetworkError) as e:
         log.warning("Upload of %s to Matrix failed: %s", file.name, e)
-        raise XMPPError(
-            "service-unavailable",
-            f"{file.name} could not be sent: the Matrix media repository "
-            f"refused it ({_reason(e)}).",
-        ) from e
+        raise upload_refused(file.name, e) from e
 
 
 async def send_xmpp_attachments(
@@ -361,9 +369,9 @@ async def send_xmpp_attachments(
     caption: str | None = body.strip() or None
     for part, attachment in enumerate(attachments):
         shown = name_from_url(attachment.url)
-        with tempfile.TemporaryDirectory(prefix=_TEMP_PREFIX) as tmp:
+        async with _temp_dir() as tmp:
             try:
-                path, name, served = await fetch(attachment, Path(tmp), cap)
+                path, name, served = await fetch(attachment, tmp, cap)
             except TooLargeError as e:
                 log.info("Not sending %s to Matrix: over the cap (%s)", shown, e)
                 raise XMPPError(

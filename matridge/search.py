@@ -14,7 +14,7 @@ from slidge.command import FormField, SearchResult
 from slixmpp.exceptions import XMPPError
 
 from .contact import Contact
-from .errors import join_refused, unreachable
+from .errors import join_refused, unreachable, user_lookup_refused
 from .ids import is_user_id, localpart
 from .matrix import MatrixError, NetworkError
 
@@ -146,19 +146,8 @@ async def contact_for_user_id(session: SessionHost, user_id: str) -> Contact:
         raise XMPPError("bad-request", "That is your own Matrix account.")
     try:
         await session.matrix.get_profile(user_id)
-    except MatrixError as e:
-        if e.status in (403, 404):
-            raise XMPPError(
-                "item-not-found",
-                f"Matrix knows no user {user_id} (or their profile is private).",
-            ) from e
-        raise XMPPError(
-            "service-unavailable", f"Matrix refused to look up {user_id}: {e.error}"
-        ) from e
-    except NetworkError as e:
-        raise XMPPError(
-            "remote-server-timeout", f"The homeserver is unreachable ({e})."
-        ) from e
+    except (MatrixError, NetworkError) as e:
+        raise user_lookup_refused(user_id, e) from e
     contact = await session.contacts.by_legacy_id(user_id)
     await contact.befriend()
     return contact

@@ -244,6 +244,7 @@ class Session(BaseSession[Roster, Bookmarks]):
         """Refreshes what we know of a room from its full state."""
         with matrix_errors("show this room's state"):
             info = await self.matrix.load_room_state(room_id)
+        self.state.state_changed(room_id)
         if info is None:
             raise XMPPError("item-not-found", f"Matrix knows no room {room_id}.")
         return info

@@ -102,6 +102,10 @@ class ChatMemory:
     own_read_receipt: str | None = None
     # Whether Matrix was last told the user is typing.
     typing_sent: bool = False
+    # The names that make a mention in the user's messages (name shown →
+    # user id), built from the members once and kept until the room's
+    # state changes (see AccountState.state_changed).
+    mention_names: dict[str, str] | None = None
 
 
 class Store(Protocol):
@@ -136,6 +140,13 @@ class AccountState:
         if memory is None:
             memory = self._memories[room_id] = ChatMemory()
         return memory
+
+    def state_changed(self, room_id: str) -> None:
+        """The room cache has new state for `room_id` (a sync batch or a
+        full state load): what was derived from its members goes."""
+        memory = self._memories.get(room_id)
+        if memory is not None:
+            memory.mention_names = None
 
     def forget_room(self, room_id: str) -> None:
         """A left room's memory goes: its recent events hold their sync

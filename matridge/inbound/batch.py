@@ -219,6 +219,8 @@ async def _joined(session: SessionHost, work: _RoomWork) -> bool:
     """Relays what is left of one joined room; False if it stopped at a
     transient failure (it resumes from there later)."""
     room = work.room
+    if room.state or any(e.is_state for e in work.events):
+        session.state.state_changed(room.room_id)
     try:
         chat = await _chat(session, work)
         if chat is None and work.events[work.next :]:

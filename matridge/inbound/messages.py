@@ -31,7 +31,7 @@ async def fill_gap(chat: MatrixChat, prev_batch: str) -> None:
     history = await chat.account.matrix.history(
         chat.room_id,
         prev_batch,
-        until_event_id=chat.gap_stop(),
+        until_event_id=await chat.gap_stop(),
         limit=config.GAP_FILL_EVENTS,
     )
     seen = chat.account.state.seen

@@ -184,6 +184,18 @@ class FaultProxy:
         request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
         method, path = [*request_line.split(" "), "", ""][:2]
         fault = self._pick(f"{method} {path}")
+        if fault is None and path.startswith("/.well-known/matrix/client"):
+            # Clients that discover the homeserver through the proxy must
+            # keep talking to it, not to Synapse behind it.
+            with self._lock:
+                self.seen.append(Seen(time.monotonic(), method, path, "well-known"))
+            payload = json.dumps({"m.homeserver": {"base_url": self.base_url}})
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                + f"Content-Length: {len(payload)}\r\n\r\n{payload}".encode()
+            )
+            await writer.drain()
+            return True
         outcome = fault.action if fault else "forwarded"
         with self._lock:
             self.seen.append(Seen(time.monotonic(), method, path, outcome))
