@@ -70,6 +70,14 @@ RELAY_RETRY_SECONDS__DOC = (
     "shown. Other rooms go on meanwhile."
 )
 
+FETCH_ALLOW_HOSTS = ""
+FETCH_ALLOW_HOSTS__DOC = (
+    "Host names, comma-separated, that the gateway may fetch users' files from "
+    "although they lead into its own network (loopback, private, link-local "
+    "addresses): typically the XMPP server's own upload service. Every other URL "
+    "a user sends is refused when it leads there."
+)
+
 MEDIA_MAX_BYTES = 50_000_000
 MEDIA_MAX_BYTES__DOC = (
     "The largest file, in bytes, the gateway carries either way. A larger Matrix "

@@ -33,6 +33,7 @@ from slixmpp.exceptions import XMPPError
 
 from . import config
 from .errors import describe, upload_refused
+from .fetchguard import MAX_REDIRECTS, RefusedAddress, check_url, guarded_session
 from .matrix import Event, MatrixClient, MatrixError, Message, NetworkError
 from .matrix import TooLargeError as MatrixTooLargeError
 
@@ -228,6 +229,10 @@ class TooLargeError(FetchError):
     pass
 
 
+class RefusedFetch(FetchError):
+    """The URL leads into the gateway's own network: never fetched."""
+
+
 @dataclass(frozen=True)
 class LocalFile:
     """A fetched file and what Matrix should be told about it."""
@@ -296,34 +301,57 @@ async def fetch(
 ) -> tuple[Path, str, str | None]:
     """Downloads an attachment's URL into `directory`, at most `cap` bytes;
     returns the file, its name and the Content-Type the server gave.
-    Raises FetchError (TooLargeError above the cap)."""
+    Raises FetchError (TooLargeError above the cap, RefusedFetch for an
+    address inside the gateway's own network: see :mod:`.fetchguard`)."""
     name = name_from_url(attachment.url)
     path = directory / name
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=60)
+    url = attachment.url
     try:
-        async with (
-            aiohttp.ClientSession(timeout=timeout) as http,
-            http.get(attachment.url) as resp,
-        ):
-            if resp.status >= 400:
-                raise FetchError(f"its server answered HTTP {resp.status}")
-            if resp.content_length is not None and resp.content_length > cap:
-                raise TooLargeError(human_size(resp.content_length))
-            got = 0
-            # Writes go to a thread: a slow disk must not stall every user.
-            out = await asyncio.to_thread(path.open, "wb")
-            try:
-                async for chunk in resp.content.iter_chunked(_CHUNK):
-                    got += len(chunk)
-                    if got > cap:
-                        raise TooLargeError(f"more than {human_size(cap)}")
-                    await asyncio.to_thread(out.write, chunk)
-            finally:
-                await asyncio.to_thread(out.close)
-            return path, name, resp.headers.get("Content-Type")
+        async with guarded_session(timeout=timeout) as http:
+            for _ in range(MAX_REDIRECTS + 1):
+                check_url(url)
+                async with http.get(url, allow_redirects=False) as resp:
+                    location = resp.headers.get("Location")
+                    if resp.status in _REDIRECTS and location:
+                        # Each hop is checked again before it is requested.
+                        url = urllib.parse.urljoin(url, location)
+                        continue
+                    if resp.status >= 400:
+                        raise FetchError(f"its server answered HTTP {resp.status}")
+                    size = resp.content_length
+                    if size is not None and size > cap:
+                        raise TooLargeError(human_size(size))
+                    await _save(resp, path, cap)
+                    return path, name, resp.headers.get("Content-Type")
+            raise FetchError(f"it redirects more than {MAX_REDIRECTS} times")
+    except RefusedAddress as e:
+        raise RefusedFetch(str(e)) from e
+    except aiohttp.ClientConnectorError as e:
+        if isinstance(e.os_error, RefusedAddress):
+            raise RefusedFetch(str(e.os_error)) from e
+        raise FetchError(f"its URL could not be fetched ({e})") from e
     except (aiohttp.ClientError, TimeoutError, ValueError) as e:
         reason = f"its URL could not be fetched ({type(e).__name__}: {e})"
         raise FetchError(reason) from e
+
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+async def _save(resp: aiohttp.ClientResponse, path: Path, cap: int) -> None:
+    """Writes the body to `path` (at most `cap` bytes), in a thread: a slow
+    disk must not stall every user."""
+    got = 0
+    out = await asyncio.to_thread(path.open, "wb")
+    try:
+        async for chunk in resp.content.iter_chunked(_CHUNK):
+            got += len(chunk)
+            if got > cap:
+                raise TooLargeError(f"more than {human_size(cap)}")
+            await asyncio.to_thread(out.write, chunk)
+    finally:
+        await asyncio.to_thread(out.close)
 
 
 def file_content(
@@ -378,6 +406,13 @@ async def send_xmpp_attachments(
                     "not-acceptable",
                     f"{shown} was not sent to Matrix: it is larger ({e}) than "
                     f"this gateway's limit of {human_size(cap)} for files.",
+                ) from e
+            except RefusedFetch as e:
+                log.warning("Refused to fetch %s (%s): %s", shown, attachment.url, e)
+                raise XMPPError(
+                    "forbidden",
+                    f"{shown} was not sent to Matrix: the gateway does not fetch "
+                    f"files from inside its own network ({e}).",
                 ) from e
             except FetchError as e:
                 log.warning("Could not fetch %s (%s): %s", shown, attachment.url, e)

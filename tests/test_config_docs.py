@@ -42,6 +42,8 @@ def sections(rst: str) -> set[str]:
 def documented_default(value: Any) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
+    if value == "":
+        return "empty"
     return f"``{value}``"
 
 

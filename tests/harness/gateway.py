@@ -45,6 +45,8 @@ class Gateway:
             f"--upload-service={self.prosody.upload_jid}",
             "--debug",
             "--allow-plain-http",
+            # The test Prosody's upload service (see Prosody.http_url).
+            "--fetch-allow-hosts=localhost",
             *self.extra_args,
         ]
 

@@ -112,7 +112,11 @@ class Prosody(ServerProcess):
 
     @property
     def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        # A name, not an address: the gateway fetches users' files from the
+        # upload service only because it is allow-listed by name
+        # (--fetch-allow-hosts=localhost); addresses inside its own network
+        # are refused.
+        return f"http://localhost:{self.http_port}"
 
     @property
     def has_privilege(self) -> bool:
@@ -190,7 +194,7 @@ class Prosody(ServerProcess):
             "",
             f'Component {_lua(self.upload_jid)} "http_file_share"',
             # URLs handed out in slots must point at our loopback listener.
-            '    http_host = "127.0.0.1"',
+            '    http_host = "localhost"',
             f"    http_external_url = {_lua(self.http_url + '/')}",
             # No http_file_share_access: the default ("any local host")
             # covers both local users and the gateway component.
