@@ -88,6 +88,12 @@ class MatrixChat(HasAccount):
         reader."""
         return []
 
+    def already_shown(self, events: Sequence[Event]) -> int:
+        """How many of a timeline's first `events` were shown before a crash
+        (a batch that comes again). Group chats need not say: slidge's
+        archive keeps each message once."""
+        return 0
+
     def delivered(self, event_id: str) -> None:
         """Notes the newest event of a sync batch relayed here. Group chats
         need nothing (their archive knows); direct chats keep it so a later

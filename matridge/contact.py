@@ -16,7 +16,7 @@ as a group chat.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -196,6 +196,14 @@ class Contact(MatrixMixin, MatrixChat, LegacyContact):
         # The newest message already relayed, saved with the sync token: the
         # seen ids are empty after a restart, and there is no archive here.
         return self.account.state.delivered_mark(self.room_id)
+
+    def already_shown(self, events: Sequence[Event]) -> int:
+        """Up to the saved delivery mark, if the timeline holds it."""
+        mark = self.account.state.delivered_mark(self.room_id)
+        for i, event in enumerate(events):
+            if mark is not None and event.event_id == mark:
+                return i + 1
+        return 0
 
     def delivered(self, event_id: str) -> None:
         self.account.state.note_delivered(self.room_id, event_id)

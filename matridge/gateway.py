@@ -12,7 +12,7 @@ from slidge.db.meta import JSONSerializable
 from slixmpp import JID
 from slixmpp.exceptions import XMPPError
 
-from . import commands, config, logsafety, search
+from . import commands, config, logsafety, media, search
 from .errors import login_refused, not_a_homeserver
 from .ids import is_user_id, server_of
 from .matrix import MatrixClient, MatrixError, NetworkError, discover
@@ -65,6 +65,12 @@ class Gateway(BaseGateway[Session]):
         "You are connected to Matrix. Your rooms appear as group chats; send "
         "'help' to list the commands."
     )
+
+    def __init__(self) -> None:
+        super().__init__()
+        stale = media.remove_stale_temp_dirs()
+        if stale:
+            log.info("Removed %d transfer directories left by a killed gateway", stale)
 
     def event(self, name: str, data: Any = {}) -> None:  # noqa: B006  (slixmpp's signature)
         # slixmpp copies the current context into each handler task it starts

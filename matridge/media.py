@@ -51,11 +51,45 @@ FILE_MSGTYPES = frozenset({"m.image", "m.file", "m.audio", "m.video"})
 _TEMP_PREFIX = "matridge-media-"
 
 
+def _temp_prefix() -> str:
+    # The process id in the name tells a dead process's leftovers apart.
+    return f"{_TEMP_PREFIX}{os.getpid()}-"
+
+
+def remove_stale_temp_dirs() -> int:
+    """Removes the transfer directories that a gateway process killed in the
+    middle of a transfer left behind (each up to MEDIA_MAX_BYTES); those of
+    live processes, this one or another gateway's, stay. Returns how many
+    went. Run once at start-up."""
+    removed = 0
+    root = Path(tempfile.gettempdir())
+    for entry in root.glob(_TEMP_PREFIX + "*"):
+        pid_text = entry.name[len(_TEMP_PREFIX) :].split("-", 1)[0]
+        pid = int(pid_text) if pid_text.isdigit() else None
+        if pid is not None and _alive(pid):
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
 @asynccontextmanager
 async def _temp_dir() -> AsyncIterator[Path]:
     """A private temporary directory for one transfer, made and removed off
     the event loop (removing a large file can block for a while)."""
-    tmp = await asyncio.to_thread(tempfile.mkdtemp, prefix=_TEMP_PREFIX)
+    tmp = await asyncio.to_thread(tempfile.mkdtemp, prefix=_temp_prefix())
     try:
         yield Path(tmp)
     finally:

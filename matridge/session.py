@@ -208,9 +208,9 @@ class Session(BaseSession[Roster, Bookmarks]):
             router.close()
 
     def _save_progress(self, token: str) -> None:
-        # The token and the direct chats' delivery marks are saved together:
-        # a crash re-delivers both from the same point.
-        self.legacy_module_data_update({"since": token, **self.state.take_marks()})
+        # Direct chats' delivery marks are saved as each message is shown:
+        # a batch that comes again skips what they cover.
+        self.legacy_module_data_update({"since": token})
 
     async def chat_for(self, room_id: str) -> MatrixChat | None:
         """The XMPP conversation that shows a joined room: the contact of a

@@ -126,8 +126,6 @@ class AccountState:
         # Event ids already shown (or deliberately skipped).
         self.seen = RecentIds(config.MESSAGE_ID_MEMORY)
         self._memories: dict[str, ChatMemory] = {}
-        # Direct rooms' newest relayed events, saved with the next sync token.
-        self._pending_marks: dict[str, str] = {}
         # Rooms whose invitation was shown since the gateway started.
         self.invitations_sent: set[str] = set()
         self._announced: set[str] | None = None  # read once, then kept
@@ -175,27 +173,22 @@ class AccountState:
             self._announced.discard(room_id)
             self._store.save({"announced_rooms": sorted(self._announced)})
 
-    # ---- delivery marks of direct chats (saved with the sync token) ---------
+    # ---- delivery marks of direct chats (saved as each message is shown) ----
 
     def note_delivered(self, room_id: str, event_id: str) -> None:
-        """The newest event relayed to a direct chat, saved with the batch."""
-        self._pending_marks[room_id] = event_id
+        """A direct chat's message was shown: saved at once, so that a batch
+        that comes again after a crash skips it (a direct chat has no
+        archive on the gateway to deduplicate against)."""
+        saved = self._store.saved.get("direct_marks")
+        marks = dict(saved) if isinstance(saved, dict) else {}
+        if marks.get(room_id) == event_id:
+            return
+        marks[room_id] = event_id
+        self._store.save({"direct_marks": marks})
 
     def delivered_mark(self, room_id: str) -> str | None:
-        """The newest event of a direct room relayed before now (the saved
+        """The newest event of a direct room shown before now (the saved
         marks survive restarts, unlike the seen ids)."""
-        if room_id in self._pending_marks:
-            return self._pending_marks[room_id]
         marks = self._store.saved.get("direct_marks")
         mark = marks.get(room_id) if isinstance(marks, dict) else None
         return mark if isinstance(mark, str) else None
-
-    def take_marks(self) -> dict[str, Any]:
-        """The marks to save with the next token, as stored data."""
-        if not self._pending_marks:
-            return {}
-        saved = self._store.saved.get("direct_marks")
-        marks = dict(saved) if isinstance(saved, dict) else {}
-        marks.update(self._pending_marks)
-        self._pending_marks = {}
-        return {"direct_marks": marks}

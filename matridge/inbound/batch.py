@@ -60,7 +60,6 @@ class _RoomWork:
     next: int = 0  # index of the first event not shown yet
     gap_filled: bool = False
     ephemeral_done: bool = False
-    last_relayed: str | None = None
     error: BaseException | None = field(default=None, repr=False)
 
 
@@ -230,15 +229,15 @@ async def _joined(session: SessionHost, work: _RoomWork) -> bool:
         if chat is not None and not work.gap_filled:
             await _fill_gap(session, chat, room)
             work.gap_filled = True
+            # A batch that comes again after a crash: what was shown then
+            # is not shown twice.
+            for ev in work.events[: chat.already_shown(work.events)]:
+                session.state.seen.add(ev.event_id or "")
         while work.next < len(work.events):
             ev = work.events[work.next]
-            if chat is not None:
-                await _relay(session, chat, room, ev)
-                if ev.event_id and ev.invalid is None:
-                    work.last_relayed = ev.event_id
+            if chat is not None and await _relay(session, chat, room, ev):
+                chat.delivered(ev.event_id or "")
             work.next += 1
-        if chat is not None and work.last_relayed is not None:
-            chat.delivered(work.last_relayed)
         if not work.ephemeral_done:
             await _ephemeral(session, room, chat)
             work.ephemeral_done = True
@@ -315,10 +314,11 @@ async def _fill_gap(session: SessionHost, chat: MatrixChat, room: SyncRoom) -> N
 
 async def _relay(
     session: SessionHost, chat: MatrixChat, room: SyncRoom, ev: Event
-) -> None:
-    """One timeline event; remembered as seen once it was shown."""
+) -> bool:
+    """One timeline event; remembered as seen once it was shown. False if
+    it was not shown now (seen already, or unusable)."""
     if ev.event_id is None or ev.event_id in session.state.seen:
-        return
+        return False
     if ev.invalid is not None:
         session.log.warning(
             "Skipping unusable event %s in %s: %s",
@@ -327,7 +327,7 @@ async def _relay(
             ev.invalid,
         )
         session.state.seen.add(ev.event_id)
-        return
+        return False
     try:
         await _show(chat, ev)
     except Exception as e:
@@ -342,6 +342,7 @@ async def _relay(
         session.log.exception("Could not relay %s in %s", ev.event_id, room.room_id)
         await _placeholder(session, chat, ev, e)
     session.state.seen.add(ev.event_id)
+    return True
 
 
 async def _placeholder(
