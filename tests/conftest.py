@@ -115,4 +115,4 @@ async def person(
 
 
 # Fixtures of the shared scenarios (they import this module's Person).
-from tests.scenarios import club  # noqa: E402, F401
+from tests.scenarios import club, proxied, proxy  # noqa: E402, F401

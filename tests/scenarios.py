@@ -4,13 +4,15 @@ with the gateway, in a Matrix room with a friend, joined as a MUC."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
+import pytest
 import pytest_asyncio
 from slixmpp import Message
 
 from tests.conftest import Person, new_matrix_user
+from tests.harness.faultproxy import FaultProxy
 from tests.harness.matrix_user import MatrixUser
 from tests.harness.synapse import Synapse
 from tests.harness.xmpp_client import XmppError
@@ -35,10 +37,15 @@ def received_bodies(person: Person, room_jid: str, body: str) -> list[Message]:
     ]
 
 
-async def register(person: Person, synapse: Synapse) -> None:
-    await person.xmpp.register_with(
-        person.gateway_jid, person.registration_form(synapse), timeout=60
-    )
+async def register(
+    person: Person, synapse: Synapse, homeserver: str | None = None
+) -> None:
+    """Registers `person` with the gateway; `homeserver` instead of
+    Synapse's own URL (our fault proxy, say)."""
+    form = person.registration_form(synapse)
+    if homeserver is not None:
+        form["homeserver"] = homeserver
+    await person.xmpp.register_with(person.gateway_jid, form, timeout=60)
     # The gateway reports the Matrix login in its presence status.
     await person.xmpp.wait_presence(
         lambda p: (
@@ -92,3 +99,35 @@ async def rejoin_after_restart(club: Club, within: float = 60) -> None:
             if asyncio.get_running_loop().time() > deadline:
                 raise
             await asyncio.sleep(1)
+
+
+@dataclass
+class ProxiedClub:
+    """A club whose gateway session reaches Synapse through our fault proxy."""
+
+    person: Person
+    friend: MatrixUser
+    room_id: str
+    room_jid: str
+    proxy: FaultProxy
+
+
+@pytest.fixture
+def proxy(synapse: Synapse) -> Iterator[FaultProxy]:
+    with FaultProxy("127.0.0.1", synapse.port) as p:
+        yield p
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def proxied(
+    person: Person, synapse: Synapse, proxy: FaultProxy
+) -> AsyncIterator[ProxiedClub]:
+    """A person whose gateway session reaches Synapse through the proxy, in
+    a friend's room joined as a MUC."""
+    friend, room_id = book_club(person, synapse)
+    await register(person, synapse, homeserver=proxy.base_url)
+    room_jid = person.room_jid(room_id)
+    await person.xmpp.join_muc(room_jid, person.name)
+    yield ProxiedClub(person, friend, room_id, room_jid, proxy)
+    proxy.clear()
+    proxy.set_down(False)

@@ -21,6 +21,7 @@ from tests.harness.faultproxy import Fault, FaultProxy
 from tests.harness.gateway import Gateway
 from tests.harness.matrix_user import MatrixUser
 from tests.harness.synapse import Synapse
+from tests.scenarios import register
 from tests.test_e2e_contacts import contact_jid, open_direct_room, wait_offered
 from tests.test_faults import stored_direct_mark
 
@@ -43,8 +44,7 @@ async def slow_direct(person: Person, synapse: Synapse) -> AsyncIterator[SlowDir
     with FaultProxy("127.0.0.1", synapse.port) as proxy:
         friend = new_matrix_user(synapse, "dana", "Direct Dana")
         room_id = open_direct_room(person, friend)
-        form = {**person.registration_form(synapse), "homeserver": proxy.base_url}
-        await person.xmpp.register_with(person.gateway_jid, form, timeout=60)
+        await register(person, synapse, homeserver=proxy.base_url)
         jid = contact_jid(person, friend.user_id)
         await wait_offered(person, jid)
         yield SlowDirect(person, friend, room_id, jid, proxy)

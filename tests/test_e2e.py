@@ -139,14 +139,7 @@ async def test_registration_finds_the_homeserver_through_its_well_known(
             "/.well-known/matrix/client",
             Answer(200, {"m.homeserver": {"base_url": synapse.base_url}}),
         )
-        form = {**person.registration_form(synapse), "homeserver": site.base_url}
-        await person.xmpp.register_with(person.gateway_jid, form, timeout=60)
-        await person.xmpp.wait_presence(
-            lambda p: (
-                p["from"].bare == person.gateway_jid and "Connected as" in p["status"]
-            ),
-            timeout=60,
-        )
+        await register(person, synapse, homeserver=site.base_url)
         assert site.requests_to("/.well-known/matrix/client")
         # Only the well-known was asked of the site: the rest went to Synapse.
         assert not site.requests_to("/_matrix/client/v3/login")

@@ -573,24 +573,7 @@ async def test_the_xmpp_avatar_becomes_the_matrix_avatar(
     person: Person, synapse: Synapse
 ) -> None:
     image = png((20, 120, 240))
-    raw = person.xmpp
-    for plugin in ("xep_0060", "xep_0163", "xep_0084"):
-        raw.register_plugin(plugin)
-    # Readable by the gateway before it is subscribed to the user's presence.
-    options = {"pubsub#access_model": "open"}
-    await raw.plugin["xep_0084"].publish_avatar(image, options=publish_options(options))
-    await raw.plugin["xep_0084"].publish_avatar_metadata(
-        items=[
-            {
-                "id": hashlib.sha1(image).hexdigest(),
-                "type": "image/png",
-                "bytes": str(len(image)),
-                "width": "48",
-                "height": "48",
-            }
-        ],
-        options=publish_options(options),
-    )
+    await publish_avatar(person, image)
     # Avatar sync is on by default: the gateway fetches it at login.
     await register(person, synapse)
 
@@ -602,6 +585,28 @@ async def test_the_xmpp_avatar_becomes_the_matrix_avatar(
 
     await wait_until(lambda: avatar_url() is not None)
     assert download(person.matrix, str(avatar_url())) == image
+
+
+async def publish_avatar(person: Person, image: bytes) -> None:
+    """Publishes the XMPP user's avatar (XEP-0084), readable by the gateway
+    before it is subscribed to the user's presence."""
+    raw = person.xmpp
+    for plugin in ("xep_0060", "xep_0163", "xep_0084"):
+        raw.register_plugin(plugin)
+    options = publish_options({"pubsub#access_model": "open"})
+    await raw.plugin["xep_0084"].publish_avatar(image, options=options)
+    await raw.plugin["xep_0084"].publish_avatar_metadata(
+        items=[
+            {
+                "id": hashlib.sha1(image).hexdigest(),
+                "type": "image/png",
+                "bytes": str(len(image)),
+                "width": "48",
+                "height": "48",
+            }
+        ],
+        options=options,
+    )
 
 
 def download(user: MatrixUser, mxc: str) -> bytes:

@@ -5,7 +5,6 @@ slidge builds matridge's own classes, lists matridge's commands, calls
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import inspect
 from collections.abc import Iterator
 
@@ -20,7 +19,7 @@ from tests.harness.matrix_user import MatrixUser
 from tests.harness.prosody import Prosody
 from tests.harness.synapse import Synapse
 from tests.scenarios import book_club, groupchat_from, register
-from tests.test_e2e_rooms import png, publish_options
+from tests.test_e2e_rooms import png, publish_avatar
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -94,26 +93,6 @@ def own_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayPro
             yield gw
         finally:
             gw.stop()
-
-
-async def publish_avatar(person: Person, image: bytes) -> None:
-    raw = person.xmpp
-    for plugin in ("xep_0060", "xep_0163", "xep_0084"):
-        raw.register_plugin(plugin)
-    options = publish_options({"pubsub#access_model": "open"})
-    await raw.plugin["xep_0084"].publish_avatar(image, options=options)
-    await raw.plugin["xep_0084"].publish_avatar_metadata(
-        items=[
-            {
-                "id": hashlib.sha1(image).hexdigest(),
-                "type": "image/png",
-                "bytes": str(len(image)),
-                "width": "48",
-                "height": "48",
-            }
-        ],
-        options=options,
-    )
 
 
 async def test_a_failure_in_one_users_login_tasks_leaves_another_working(

@@ -6,56 +6,14 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 
 import pytest
-import pytest_asyncio
 
-from tests.conftest import Person
-from tests.harness.faultproxy import Fault, FaultProxy
+from tests.harness.faultproxy import Fault
 from tests.harness.gateway import Gateway
-from tests.harness.matrix_user import MatrixUser
-from tests.harness.synapse import Synapse
-from tests.scenarios import book_club, groupchat_from
+from tests.scenarios import ProxiedClub, groupchat_from
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-
-@dataclass
-class ProxiedClub:
-    person: Person
-    friend: MatrixUser
-    room_id: str
-    room_jid: str
-    proxy: FaultProxy
-
-
-@pytest.fixture
-def proxy(synapse: Synapse) -> Iterator[FaultProxy]:
-    with FaultProxy("127.0.0.1", synapse.port) as p:
-        yield p
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def proxied(
-    person: Person, synapse: Synapse, proxy: FaultProxy
-) -> AsyncIterator[ProxiedClub]:
-    """A person whose gateway session reaches Synapse through the proxy."""
-    friend, room_id = book_club(person, synapse)
-    form = {**person.registration_form(synapse), "homeserver": proxy.base_url}
-    await person.xmpp.register_with(person.gateway_jid, form, timeout=60)
-    await person.xmpp.wait_presence(
-        lambda p: (
-            p["from"].bare == person.gateway_jid and "Connected as" in p["status"]
-        ),
-        timeout=60,
-    )
-    room_jid = person.room_jid(room_id)
-    await person.xmpp.join_muc(room_jid, person.name)
-    yield ProxiedClub(person, friend, room_id, room_jid, proxy)
-    proxy.clear()
-    proxy.set_down(False)
 
 
 async def archived(club: ProxiedClub, prefix: str) -> list[str]:

@@ -8,58 +8,18 @@ from __future__ import annotations
 import asyncio
 import re
 import urllib.parse
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 
 import pytest
-import pytest_asyncio
 from slixmpp import Message
 
 from tests.conftest import Person, new_matrix_user
-from tests.harness.faultproxy import Fault, FaultProxy
-from tests.harness.matrix_user import MatrixUser
+from tests.harness.faultproxy import Fault
 from tests.harness.synapse import Synapse
-from tests.scenarios import book_club, groupchat_from, received_bodies
+from tests.scenarios import ProxiedClub, groupchat_from, received_bodies
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 NS_CONFERENCE = "jabber:x:conference"
-
-
-@dataclass
-class Proxied:
-    person: Person
-    friend: MatrixUser
-    room_id: str  # room A, shown as a group chat before the fault
-    room_jid: str
-    proxy: FaultProxy
-
-
-@pytest.fixture
-def proxy(synapse: Synapse) -> Iterator[FaultProxy]:
-    with FaultProxy("127.0.0.1", synapse.port) as p:
-        yield p
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def proxied(
-    person: Person, synapse: Synapse, proxy: FaultProxy
-) -> AsyncIterator[Proxied]:
-    """A person whose gateway session reaches Synapse through the proxy, in
-    room A (joined as a MUC) with a friend."""
-    friend, room_id = book_club(person, synapse)
-    form = {**person.registration_form(synapse), "homeserver": proxy.base_url}
-    await person.xmpp.register_with(person.gateway_jid, form, timeout=60)
-    await person.xmpp.wait_presence(
-        lambda p: (
-            p["from"].bare == person.gateway_jid and "Connected as" in p["status"]
-        ),
-        timeout=60,
-    )
-    room_jid = person.room_jid(room_id)
-    await person.xmpp.join_muc(room_jid, person.name)
-    yield Proxied(person, friend, room_id, room_jid, proxy)
-    proxy.clear()
 
 
 def state_of(room_id: str) -> str:
@@ -82,7 +42,7 @@ async def archived(person: Person, room_jid: str, prefix: str) -> list[str]:
 
 
 async def test_a_room_failing_for_a_while_holds_up_no_other_and_loses_nothing(
-    proxied: Proxied, synapse: Synapse
+    proxied: ProxiedClub, synapse: Synapse
 ) -> None:
     person, friend, proxy = proxied.person, proxied.friend, proxied.proxy
     # Room B, new to the gateway, whose state the homeserver fails to give.
@@ -119,7 +79,7 @@ async def test_a_room_failing_for_a_while_holds_up_no_other_and_loses_nothing(
 
 
 async def test_a_room_that_cannot_be_shown_is_told_naming_the_sender(
-    proxied: Proxied, synapse: Synapse
+    proxied: ProxiedClub, synapse: Synapse
 ) -> None:
     person, proxy = proxied.person, proxied.proxy
     stranger = new_matrix_user(synapse, "stan", "Stranger Stan")
