@@ -82,8 +82,11 @@ class Synapse(ServerProcess):
         registration_shared_secret: str | None = None,
         macaroon_secret_key: str | None = None,
         form_secret: str | None = None,
+        extra_config: dict[str, Any] | None = None,
     ) -> None:
         self.workdir = Path(workdir)
+        # Settings on top of the test defaults (e.g. no password login).
+        self._extra_config = dict(extra_config or {})
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.registration_shared_secret = (
@@ -197,6 +200,7 @@ class Synapse(ServerProcess):
             },
         }
         cfg.update(_rate_limit_config())
+        cfg.update(self._extra_config)
         return cfg
 
     def _write_config(self) -> None:
