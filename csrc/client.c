@@ -74,7 +74,7 @@ static PyObject *Client_set_token(ClientObject *self, PyObject *arg) {
     char *copy = token ? strdup(token) : NULL;
     if (token && !copy) return PyErr_NoMemory();
     pthread_mutex_lock(&self->account->lock);
-    free(self->account->token);
+    mx_secret_free(self->account->token);
     self->account->token = copy;
     pthread_mutex_unlock(&self->account->lock);
     Py_RETURN_NONE;
@@ -120,6 +120,7 @@ static PyObject *Client_start_sync(ClientObject *self, PyObject *args, PyObject 
     a->filter = f;
     a->sync_timeout_ms = timeout_ms;
     a->undelivered = 0;
+    self->unacked = 0;
     a->sync_wanted = 1;
     a->sync_generation++; /* whatever the previous loop still had in flight is dropped */
     pthread_mutex_unlock(&a->lock);
@@ -134,17 +135,54 @@ static PyObject *Client_stop_sync(ClientObject *self, PyObject *unused) {
     pthread_mutex_lock(&self->account->lock);
     self->account->sync_wanted = 0;
     self->account->sync_generation++; /* no batch is delivered after this */
+    self->unacked = 0;
     pthread_mutex_unlock(&self->account->lock);
     mx_engine_poke_account(self->account);
     Py_RETURN_NONE;
 }
 
-static PyObject *Client_sync_ack(ClientObject *self, PyObject *unused) {
-    (void)unused;
-    pthread_mutex_lock(&self->account->lock);
-    if (self->account->undelivered > 0) self->account->undelivered--;
-    pthread_mutex_unlock(&self->account->lock);
-    mx_engine_poke_account(self->account);
+static PyObject *Client_sync_ack(ClientObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                 PyObject *kwnames) {
+    static const char *const kwlist[] = {"batch", NULL};
+    PyObject *batch = Py_None;
+    if (nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0) > 1 ||
+        (nargs == 1 && kwnames && PyTuple_GET_SIZE(kwnames))) {
+        PyErr_SetString(PyExc_TypeError, "sync_ack() takes at most 1 argument");
+        return NULL;
+    }
+    if (nargs == 1) {
+        batch = args[0];
+    } else if (kwnames && PyTuple_GET_SIZE(kwnames) == 1) {
+        if (!PyUnicode_Check(PyTuple_GET_ITEM(kwnames, 0)) ||
+            PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), kwlist[0]) != 0) {
+            PyErr_Format(PyExc_TypeError, "sync_ack() got an unexpected keyword argument %R",
+                         PyTuple_GET_ITEM(kwnames, 0));
+            return NULL;
+        }
+        batch = args[0];
+    }
+    mx_account *a = self->account;
+    if (batch != Py_None) {
+        mx_batch *b = mx_SyncBatch_batch(mx_state_of_type(Py_TYPE(self)), batch);
+        if (!b) return NULL;
+        pthread_mutex_lock(&a->lock);
+        unsigned generation = a->sync_generation;
+        pthread_mutex_unlock(&a->lock);
+        /* A batch of an earlier loop (before a restart), a batch acknowledged
+         * already, or one not from a sync loop: nothing waits for it. */
+        if (!b->from_sync_loop || b->acked || b->sync_generation != generation)
+            Py_RETURN_NONE;
+        b->acked = 1;
+    } else if (self->unacked == 0) {
+        /* Nothing of the current loop was delivered unacknowledged: this
+         * acknowledges a batch of an earlier loop. */
+        Py_RETURN_NONE;
+    }
+    if (self->unacked > 0) self->unacked--;
+    pthread_mutex_lock(&a->lock);
+    if (a->undelivered > 0) a->undelivered--;
+    pthread_mutex_unlock(&a->lock);
+    mx_engine_poke_account(a);
     Py_RETURN_NONE;
 }
 
@@ -168,8 +206,10 @@ static PyMethodDef Client_methods[] = {
     {"start_sync", (PyCFunction)(void (*)(void))Client_start_sync, METH_VARARGS | METH_KEYWORDS,
      "Starts the engine-driven /sync loop."},
     {"stop_sync", (PyCFunction)Client_stop_sync, METH_NOARGS, "Stops the sync loop."},
-    {"sync_ack", (PyCFunction)Client_sync_ack, METH_NOARGS,
-     "Tells the engine Python finished one batch, so it may fetch more."},
+    {"sync_ack", (PyCFunction)(void (*)(void))Client_sync_ack, METH_FASTCALL | METH_KEYWORDS,
+     "sync_ack($self, /, batch=None)\n--\n\n"
+     "Tells the engine Python finished one batch, so it may fetch more. With the\n"
+     "batch, an acknowledgement of a batch from before a restart is ignored."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -218,23 +258,38 @@ static int set_attr(PyObject *o, const char *name, PyObject *v) {
     return rc;
 }
 
+/* Text from a server or from curl as a str: bytes that are not UTF-8
+ * (a hostile server, or a cut in the middle of a character) become U+FFFD,
+ * so describing an error never fails for its content. */
+static PyObject *text(const char *s) {
+    return PyUnicode_DecodeUTF8(s, (Py_ssize_t)strlen(s), "replace");
+}
+
+/* Calls exception type `tp` with one message argument. */
+static PyObject *exc_with(PyObject *tp, const char *msg) {
+    PyObject *m = text(msg);
+    if (!m) return NULL;
+    PyObject *e = PyObject_CallOneArg(tp, m);
+    Py_DECREF(m);
+    return e;
+}
+
 /* A new exception instance describing a failed request. */
 static PyObject *make_error(mx_state *st, mx_request *r) {
-    if (r->status == MX_ERR_NOMEM) return PyObject_CallFunction(PyExc_MemoryError, "s", r->errbuf);
+    if (r->status == MX_ERR_NOMEM) return exc_with(PyExc_MemoryError, r->errbuf);
     if (r->status == MX_ERR_NETWORK)
-        return PyObject_CallFunction(st->NetworkError, "s", r->errbuf[0] ? r->errbuf : "network error");
-    if (r->status == MX_ERR_TOO_LARGE)
-        return PyObject_CallFunction(st->TooLargeError, "s", r->errbuf);
-    if (r->status == MX_ERR_FILE) return PyObject_CallFunction(PyExc_OSError, "s", r->errbuf);
+        return exc_with(st->NetworkError, r->errbuf[0] ? r->errbuf : "network error");
+    if (r->status == MX_ERR_TOO_LARGE) return exc_with(st->TooLargeError, r->errbuf);
+    if (r->status == MX_ERR_FILE) return exc_with(PyExc_OSError, r->errbuf);
     const char *errcode = json_str(r->json, "errcode");
     const char *error = json_str(r->json, "error");
     char msg[CURL_ERROR_SIZE + 512];
     if (r->status == MX_ERR_PARSE)
         snprintf(msg, sizeof msg, "HTTP %ld: %s", r->http_status, r->errbuf);
     else
-        snprintf(msg, sizeof msg, "HTTP %ld %s: %.400s", r->http_status,
+        snprintf(msg, sizeof msg, "HTTP %ld %.100s: %.400s", r->http_status,
                  errcode ? errcode : "(no errcode)", error ? error : "(no message)");
-    PyObject *e = PyObject_CallFunction(st->MatrixError, "s", msg);
+    PyObject *e = exc_with(st->MatrixError, msg);
     if (!e) return NULL;
     const cJSON *soft = cJSON_GetObjectItemCaseSensitive(r->json, "soft_logout");
     if (set_attr(e, "status", PyLong_FromLong(r->http_status)) < 0 ||
@@ -247,6 +302,16 @@ static PyObject *make_error(mx_state *st, mx_request *r) {
         return NULL;
     }
     return e;
+}
+
+/* The exception being raised, as an instance (cleared); NULL if none. */
+static PyObject *take_exception(void) {
+    PyObject *type, *val, *tb;
+    PyErr_Fetch(&type, &val, &tb);
+    PyErr_NormalizeException(&type, &val, &tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return val;
 }
 
 static void call_method(PyObject *fut, const char *name, PyObject *arg) {
@@ -312,11 +377,7 @@ static void deliver_json(mx_state *st, mx_request *r) {
                                                            : mx_json_to_py(r->json);
             if (!value) {
                 /* Conversion itself failed: hand that error to the awaiter. */
-                PyObject *type, *val, *tb;
-                PyErr_Fetch(&type, &val, &tb);
-                PyErr_NormalizeException(&type, &val, &tb);
-                Py_XDECREF(type);
-                Py_XDECREF(tb);
+                PyObject *val = take_exception();
                 if (val) {
                     call_method(fut, "set_exception", val);
                     Py_DECREF(val);
@@ -330,14 +391,21 @@ static void deliver_json(mx_state *st, mx_request *r) {
     Py_DECREF(fut);
 }
 
+/* Calls one of the client's callbacks. The callable and the client are held
+ * for the call: a callback that restarts or stops the sync loop replaces
+ * on_batch/on_error, which would otherwise free the callable it runs in. */
 static void call_client(ClientObject *c, PyObject *cb, PyObject *arg1, PyObject *arg2) {
     if (!cb) return;
+    Py_INCREF(cb);
+    Py_INCREF(c);
     PyObject *res = arg2 ? PyObject_CallFunctionObjArgs(cb, arg1, arg2, NULL)
                          : PyObject_CallOneArg(cb, arg1);
     if (!res)
         PyErr_WriteUnraisable((PyObject *)c);
     else
         Py_DECREF(res);
+    Py_DECREF(cb);
+    Py_DECREF(c);
 }
 
 static void deliver_sync(mx_state *st, mx_request *r) {
@@ -356,16 +424,20 @@ static void deliver_sync(mx_state *st, mx_request *r) {
             PyErr_WriteUnraisable((PyObject *)c);
             return;
         }
+        c->unacked++;
         call_client(c, c->on_batch, batch, NULL);
         Py_DECREF(batch);
         return;
     }
+    int fatal = mx_sync_error_is_fatal(r);
+    /* Describing the error must not lose it: if that fails, the failure
+     * itself is what Python gets, fatal or not as the answer was. */
     PyObject *err = make_error(st, r);
+    if (!err && !(err = take_exception())) err = PyObject_CallNoArgs(st->MatrixError);
     if (!err) {
         PyErr_WriteUnraisable((PyObject *)c);
         return;
     }
-    int fatal = mx_sync_error_is_fatal(r);
     call_client(c, c->on_error, err, fatal ? Py_True : Py_False);
     Py_DECREF(err);
 }

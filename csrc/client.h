@@ -11,6 +11,8 @@ typedef struct {
     mx_account *account; /* counted reference */
     PyObject *on_batch;  /* callables while a sync loop runs */
     PyObject *on_error;
+    /* Batches of the current loop delivered and not yet acknowledged (GIL). */
+    int unacked;
 } mx_ClientObject;
 
 extern PyType_Spec mx_Client_spec;

@@ -303,13 +303,11 @@ static size_t count_receipts(const cJSON *content) {
     return n;
 }
 
-/* m.receipt content: {event_id: {receipt_type: {user_id: {ts, thread_id}}}}. */
-static int decode_receipts(mx_arena *arena, const cJSON *content, mx_room *room) {
-    size_t n = count_receipts(content);
-    if (n == 0) return 0;
-    mx_receipt *out = mx_arena_alloc(arena, (room->n_receipts + n) * sizeof *out);
-    if (!out) return -1;
-    if (room->n_receipts) memcpy(out, room->receipts, room->n_receipts * sizeof *out);
+/* m.receipt content: {event_id: {receipt_type: {user_id: {ts, thread_id}}}},
+ * appended to room->receipts, which has room for them (decode_ephemeral
+ * sizes it once for all the room's receipt events). */
+static void decode_receipts(const cJSON *content, mx_room *room) {
+    mx_receipt *out = room->receipts;
     size_t i = room->n_receipts;
     for (const cJSON *ev = content->child; ev; ev = ev->next) {
         if (!cJSON_IsObject(ev) || !ev->string) continue;
@@ -326,13 +324,20 @@ static int decode_receipts(mx_arena *arena, const cJSON *content, mx_room *room)
             }
         }
     }
-    room->receipts = out;
     room->n_receipts = i;
-    return 0;
 }
 
 static int decode_ephemeral(mx_arena *arena, const cJSON *array, mx_room *room) {
     if (mx_decode_events(arena, array, MX_SHAPE_BASIC, &room->ephemeral) != 0) return -1;
+    /* One array for every receipt event of the room: many m.receipt events
+     * must not copy the receipts before them again each time. */
+    size_t n_receipts = 0;
+    for (size_t i = 0; i < room->ephemeral.n; i++) {
+        const mx_event *ev = &room->ephemeral.events[i];
+        if (!ev->invalid && ev->kind == MX_EV_RECEIPT) n_receipts += count_receipts(ev->content);
+    }
+    if (n_receipts && !(room->receipts = mx_arena_alloc(arena, n_receipts * sizeof *room->receipts)))
+        return -1;
     for (size_t i = 0; i < room->ephemeral.n; i++) {
         const mx_event *ev = &room->ephemeral.events[i];
         if (ev->invalid) continue;
@@ -341,7 +346,7 @@ static int decode_ephemeral(mx_arena *arena, const cJSON *array, mx_room *room) 
             if (str_array(arena, get(ev->content, "user_ids"), &room->typing, &room->n_typing))
                 return -1;
         } else if (ev->kind == MX_EV_RECEIPT) {
-            if (decode_receipts(arena, ev->content, room) != 0) return -1;
+            decode_receipts(ev->content, room);
         }
     }
     return 0;
@@ -440,10 +445,11 @@ int mx_decode_sync_body(const char *data, size_t len, mx_batch **out, const char
         *reason = "out of memory";
         return -1;
     }
-    b->root = mx_json_parse_in_arena(data, len, &b->arena);
+    int hijacked;
+    b->root = mx_json_parse_in_arena(data, len, &b->arena, &hijacked);
     b->root_malloced = !MX_JSON_IN_ARENA;
     if (!b->root) {
-        *reason = "it is not valid JSON";
+        *reason = hijacked ? MX_JSON_HOOKS_REPLACED : "it is not valid JSON";
         mx_batch_free(b);
         return -1;
     }

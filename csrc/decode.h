@@ -152,6 +152,11 @@ typedef struct mx_batch {
     mx_events to_device;
     const char **devices_changed, **devices_left; /* arena arrays */
     size_t n_devices_changed, n_devices_left;
+    /* Set for batches of an engine sync loop: the start_sync call they
+     * serve, and (loop thread, GIL) whether Python acknowledged it. */
+    unsigned sync_generation;
+    int from_sync_loop;
+    int acked;
 } mx_batch;
 
 /* Parses (into the batch's arena) and decodes a /sync body. On success

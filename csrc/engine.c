@@ -101,7 +101,7 @@ void mx_account_incref(mx_account *a) { atomic_fetch_add(&a->refs, 1); }
 void mx_account_decref(mx_account *a) {
     if (!a || atomic_fetch_sub(&a->refs, 1) != 1) return;
     free(a->homeserver);
-    free(a->token);
+    mx_secret_free(a->token);
     free(a->since);
     free(a->filter);
     mx_rooms_decref(a->rooms);
@@ -133,12 +133,34 @@ mx_request *mx_request_new(mx_method method, const char *url, mx_kind kind) {
     return r;
 }
 
+void mx_wipe(void *p, size_t n) {
+    /* explicit_bzero: a memset before free is a dead store the optimiser
+     * removes; this one it must keep. */
+    if (p) explicit_bzero(p, n);
+}
+
+void mx_secret_free(char *s) {
+    if (!s) return;
+    mx_wipe(s, strlen(s));
+    free(s);
+}
+
+/* curl_slist_append copies each line, the Authorization header included:
+ * those copies are wiped before the list goes. */
+static void headers_free(struct curl_slist *h) {
+    for (struct curl_slist *l = h; l; l = l->next)
+        if (l->data) mx_wipe(l->data, strlen(l->data));
+    curl_slist_free_all(h);
+}
+
 void mx_request_free(mx_request *r) {
     if (!r) return;
     if (r->easy) curl_easy_cleanup(r->easy);
-    curl_slist_free_all(r->headers);
+    headers_free(r->headers);
     free(r->url);
     free(r->fallback_url);
+    /* Login bodies carry passwords. */
+    if (r->body) mx_wipe(r->body, r->body_len);
     free(r->body);
     free(r->content_type);
     if (r->upload) fclose(r->upload);
@@ -147,11 +169,7 @@ void mx_request_free(mx_request *r) {
     free(r->resp_filename);
     free(r->state_of_room);
     mx_paging_free(r->paging);
-    if (r->token) {
-        /* Do not leave credentials lying around in freed memory. */
-        memset(r->token, 0, strlen(r->token));
-        free(r->token);
-    }
+    mx_secret_free(r->token); /* no credentials left in freed memory */
     free(r->response.data);
     cJSON_Delete(r->json);
     mx_batch_free(r->batch);
@@ -351,6 +369,9 @@ static int set_body(mx_request *r, CURL *h) {
 }
 
 int mx_engine_start_transfer(mx_request *r) {
+    /* Syncs are applied on this thread too: any applied after this point
+     * may be newer than the answer. */
+    if (r->state_of_room && r->account) r->state_asked_at = mx_rooms_seq(r->account->rooms);
     r->easy = curl_easy_init();
     if (!r->easy) return -1;
     CURL *h = r->easy;
@@ -392,7 +413,7 @@ int mx_engine_start_transfer(mx_request *r) {
         if (!line) return -1;
         snprintf(line, n, "Authorization: Bearer %s", r->token);
         int rc = add_header(r, line);
-        memset(line, 0, n);
+        mx_wipe(line, n);
         free(line);
         if (rc != 0) return -1;
     }
@@ -410,7 +431,7 @@ int mx_engine_start_transfer(mx_request *r) {
 static int requeue(mx_request *r, long wait_ms) {
     curl_easy_cleanup(r->easy);
     r->easy = NULL;
-    curl_slist_free_all(r->headers);
+    headers_free(r->headers);
     r->headers = NULL;
     r->response.len = 0;
     r->body_seen = 0;
@@ -513,7 +534,7 @@ static void finish(mx_request *r) {
     } else if (r->status == MX_OK && r->state_of_room && r->account) {
         /* A room's full state: the cache learns every member, not only the
          * lazy-loaded ones. A body that is not a list changes nothing. */
-        mx_rooms_apply_state(r->account->rooms, r->state_of_room, r->json);
+        mx_rooms_apply_state(r->account->rooms, r->state_of_room, r->json, r->state_asked_at);
     }
     if (!keep_raw || r->status != MX_OK) {
         /* Parsed (or failed): the raw bytes are no longer needed. */
@@ -622,6 +643,10 @@ static void take_inboxes(void) {
             p->next = E.syncing; /* the poke's reference becomes the list's */
             E.syncing = p;
         } else {
+            /* Stopped before the engine ever saw it start (start_sync then
+             * stop_sync between two turns): the loop never ran, but Python
+             * holds references for it that only SYNC_STOPPED releases. */
+            if (!wanted && !p->account->sync_registered) mx_sync_report_stopped(p->account);
             mx_account_decref(p->account);
             free(p);
         }

@@ -109,6 +109,7 @@ typedef struct mx_request {
     int attempts;
     int used_fallback;
     char *state_of_room; /* owned, may be NULL: apply a 2xx state list to the cache */
+    uint64_t state_asked_at; /* the cache's sync count when that transfer started */
     mx_paging *paging;   /* owned, for MX_KIND_HISTORY */
     int as_event;        /* decode a 2xx event body into `batch` (GET /event) */
     int64_t not_before_ms; /* monotonic time before which it must not start */
@@ -152,6 +153,11 @@ void mx_account_incref(mx_account *a);
 void mx_account_decref(mx_account *a);
 /* Returns an owned copy of the token (or NULL) taken under the lock. */
 char *mx_account_token_copy(mx_account *a);
+
+/* Zeroes `n` bytes at `p` (may be NULL) in a way the compiler keeps. */
+void mx_wipe(void *p, size_t n);
+/* Wipes and frees a NUL-terminated secret (a token); NULL is fine. */
+void mx_secret_free(char *s);
 
 /* Request lifetime. mx_request_new returns NULL on allocation failure. */
 mx_request *mx_request_new(mx_method method, const char *url, mx_kind kind);

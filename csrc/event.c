@@ -113,6 +113,14 @@ PyObject *mx_SyncBatch_new(mx_state *st, mx_batch *batch) {
     return (PyObject *)self;
 }
 
+mx_batch *mx_SyncBatch_batch(mx_state *st, PyObject *o) {
+    if (!PyObject_TypeCheck(o, st->SyncBatchType)) {
+        PyErr_Format(PyExc_TypeError, "expected a SyncBatch, not %.100s", Py_TYPE(o)->tp_name);
+        return NULL;
+    }
+    return ((SyncBatchObject *)o)->batch;
+}
+
 static void free_batch(void *b) { mx_batch_free(b); }
 
 static void SyncBatch_dealloc(SyncBatchObject *self) {

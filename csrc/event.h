@@ -17,6 +17,9 @@ extern PyStructSequence_Desc mx_Receipt_desc;
 /* Wraps `batch` (ownership moves to the new object, also on failure). */
 PyObject *mx_SyncBatch_new(mx_state *st, mx_batch *batch);
 
+/* The batch a SyncBatch owns (borrowed), or NULL with TypeError. */
+mx_batch *mx_SyncBatch_batch(mx_state *st, PyObject *o);
+
 /* An Event view of `ev`, kept alive by `owner` (one of this module's
  * objects owning the memory), and a tuple of such views. */
 PyObject *mx_Event_new(PyObject *owner, const mx_event *ev);

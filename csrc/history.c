@@ -71,11 +71,12 @@ int mx_history_add_page(mx_history *h, const char *body, size_t len, const char 
         *reason = "out of memory";
         return -1;
     }
-    p->root = mx_json_parse_in_arena(body, len, &p->arena);
+    int hijacked;
+    p->root = mx_json_parse_in_arena(body, len, &p->arena, &hijacked);
     p->root_malloced = !MX_JSON_IN_ARENA;
     const cJSON *chunk = cJSON_GetObjectItemCaseSensitive(p->root, "chunk");
     if (!p->root) {
-        *reason = "it is not valid JSON";
+        *reason = hijacked ? MX_JSON_HOOKS_REPLACED : "it is not valid JSON";
     } else if (!cJSON_IsObject(p->root) || !cJSON_IsArray(chunk)) {
         *reason = "it has no 'chunk' array";
     } else if (!(p->start = str_field(p->root, "start"))) {

@@ -13,9 +13,15 @@ static pthread_mutex_t parse_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* The arena of the parse running on this thread, if any. */
 static _Thread_local mx_arena *parse_arena;
+/* Allocations our hook served during that parse: none means another user
+ * of libcjson in this process replaced the hooks (cJSON_InitHooks sets
+ * globals of the shared library). */
+static _Thread_local size_t arena_allocs;
 
 static void *hook_malloc(size_t size) {
-    return parse_arena ? mx_arena_alloc_raw(parse_arena, size) : malloc(size);
+    if (!parse_arena) return malloc(size);
+    arena_allocs++;
+    return mx_arena_alloc_raw(parse_arena, size);
 }
 
 /* cJSON frees only on its own error paths while parsing into an arena:
@@ -36,15 +42,28 @@ cJSON *mx_json_parse(const char *data, size_t len) {
     return root;
 }
 
-cJSON *mx_json_parse_in_arena(const char *data, size_t len, mx_arena *arena) {
+cJSON *mx_json_parse_in_arena(const char *data, size_t len, mx_arena *arena, int *hijacked) {
+    *hijacked = 0;
 #if !MX_JSON_IN_ARENA
     (void)arena;
     return mx_json_parse(data, len);
-#endif
+#else
     pthread_mutex_lock(&parse_lock);
     parse_arena = arena;
+    arena_allocs = 0;
     cJSON *root = cJSON_ParseWithLength(data, len);
+    size_t served = arena_allocs;
     parse_arena = NULL;
+    if (root && served == 0) {
+        /* Every successful parse allocates its root node: it came from
+         * someone else's allocator. Give it back through the same hooks
+         * (no leak), and refuse loudly rather than parse outside the arena
+         * and leak every tree. */
+        cJSON_Delete(root);
+        root = NULL;
+        *hijacked = 1;
+    }
     pthread_mutex_unlock(&parse_lock);
     return root;
+#endif
 }

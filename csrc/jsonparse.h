@@ -26,7 +26,15 @@ cJSON *mx_json_parse(const char *data, size_t len);
 
 /* Parses `data` with every node and string in `arena`. The tree is freed
  * with the arena; only when MX_JSON_IN_ARENA is 0 must the caller
- * cJSON_Delete it. NULL when the data is not JSON (or memory ran out). */
-cJSON *mx_json_parse_in_arena(const char *data, size_t len, mx_arena *arena);
+ * cJSON_Delete it. NULL when the data is not JSON (or memory ran out), or
+ * with *hijacked set to 1 when cJSON's allocation hooks are no longer
+ * matridge's (another user of the shared libcjson installed its own): the
+ * parse is refused rather than leak every tree. */
+cJSON *mx_json_parse_in_arena(const char *data, size_t len, mx_arena *arena, int *hijacked);
+
+/* What to say when *hijacked was set. */
+#define MX_JSON_HOOKS_REPLACED                                                                \
+    "cJSON's allocation hooks were replaced by another user of libcjson in this process; "   \
+    "matridge cannot parse into its arenas"
 
 #endif

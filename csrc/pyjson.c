@@ -3,6 +3,7 @@
 #include "pyjson.h"
 
 #include <math.h>
+#include <string.h>
 
 #define MAX_DEPTH 512
 
@@ -46,7 +47,23 @@ static PyObject *convert(const cJSON *v, int depth) {
         if (!dict) return NULL;
         for (const cJSON *c = v->child; c; c = c->next) {
             PyObject *key = mx_str_or_none(c->string ? c->string : "");
-            PyObject *item = key ? convert(c, depth + 1) : NULL;
+            if (!key) {
+                Py_DECREF(dict);
+                return NULL;
+            }
+            /* A key repeated in the JSON: the first one counts, as in the
+             * decoder (cJSON_GetObjectItem finds the first), so ev.body and
+             * ev.content["body"] never differ. */
+            int seen = PyDict_Contains(dict, key);
+            if (seen != 0) {
+                Py_DECREF(key);
+                if (seen < 0) {
+                    Py_DECREF(dict);
+                    return NULL;
+                }
+                continue;
+            }
+            PyObject *item = convert(c, depth + 1);
             if (!item || PyDict_SetItem(dict, key, item) < 0) {
                 Py_XDECREF(key);
                 Py_XDECREF(item);
@@ -62,6 +79,19 @@ static PyObject *convert(const cJSON *v, int depth) {
 }
 
 PyObject *mx_json_to_py(const cJSON *v) { return convert(v, 0); }
+
+/* The UTF-8 of a str for cJSON, which keeps C strings: a NUL inside would
+ * silently cut the value short, so such a str is refused. */
+static const char *utf8_without_nul(PyObject *o, const char *what) {
+    Py_ssize_t len;
+    const char *s = PyUnicode_AsUTF8AndSize(o, &len);
+    if (!s) return NULL;
+    if (strlen(s) != (size_t)len) {
+        PyErr_Format(PyExc_ValueError, "a JSON %s with a NUL character cannot be sent", what);
+        return NULL;
+    }
+    return s;
+}
 
 static cJSON *to_json(PyObject *o, int depth) {
     if (depth > MAX_DEPTH) {
@@ -90,7 +120,7 @@ static cJSON *to_json(PyObject *o, int depth) {
         }
         out = cJSON_CreateNumber(d);
     } else if (PyUnicode_Check(o)) {
-        const char *s = PyUnicode_AsUTF8(o);
+        const char *s = utf8_without_nul(o, "string");
         if (!s) return NULL;
         out = cJSON_CreateString(s);
     } else if (PyList_Check(o) || PyTuple_Check(o)) {
@@ -104,12 +134,15 @@ static cJSON *to_json(PyObject *o, int depth) {
         Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
         for (Py_ssize_t i = 0; i < n; i++) {
             cJSON *item = to_json(PySequence_Fast_GET_ITEM(seq, i), depth + 1);
-            if (!item) {
+            if (!item || !cJSON_AddItemToArray(out, item)) {
+                if (item) {
+                    cJSON_Delete(item);
+                    PyErr_NoMemory();
+                }
                 Py_DECREF(seq);
                 cJSON_Delete(out);
                 return NULL;
             }
-            cJSON_AddItemToArray(out, item);
         }
         Py_DECREF(seq);
         return out;
@@ -124,13 +157,18 @@ static cJSON *to_json(PyObject *o, int depth) {
                 cJSON_Delete(out);
                 return NULL;
             }
-            const char *k = PyUnicode_AsUTF8(key);
+            const char *k = utf8_without_nul(key, "object key");
             cJSON *item = k ? to_json(value, depth + 1) : NULL;
-            if (!item) {
+            /* cJSON_AddItemToObject copies the key; when that fails the
+             * item is still ours. */
+            if (!item || !cJSON_AddItemToObject(out, k, item)) {
+                if (item) {
+                    cJSON_Delete(item);
+                    PyErr_NoMemory();
+                }
                 cJSON_Delete(out);
                 return NULL;
             }
-            cJSON_AddItemToObject(out, k, item);
         }
         return out;
     } else {

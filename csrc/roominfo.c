@@ -250,14 +250,22 @@ static PyObject *RoomInfo_members(RoomInfoObject *self, void *c) {
     return PyDict_Copy(self->members);
 }
 
+/* d[key] = v, the key decoded as the rest of the server's text is (bytes
+ * that are not UTF-8 become U+FFFD): one bad key must not make the whole
+ * getter raise. Consumes `v`. */
+static int put_text_key(PyObject *d, const char *key, PyObject *v) {
+    PyObject *k = v ? mx_str_or_none(key) : NULL;
+    int rc = k ? PyDict_SetItem(d, k, v) : -1;
+    Py_XDECREF(k);
+    Py_XDECREF(v);
+    return rc;
+}
+
 /* {key: level} of a sorted level array. */
 static PyObject *levels_dict(const mx_level *l, size_t n) {
     PyObject *d = PyDict_New();
-    for (size_t i = 0; d && i < n; i++) {
-        PyObject *v = PyLong_FromLongLong((long long)l[i].level);
-        if (!v || PyDict_SetItemString(d, l[i].key, v) < 0) Py_CLEAR(d);
-        Py_XDECREF(v);
-    }
+    for (size_t i = 0; d && i < n; i++)
+        if (put_text_key(d, l[i].key, PyLong_FromLongLong((long long)l[i].level)) < 0) Py_CLEAR(d);
     return d;
 }
 
@@ -459,24 +467,33 @@ static PyObject *RoomCache_apply_sync(RoomCacheObject *self, PyObject *data) {
     Py_RETURN_NONE;
 }
 
-static PyObject *RoomCache_apply_state(RoomCacheObject *self, PyObject *const *args,
-                                       Py_ssize_t nargs) {
-    if (nargs != 2)
-        return PyErr_Format(PyExc_TypeError, "apply_state() takes 2 arguments (%zd given)",
-                            nargs);
-    const char *room_id = str_arg(args[0], "room_id");
+static PyObject *RoomCache_apply_state(RoomCacheObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"room_id", "data", "asked_at", NULL};
+    PyObject *room_obj, *data, *asked_obj = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|O:apply_state", kwlist, &room_obj, &data,
+                                     &asked_obj))
+        return NULL;
+    const char *room_id = str_arg(room_obj, "room_id");
     if (!room_id) return NULL;
-    if (!PyBytes_Check(args[1]))
+    if (!PyBytes_Check(data))
         return PyErr_Format(PyExc_TypeError, "apply_state() wants bytes, not %.100s",
-                            Py_TYPE(args[1])->tp_name);
-    const char *buf = PyBytes_AS_STRING(args[1]);
-    size_t len = (size_t)PyBytes_GET_SIZE(args[1]);
+                            Py_TYPE(data)->tp_name);
+    uint64_t asked_at = 0;
+    int asked_now = asked_obj == Py_None;
+    if (!asked_now) {
+        unsigned long long v = PyLong_AsUnsignedLongLong(asked_obj);
+        if (v == (unsigned long long)-1 && PyErr_Occurred()) return NULL;
+        asked_at = (uint64_t)v;
+    }
+    const char *buf = PyBytes_AS_STRING(data);
+    size_t len = (size_t)PyBytes_GET_SIZE(data);
     int parsed = 0, rc = 0, err = 0;
     Py_BEGIN_ALLOW_THREADS
     cJSON *root = mx_json_parse(buf, len); /* owned here */
     if (root) {
         parsed = 1;
-        rc = mx_rooms_apply_state(self->rooms, room_id, root);
+        if (asked_now) asked_at = mx_rooms_seq(self->rooms);
+        rc = mx_rooms_apply_state(self->rooms, room_id, root, asked_at);
         err = errno;
         cJSON_Delete(root);
     }
@@ -538,7 +555,7 @@ static PyObject *RoomCache_room_ids(RoomCacheObject *self, PyObject *unused) {
     rc = mx_rooms_ids(self->rooms, &ids, &n);
     Py_END_ALLOW_THREADS
     if (rc < 0) return PyErr_NoMemory();
-    mx_strlist l = {ids, n};
+    mx_strlist l = {ids, n, n};
     PyObject *t = strlist_tuple(&l);
     for (size_t i = 0; i < n; i++) free(ids[i]);
     free(ids);
@@ -555,11 +572,9 @@ static PyObject *RoomCache_direct_rooms(RoomCacheObject *self, PyObject *unused)
     Py_END_ALLOW_THREADS
     if (rc < 0) return PyErr_NoMemory();
     PyObject *dict = PyDict_New();
-    for (size_t i = 0; dict && i < n; i++) {
-        PyObject *user = mx_str_or_none(d[i].users.items[0]);
-        if (!user || PyDict_SetItemString(dict, d[i].room_id, user) < 0) Py_CLEAR(dict);
-        Py_XDECREF(user);
-    }
+    for (size_t i = 0; dict && i < n; i++)
+        if (put_text_key(dict, d[i].room_id, mx_str_or_none(d[i].users.items[0])) < 0)
+            Py_CLEAR(dict);
     mx_direct_rooms_free(d, n);
     return dict;
 }
@@ -616,8 +631,11 @@ static int RoomCache_contains(RoomCacheObject *self, PyObject *key) {
 static PyMethodDef RoomCache_methods[] = {
     {"apply_sync", (PyCFunction)RoomCache_apply_sync, METH_O,
      "Applies a /sync response body (bytes); the GIL is released meanwhile."},
-    {"apply_state", (PyCFunction)(void (*)(void))RoomCache_apply_state, METH_FASTCALL,
-     "apply_state(room_id, data): replaces a room's state with a full state list."},
+    {"apply_state", (PyCFunction)(void (*)(void))RoomCache_apply_state,
+     METH_VARARGS | METH_KEYWORDS,
+     "apply_state($self, /, room_id, data, asked_at=None)\n--\n\n"
+     "Applies a full state list (bytes) asked for when sync_count was asked_at\n"
+     "(None: now). Members and fields that a /sync changed since stay."},
     {"get", (PyCFunction)RoomCache_get, METH_O, "A RoomInfo snapshot of the room, or None."},
     {"member_display_name", (PyCFunction)(void (*)(void))RoomCache_member_display_name,
      METH_FASTCALL,
@@ -629,7 +647,18 @@ static PyMethodDef RoomCache_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static PyObject *RoomCache_sync_count(RoomCacheObject *self, void *c) {
+    (void)c;
+    uint64_t seq;
+    Py_BEGIN_ALLOW_THREADS
+    seq = mx_rooms_seq(self->rooms);
+    Py_END_ALLOW_THREADS
+    return PyLong_FromUnsignedLongLong((unsigned long long)seq);
+}
+
 static PyGetSetDef RoomCache_getset[] = {
+    {"sync_count", (getter)RoomCache_sync_count, NULL,
+     "How many /sync bodies the cache has applied (see apply_state's asked_at).", NULL},
     {"user_id", (getter)RoomCache_user_id, (setter)RoomCache_set_user_id,
      "The account's own user id (left out of heroes), or None.", NULL},
     {NULL, NULL, NULL, NULL, NULL},

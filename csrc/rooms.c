@@ -29,6 +29,7 @@ struct mx_rooms {
     mx_strmap rooms;      /* room id -> mx_room_state * (owned) */
     mx_strmap direct;     /* room id -> mx_direct_room * (owned), from m.direct */
     char *user_id;        /* owned; the account's own user id, may be NULL */
+    uint64_t seq;         /* /sync bodies applied so far */
 };
 
 typedef struct {
@@ -107,28 +108,35 @@ static void strlist_clear(mx_strlist *l) {
     for (size_t i = 0; i < l->n; i++) free(l->items[i]);
     free(l->items);
     l->items = NULL;
-    l->n = 0;
+    l->n = l->cap = 0;
 }
 
+/* Linear: for short lists only (creators, a snapshot's lookups). Building
+ * lists from hostile input uses strset below. */
 static int strlist_has(const mx_strlist *l, const char *s) {
     for (size_t i = 0; i < l->n; i++)
         if (strcmp(l->items[i], s) == 0) return 1;
     return 0;
 }
 
-/* Appends a copy of `s`; -1 on ENOMEM (the list is unchanged). */
+/* Appends a copy of `s`, growing geometrically; -1 on ENOMEM (the list is
+ * unchanged). */
 static int strlist_push(mx_strlist *l, const char *s) {
-    char **items = realloc(l->items, (l->n + 1) * sizeof *items);
-    if (!items) return -1;
-    l->items = items;
-    if (!(items[l->n] = dup_n(s, strlen(s)))) return -1;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 4;
+        char **items = realloc(l->items, cap * sizeof *items);
+        if (!items) return -1;
+        l->items = items;
+        l->cap = cap;
+    }
+    if (!(l->items[l->n] = dup_n(s, strlen(s)))) return -1;
     l->n++;
     return 0;
 }
 
 static int strlist_copy(mx_strlist *dst, const mx_strlist *src) {
     dst->items = NULL;
-    dst->n = 0;
+    dst->n = dst->cap = 0;
     if (!src->n) return 0;
     if (!(dst->items = calloc(src->n, sizeof *dst->items))) return -1;
     for (size_t i = 0; i < src->n; i++) {
@@ -138,26 +146,63 @@ static int strlist_copy(mx_strlist *dst, const mx_strlist *src) {
             return -1;
         }
     }
-    dst->n = src->n;
+    dst->n = dst->cap = src->n;
     return 0;
+}
+
+/* A list being built without duplicates: the hash set makes each check
+ * O(1), so a hostile 4096-item list costs 4096 lookups, not 8 million
+ * strcmp calls on the engine thread every account shares. */
+typedef struct {
+    mx_strlist list;
+    mx_strmap seen; /* item -> item; keys are the list's own copies */
+} strset;
+
+static void strset_init(strset *s) {
+    s->list = (mx_strlist){NULL, 0, 0};
+    mx_strmap_init(&s->seen);
+}
+
+/* Adds a copy of `v` unless present: 1 added, 0 present, -1 ENOMEM. */
+static int strset_add(strset *s, const char *v) {
+    if (mx_strmap_get(&s->seen, v)) return 0;
+    if (strlist_push(&s->list, v) < 0) return -1;
+    char *copy = s->list.items[s->list.n - 1];
+    if (mx_strmap_put(&s->seen, copy, copy, NULL) < 0) {
+        free(copy);
+        s->list.n--;
+        return -1;
+    }
+    return 1;
+}
+
+/* Moves the list out (into *out, replacing it) and frees the set. */
+static void strset_finish(strset *s, mx_strlist *out) {
+    mx_strmap_release(&s->seen);
+    strlist_clear(out);
+    *out = s->list;
+}
+
+static void strset_free(strset *s) {
+    mx_strmap_release(&s->seen);
+    strlist_clear(&s->list);
 }
 
 /* The distinct strings of a JSON array that pass `valid`, in order, at most
  * MX_ROOMS_MAX_LIST of them. Replaces *out; -1 on ENOMEM (unchanged). */
 static int strlist_from_json(mx_strlist *out, const cJSON *array, int (*valid)(const char *)) {
-    mx_strlist l = {NULL, 0};
+    strset set;
+    strset_init(&set);
     const cJSON *v;
     cJSON_ArrayForEach(v, array) {
-        if (l.n >= MX_ROOMS_MAX_LIST) break;
-        if (!cJSON_IsString(v) || !valid(v->valuestring) || strlist_has(&l, v->valuestring))
-            continue;
-        if (strlist_push(&l, v->valuestring) < 0) {
-            strlist_clear(&l);
+        if (set.list.n >= MX_ROOMS_MAX_LIST) break;
+        if (!cJSON_IsString(v) || !valid(v->valuestring)) continue;
+        if (strset_add(&set, v->valuestring) < 0) {
+            strset_free(&set);
             return -1;
         }
     }
-    strlist_clear(out);
-    *out = l;
+    strset_finish(&set, out);
     return 0;
 }
 
@@ -186,14 +231,19 @@ static int sorted_add(mx_strlist *l, const char *s) {
     if (found) return 0;
     if (l->n >= MX_ROOMS_MAX_LIST) return 0; /* a hostile flood; keep what we have */
     char *copy = dup_n(s, strlen(s));
-    char **items = copy ? realloc(l->items, (l->n + 1) * sizeof *items) : NULL;
-    if (!items) {
-        free(copy);
-        return -1;
+    if (!copy) return -1;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 4;
+        char **items = realloc(l->items, cap * sizeof *items);
+        if (!items) {
+            free(copy);
+            return -1;
+        }
+        l->items = items;
+        l->cap = cap;
     }
-    memmove(items + pos + 1, items + pos, (l->n - pos) * sizeof *items);
-    items[pos] = copy;
-    l->items = items;
+    memmove(l->items + pos + 1, l->items + pos, (l->n - pos) * sizeof *l->items);
+    l->items[pos] = copy;
     l->n++;
     return 0;
 }
@@ -243,7 +293,7 @@ void mx_member_decref(const mx_member *m) {
 
 /* One allocation holding the struct and its strings; refcount 1. */
 static mx_member *member_new(const char *user_id, mx_member_state ms, const char *name,
-                             const char *avatar) {
+                             const char *avatar, uint64_t seq) {
     size_t lu = strlen(user_id) + 1;
     size_t ln = name ? strlen(name) + 1 : 0;
     size_t la = avatar ? strlen(avatar) + 1 : 0;
@@ -251,6 +301,7 @@ static mx_member *member_new(const char *user_id, mx_member_state ms, const char
     if (!m) return NULL;
     char *p = (char *)(m + 1);
     atomic_init(&m->refs, 1);
+    m->seq = seq;
     m->membership = ms;
     m->user_id = memcpy(p, user_id, lu);
     m->display_name = name ? memcpy(p + lu, name, ln) : NULL;
@@ -433,7 +484,9 @@ static int level_value(const cJSON *v, int64_t *out) {
         char *end;
         errno = 0;
         long long x = strtoll(s, &end, 10);
-        if (errno || *end || llabs(x) > (long long)max) return 0;
+        /* No llabs: it is undefined for LLONG_MIN, which strtoll returns
+         * for "-9223372036854775808". */
+        if (errno || *end || x > (long long)max || x < -(long long)max) return 0;
         *out = x;
         return 1;
     }
@@ -579,7 +632,7 @@ static mx_room_state *room_copy(const mx_room_state *src) {
                            &r->creators,       &r->space_children, &r->space_parents,
                            &r->pinned_events,  &r->direct_users};
     for (size_t i = 0; i < sizeof strs / sizeof *strs; i++) *strs[i] = NULL;
-    for (size_t i = 0; i < sizeof lists / sizeof *lists; i++) *lists[i] = (mx_strlist){NULL, 0};
+    for (size_t i = 0; i < sizeof lists / sizeof *lists; i++) *lists[i] = (mx_strlist){NULL, 0, 0};
     r->power.users = r->power.events = NULL;
     r->power.n_users = r->power.n_events = 0;
     r->members = src->members;
@@ -632,7 +685,7 @@ static int apply_member(mx_room_state *r, const char *user_id, const cJSON *cont
     if (!valid_mxc(avatar)) avatar = NULL;
     mx_members *t = members_for_write(r);
     if (!t) return -1;
-    mx_member *m = member_new(user_id, ms, name, avatar);
+    mx_member *m = member_new(user_id, ms, name, avatar, r->applying_seq);
     if (!m) return -1;
     return members_put(t, m);
 }
@@ -666,16 +719,16 @@ static int apply_create(mx_room_state *r, const cJSON *ev, const cJSON *content)
     if (!valid_user_id(creator)) creator = NULL;
     long v = numeric_version(version);
 
-    mx_strlist creators = {NULL, 0};
+    strset creators;
+    strset_init(&creators);
     const char *first = (v >= 1 && v <= 10) || v < 0 ? (creator ? creator : sender) : sender;
-    if (first && strlist_push(&creators, first) < 0) goto nomem;
+    if (first && strset_add(&creators, first) < 0) goto nomem;
     if (v >= 12) {
         const cJSON *c;
         cJSON_ArrayForEach(c, array_field(content, "additional_creators")) {
-            if (creators.n >= MX_ROOMS_MAX_LIST) break;
+            if (creators.list.n >= MX_ROOMS_MAX_LIST) break;
             if (cJSON_IsString(c) && valid_user_id(c->valuestring) &&
-                !strlist_has(&creators, c->valuestring) &&
-                strlist_push(&creators, c->valuestring) < 0)
+                strset_add(&creators, c->valuestring) < 0)
                 goto nomem;
         }
     }
@@ -687,13 +740,12 @@ static int apply_create(mx_room_state *r, const cJSON *ev, const cJSON *content)
     }
     free(r->room_version);
     r->room_version = version_copy;
-    strlist_clear(&r->creators);
-    r->creators = creators;
+    strset_finish(&creators, &r->creators);
     r->creators_infinite = v >= 12;
     r->has_create = 1;
     return 0;
 nomem:
-    strlist_clear(&creators);
+    strset_free(&creators);
     return -1;
 }
 
@@ -929,6 +981,7 @@ static int apply_section(mx_rooms *c, const cJSON *section, mx_own_membership ow
         if (!r) return -1;
         r->membership = own;
         r->dirty = 1;
+        r->synced_seq = r->applying_seq = c->seq;
         if (apply_summary(r, obj_field(room, "summary")) < 0) return -1;
         int rc;
         if (own == MX_OWN_INVITE) {
@@ -962,11 +1015,16 @@ static void direct_map_clear(mx_strmap *m) {
 
 /* m.direct content: {user id: [room id, ...]}; replaces the whole map. */
 static int apply_direct(mx_rooms *c, const cJSON *content) {
-    mx_strmap map;
+    mx_strmap map, users_seen;
     mx_strmap_init(&map);
+    mx_strmap_init(&users_seen);
     const cJSON *user;
     cJSON_ArrayForEach(user, content) {
         if (!valid_user_id(user->string) || !cJSON_IsArray(user)) continue;
+        /* A user key repeated in the JSON: the first one counts, as in every
+         * other lookup of this object. */
+        if (mx_strmap_get(&users_seen, user->string)) continue;
+        if (mx_strmap_put(&users_seen, user->string, (void *)user, NULL) < 0) goto nomem;
         const cJSON *room;
         cJSON_ArrayForEach(room, user) {
             if (!cJSON_IsString(room) || !valid_room_id(room->valuestring)) continue;
@@ -980,15 +1038,20 @@ static int apply_direct(mx_rooms *c, const cJSON *content) {
                     goto nomem;
                 }
             }
-            if (d->users.n < MX_ROOMS_MAX_LIST && !strlist_has(&d->users, user->string) &&
+            /* This user's pushes are the last ones of any room's list: a
+             * room listed twice for the user is the list's last item. */
+            if (d->users.n < MX_ROOMS_MAX_LIST &&
+                (d->users.n == 0 || strcmp(d->users.items[d->users.n - 1], user->string) != 0) &&
                 strlist_push(&d->users, user->string) < 0)
                 goto nomem;
         }
     }
+    mx_strmap_release(&users_seen);
     direct_map_clear(&c->direct);
     c->direct = map;
     return 0;
 nomem:
+    mx_strmap_release(&users_seen);
     direct_map_clear(&map);
     return -1;
 }
@@ -1011,6 +1074,7 @@ int mx_rooms_apply_sync(mx_rooms *c, const cJSON *root) {
         return -1;
     }
     pthread_mutex_lock(&c->lock);
+    c->seq++;
     const cJSON *rooms = obj_field(root, "rooms");
     int rc = 0;
     /* leave first: a room left and re-joined in one batch ends up joined. */
@@ -1032,7 +1096,33 @@ int mx_rooms_apply_sync(mx_rooms *c, const cJSON *root) {
     return rc;
 }
 
-int mx_rooms_apply_state(mx_rooms *c, const char *room_id, const cJSON *events) {
+uint64_t mx_rooms_seq(mx_rooms *c) {
+    pthread_mutex_lock(&c->lock);
+    uint64_t seq = c->seq;
+    pthread_mutex_unlock(&c->lock);
+    return seq;
+}
+
+/* Brings the members of a state answer into `old`, a room that /sync
+ * changed after the answer was asked for: a member /sync set since then is
+ * newer than the answer and stays. -1 on ENOMEM. */
+static int merge_members(mx_room_state *old, const mx_members *answer, uint64_t asked_at) {
+    size_t pos = 0;
+    const mx_member *m;
+    while ((m = mx_members_next(answer, &pos))) {
+        const mx_member *mine = mx_members_get(old->members, m->user_id);
+        if (mine && mine->seq > asked_at) continue;
+        mx_members *t = members_for_write(old);
+        if (!t) return -1;
+        mx_member_incref(m);
+        if (members_put(t, (mx_member *)m) < 0) return -1;
+    }
+    old->dirty = 1;
+    return 0;
+}
+
+int mx_rooms_apply_state(mx_rooms *c, const char *room_id, const cJSON *events,
+                         uint64_t asked_at) {
     if (!valid_room_id(room_id) || !cJSON_IsArray(events)) {
         errno = EINVAL;
         return -1;
@@ -1042,8 +1132,17 @@ int mx_rooms_apply_state(mx_rooms *c, const char *room_id, const cJSON *events) 
     pthread_mutex_lock(&c->lock);
     mx_room_state *old = mx_strmap_get(&c->rooms, room_id);
     if (apply_events(fresh, events) < 0) goto nomem_locked;
+    if (old && old->synced_seq > asked_at) {
+        int rc = merge_members(old, fresh->members, asked_at);
+        if (rc == 0) rc = recompute(old, c->user_id);
+        pthread_mutex_unlock(&c->lock);
+        mx_room_state_free(fresh);
+        if (rc < 0) errno = ENOMEM;
+        return rc;
+    }
     if (old) {
         fresh->membership = old->membership;
+        fresh->synced_seq = old->synced_seq;
     } else {
         const mx_member *me = c->user_id ? mx_members_get(fresh->members, c->user_id) : NULL;
         mx_member_state ms = me ? me->membership : MX_MEMBER_JOIN;

@@ -52,6 +52,7 @@ typedef enum {
  * strings live in the same allocation as the struct. */
 typedef struct mx_member {
     atomic_size_t refs;
+    uint64_t seq; /* the cache's sync count when a /sync set it; 0 from a state load */
     mx_member_state membership;
     const char *user_id;
     const char *display_name; /* NULL when unset, empty or bad */
@@ -73,6 +74,7 @@ const mx_member *mx_members_next(const mx_members *t, size_t *pos);
 typedef struct {
     char **items; /* owned array of owned strings */
     size_t n;
+    size_t cap; /* slots allocated in items (>= n) */
 } mx_strlist;
 
 typedef struct {
@@ -126,6 +128,8 @@ typedef struct mx_room_state {
     char *join_rule;
     mx_strlist direct_users; /* from m.direct; filled in snapshots only */
     int dirty;               /* derived fields need recomputing */
+    uint64_t synced_seq;     /* the cache's sync count when a /sync last touched it */
+    uint64_t applying_seq;   /* while applying: the seq new members get */
 } mx_room_state;
 
 mx_rooms *mx_rooms_new(void); /* NULL on ENOMEM; refcount 1 */
@@ -143,11 +147,19 @@ char *mx_rooms_user_id(mx_rooms *r, int *err);
  * are skipped. Returns 0, or -1 with errno EINVAL (the root is not an
  * object) or ENOMEM (what was applied before stays applied). */
 int mx_rooms_apply_sync(mx_rooms *r, const cJSON *sync_root);
-/* Replaces a room's state with a full state list (the body of
- * GET /rooms/{id}/state). Own membership is kept; a room new to the cache
- * takes it from the account's own member event, else "join". Returns 0, or
- * -1 with errno EINVAL (bad room id, not an array) or ENOMEM. */
-int mx_rooms_apply_state(mx_rooms *r, const char *room_id, const cJSON *events_array);
+/* How many /sync bodies the cache has applied. A state request records it
+ * when it goes out and passes it to mx_rooms_apply_state. */
+uint64_t mx_rooms_seq(mx_rooms *r);
+/* Applies a full state list (the body of GET /rooms/{id}/state) fetched when
+ * the cache's sync count was `asked_at`. If no /sync touched the room since,
+ * the list replaces the room's state; otherwise the room is newer than the
+ * answer where sync spoke: its own fields and every member a /sync set after
+ * `asked_at` stay, and the answer only adds or refreshes the other members.
+ * Own membership is kept; a room new to the cache takes it from the account's
+ * own member event, else "join". Returns 0, or -1 with errno EINVAL (bad room
+ * id, not an array) or ENOMEM. */
+int mx_rooms_apply_state(mx_rooms *r, const char *room_id, const cJSON *events_array,
+                         uint64_t asked_at);
 
 /* A snapshot of one room (caller frees with mx_room_state_free), or NULL:
  * then *err is 0 when the room is unknown, 1 when out of memory. */

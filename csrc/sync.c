@@ -58,11 +58,11 @@ static mx_request *make_sync_request(mx_account *a) {
     }
     pthread_mutex_unlock(&a->lock);
     free(url);
-    free(token);
+    mx_secret_free(token);
     return r;
 }
 
-static void push_stopped(mx_account *a) {
+void mx_sync_report_stopped(mx_account *a) {
     mx_request *r = mx_request_new(MX_GET, NULL, MX_KIND_SYNC_STOPPED);
     if (!r) return; /* py_client then leaks one reference; no crash */
     mx_account_incref(a);
@@ -79,7 +79,7 @@ int mx_sync_step(mx_account *a, int64_t now) {
     if (!wanted) {
         if (inflight) mx_engine_cancel_request(inflight);
         a->sync_inflight = NULL;
-        push_stopped(a);
+        mx_sync_report_stopped(a);
         return 1;
     }
     if (inflight && inflight->sync_generation != generation) {
@@ -121,6 +121,8 @@ static int accept_batch(mx_request *r) {
         return -1;
     }
     r->batch = batch;
+    batch->sync_generation = r->sync_generation;
+    batch->from_sync_loop = 1;
     char *since = strdup(mx_batch_next_token(batch)); /* owned by the account */
     if (!since) {
         r->status = MX_ERR_NOMEM;

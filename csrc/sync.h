@@ -24,6 +24,10 @@ void mx_sync_finished(mx_request *r);
 /* When the account next needs the engine's attention without any I/O
  * (backoff end), or INT64_MAX. */
 int64_t mx_sync_wake_at(const mx_account *a);
+/* Tells the loop thread that the account's sync loop is over, so that it
+ * drops the references the loop held (SYNC_STOPPED). Harmless when the loop
+ * was restarted or already reported: delivery checks. */
+void mx_sync_report_stopped(mx_account *a);
 /* Whether a failed /sync ends the loop: the token is no longer valid. */
 int mx_sync_error_is_fatal(const mx_request *r);
 
