@@ -8,6 +8,28 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Under AddressSanitizer every allocation is followed by a poisoned red
+ * zone and the unused rest of a block stays poisoned, so an overflow from
+ * one record into the next is reported as it would be between mallocs:
+ * sanitizer builds run the arena path production runs. */
+#if defined(__SANITIZE_ADDRESS__)
+#define MX_ARENA_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MX_ARENA_ASAN 1
+#endif
+#endif
+#ifdef MX_ARENA_ASAN
+#include <sanitizer/asan_interface.h>
+#define REDZONE ALIGN
+#define POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define REDZONE 0
+#define POISON(p, n) ((void)(p), (void)(n))
+#define UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 #define MIN_BLOCK (64u * 1024u)
 #define MAX_BLOCK (4u * 1024u * 1024u)
 #define ALIGN alignof(max_align_t)
@@ -18,9 +40,9 @@ struct mx_arena_block {
     alignas(max_align_t) unsigned char data[];
 };
 
-void *mx_arena_alloc_raw(mx_arena *a, size_t size) {
-    if (size > SIZE_MAX - ALIGN - MAX_BLOCK - sizeof(mx_arena_block)) return NULL;
-    size = (size + ALIGN - 1) & ~(size_t)(ALIGN - 1);
+void *mx_arena_alloc_raw(mx_arena *a, size_t asked) {
+    if (asked > SIZE_MAX - ALIGN - REDZONE - MAX_BLOCK - sizeof(mx_arena_block)) return NULL;
+    size_t size = (asked + REDZONE + ALIGN - 1) & ~(size_t)(ALIGN - 1);
     mx_arena_block *b = a->head;
     if (!b || b->cap - b->used < size) {
         if (a->next_block < MIN_BLOCK) a->next_block = MIN_BLOCK;
@@ -31,6 +53,7 @@ void *mx_arena_alloc_raw(mx_arena *a, size_t size) {
         if (!b) return NULL;
         b->used = 0;
         b->cap = cap;
+        POISON(b->data, cap);
         /* A dedicated big block goes behind the head so the head's free
          * space stays usable. */
         if (size > block && a->head) {
@@ -43,6 +66,7 @@ void *mx_arena_alloc_raw(mx_arena *a, size_t size) {
     }
     void *p = b->data + b->used;
     b->used += size;
+    UNPOISON(p, asked);
     return p;
 }
 
@@ -65,6 +89,7 @@ void mx_arena_free(mx_arena *a) {
     mx_arena_block *b = a->head;
     while (b) {
         mx_arena_block *next = b->next;
+        UNPOISON(b->data, b->cap);
         free(b);
         b = next;
     }

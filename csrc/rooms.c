@@ -515,28 +515,28 @@ static int levels_from_json(const cJSON *obj, int (*valid_key)(const char *), mx
     if (!l) return -1;
     size_t n = 0;
     const cJSON *v;
+    /* A key given twice: the first one counts, valid or not, as for every
+     * other lookup in a JSON object (cJSON_GetObjectItem finds the first). */
+    mx_strmap seen;
+    mx_strmap_init(&seen);
     cJSON_ArrayForEach(v, obj) {
         int64_t level;
         if (n >= cap) break;
-        if (!v->string || !valid_key(v->string) || !level_value(v, &level)) continue;
-        if (!(l[n].key = dup_n(v->string, strlen(v->string)))) {
-            levels_free(l, n);
-            return -1;
-        }
+        if (!v->string || mx_strmap_get(&seen, v->string)) continue;
+        if (mx_strmap_put(&seen, v->string, (void *)v, NULL) < 0) goto nomem;
+        if (!valid_key(v->string) || !level_value(v, &level)) continue;
+        if (!(l[n].key = dup_n(v->string, strlen(v->string)))) goto nomem;
         l[n++].level = level;
     }
+    mx_strmap_release(&seen);
     qsort(l, n, sizeof *l, level_cmp);
-    size_t kept = 0; /* a key given twice keeps one of its values */
-    for (size_t i = 0; i < n; i++) {
-        if (kept && strcmp(l[kept - 1].key, l[i].key) == 0) {
-            free(l[i].key);
-            continue;
-        }
-        l[kept++] = l[i];
-    }
     *out = l;
-    *n_out = kept;
+    *n_out = n;
     return 0;
+nomem:
+    mx_strmap_release(&seen);
+    levels_free(l, n);
+    return -1;
 }
 
 static int valid_event_type(const char *s) { return s[0] != '\0' && bounded(s, MX_ROOMS_MAX_ID); }
@@ -1289,7 +1289,7 @@ int mx_rooms_ids(mx_rooms *c, char ***out, size_t *n_out) {
         free(ids);
         return -1;
     }
-    qsort(ids, k, sizeof *ids, str_ptr_cmp);
+    if (k) qsort(ids, k, sizeof *ids, str_ptr_cmp); /* qsort(NULL, 0): undefined */
     *out = ids;
     *n_out = k;
     return 0;

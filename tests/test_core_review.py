@@ -428,3 +428,25 @@ def test_11_the_module_refuses_a_second_interpreter() -> None:
         cwd=Path(__file__).parent.parent,
     ).stdout.strip()
     assert "does not support loading in subinterpreters" in out, out
+
+
+def test_9_a_power_level_given_twice_keeps_the_first() -> None:
+    # qsort is not stable: which duplicate survived depended on the order.
+    keys = ", ".join(f'"@u{i}:x": {i}' for i in range(40))
+    pl = (
+        '{"type": "m.room.power_levels", "state_key": "", "sender": "@me:example.org",'
+        f' "content": {{"users": {{"@dup:x": 1, {keys}, "@dup:x": 2, "@dup:x": 3}}}}}}'
+    )
+    me = json.dumps(member(ME, "join"))
+    raw = '{"rooms": {"join": {"!room:example.org": {"state": {"events": [%s, %s]}}}}}'
+    cache = _core.RoomCache(ME)
+    cache.apply_sync((raw % (me, pl)).encode())
+    info = cache.get(ROOM)
+    assert info is not None
+    assert info.power_level("@dup:x") == 1
+    assert info.power_levels["users"]["@dup:x"] == 1
+
+
+def test_room_ids_of_an_empty_cache() -> None:
+    # Found by fuzz_rooms: qsort(NULL, 0) is undefined (UBSan).
+    assert _core.RoomCache(ME).room_ids() == ()
