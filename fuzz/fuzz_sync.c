@@ -4,6 +4,16 @@
 #include <string.h>
 
 #include "../csrc/decode.h"
+#include "../csrc/jsonparse.h"
+
+/* As module init does: the JSON goes into arenas, as in production. Without
+ * the hooks every parse would be refused (see mx_json_parse_in_arena). */
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+    (void)argc;
+    (void)argv;
+    mx_json_install_hooks();
+    return 0;
+}
 
 static volatile size_t sink;
 
