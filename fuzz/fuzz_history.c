@@ -3,8 +3,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "../csrc/history.h"
-#include "../csrc/jsonparse.h"
+#include "matrix/history.h"
+#include "util/jsonparse.h"
 
 /* As module init does: the JSON goes into arenas, as in production. Without
  * the hooks every parse would be refused (see mx_json_parse_in_arena). */

@@ -15,9 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../csrc/decode.h"
-#include "../csrc/jsonparse.h"
-#include "../csrc/rooms.h"
+#include "matrix/decode.h"
+#include "util/jsonparse.h"
+#include "matrix/rooms.h"
 
 static volatile size_t sink;
 

@@ -24,7 +24,7 @@ _Fut = Any  # an asyncio.Future, resolved on the loop thread
 
 _Path = str | os.PathLike[str]
 
-# ---- Client (csrc/client.c, csrc/api.c) ----
+# ---- Client (csrc/py/client.c, csrc/py/api.c) ----
 # Every API method takes the future first and returns the request id; the
 # future resolves with the parsed JSON answer, or for download/thumbnail with
 # {"content_type", "filename", "size", "data", "path"}.
@@ -521,7 +521,7 @@ class History:
     def replacement(self, event_id: str, /) -> Event | None: ...
     def reactions(self, event_id: str, /) -> dict[str, list[str]]: ...
 
-# ---- room state cache (csrc/rooms.c, csrc/roominfo.c) ----------------------
+# ---- room state cache (csrc/matrix/rooms.c, csrc/py/roominfo.c) ----------------------
 
 CREATOR_POWER_LEVEL: int  # 2**53: the power of room version 12+ creators
 
@@ -612,7 +612,7 @@ class Member:
     @property
     def avatar_url(self) -> str | None: ...
 
-# --- HTML -> XEP-0393 text (csrc/html.c, csrc/html_py.c) ---
+# --- HTML -> XEP-0393 text (csrc/matrix/html.c, csrc/py/html_py.c) ---
 
 def html_to_text(
     html: str | bytes, /

@@ -1,0 +1,33 @@
+/* History paging driven by the engine: one request walks
+ * /rooms/{id}/messages page after page, on the engine thread, until
+ * history.c says it is done, then aggregates; Python gets one History. */
+#ifndef MATRIDGE_PAGING_H
+#define MATRIDGE_PAGING_H
+
+#include "engine/engine.h"
+#include "matrix/history.h"
+
+struct mx_paging {
+    char *homeserver; /* owned copies */
+    char *room_id;
+    char *filter; /* RoomEventFilter JSON, may be NULL */
+    int page_size;
+    mx_history *history; /* owned until handed to Python */
+};
+
+/* NULL on allocation failure. Strings are copied. */
+mx_paging *mx_paging_new(const char *homeserver, const char *room_id, const char *filter,
+                         int page_size, int backwards, const char *until_event_id,
+                         int64_t until_ts, size_t max_events);
+void mx_paging_free(mx_paging *p);
+
+/* The URL of the page starting at `from` (NULL: the live end, or the start
+ * of the room going forwards). Owned by the caller; NULL on ENOMEM. */
+char *mx_paging_url(const mx_paging *p, const char *from);
+
+/* Engine thread: takes the 2xx body of r's last page. Returns 1 when
+ * another page is needed (r->url now points at it), 0 when paging is over
+ * (r->status says how; on MX_OK the history is aggregated). */
+int mx_paging_page_done(mx_request *r);
+
+#endif
