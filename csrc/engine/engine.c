@@ -1,6 +1,8 @@
 /* The engine thread: drives every transfer of the process through one libcurl
- * multi handle, parses responses, retries what is safe to retry, and runs
- * each account's sync loop (sync.c). See engine.h for the ownership rules. */
+ * multi handle, parses JSON answers, and steps each account's sync loop
+ * (sync.c). What happens to an answer beyond that (decoding, paging, the
+ * room cache, retries) is the request kind's (request.h): this file knows
+ * no kind. See engine.h for the ownership rules. */
 #define _GNU_SOURCE
 #include "engine/engine.h"
 
@@ -11,11 +13,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "matrix/decode.h"
 #include "util/jsonparse.h"
 #include "engine/headers.h"
 #include "engine/media.h"
-#include "engine/paging.h"
 #include "engine/sync.h"
 
 /* Error bodies are kept in memory whatever the request's cap; this bounds them. */
@@ -115,67 +115,6 @@ char *mx_account_token_copy(mx_account *a) {
     char *t = a->token ? strdup(a->token) : NULL;
     pthread_mutex_unlock(&a->lock);
     return t;
-}
-
-/* ---- requests ---------------------------------------------------------- */
-
-mx_request *mx_request_new(mx_method method, const char *url, mx_kind kind) {
-    mx_request *r = calloc(1, sizeof *r);
-    if (!r) return NULL;
-    if (url && !(r->url = strdup(url))) {
-        free(r);
-        return NULL;
-    }
-    r->id = mx_engine_next_id();
-    r->method = method;
-    r->kind = kind;
-    r->timeout_ms = 60000;
-    r->max_body = MX_MAX_RESPONSE;
-    return r;
-}
-
-void mx_wipe(void *p, size_t n) {
-    /* explicit_bzero: a memset before free is a dead store the optimiser
-     * removes; this one it must keep. */
-    if (p) explicit_bzero(p, n);
-}
-
-void mx_secret_free(char *s) {
-    if (!s) return;
-    mx_wipe(s, strlen(s));
-    free(s);
-}
-
-/* curl_slist_append copies each line, the Authorization header included:
- * those copies are wiped before the list goes. */
-static void headers_free(struct curl_slist *h) {
-    for (struct curl_slist *l = h; l; l = l->next)
-        if (l->data) mx_wipe(l->data, strlen(l->data));
-    curl_slist_free_all(h);
-}
-
-void mx_request_free(mx_request *r) {
-    if (!r) return;
-    if (r->easy) curl_easy_cleanup(r->easy);
-    headers_free(r->headers);
-    free(r->url);
-    free(r->fallback_url);
-    /* Login bodies carry passwords. */
-    if (r->body) mx_wipe(r->body, r->body_len);
-    free(r->body);
-    free(r->content_type);
-    if (r->upload) fclose(r->upload);
-    mx_file_sink_free(r->sink);
-    free(r->resp_content_type);
-    free(r->resp_filename);
-    free(r->state_of_room);
-    mx_paging_free(r->paging);
-    mx_secret_free(r->token); /* no credentials left in freed memory */
-    free(r->response.data);
-    cJSON_Delete(r->json);
-    mx_batch_free(r->batch);
-    mx_account_decref(r->account);
-    free(r);
 }
 
 static int is_2xx(long code) { return code >= 200 && code < 300; }
@@ -291,6 +230,11 @@ static void settle_sink(mx_request *r) {
 }
 
 void mx_engine_complete(mx_request *r) {
+    /* Only the engine thread touches easy handles: none leaves it. */
+    if (r->easy) {
+        curl_easy_cleanup(r->easy);
+        r->easy = NULL;
+    }
     settle_sink(r);
     r->next = NULL;
     pthread_mutex_lock(&E.lock);
@@ -369,10 +313,19 @@ static int set_body(mx_request *r, CURL *h) {
     return 0;
 }
 
+static int start_transfer(mx_request *r);
+
 int mx_engine_start_transfer(mx_request *r) {
-    /* Syncs are applied on this thread too: any applied after this point
-     * may be newer than the answer. */
-    if (r->state_of_room && r->account) r->state_asked_at = mx_rooms_seq(r->account->rooms);
+    if (start_transfer(r) == 0) return 0;
+    if (r->easy) {
+        curl_easy_cleanup(r->easy);
+        r->easy = NULL;
+    }
+    return -1;
+}
+
+static int start_transfer(mx_request *r) {
+    if (r->kind->on_start) r->kind->on_start(r);
     r->easy = curl_easy_init();
     if (!r->easy) return -1;
     CURL *h = r->easy;
@@ -406,7 +359,7 @@ int mx_engine_start_transfer(mx_request *r) {
         curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
         curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
     }
-    if (add_header(r, r->kind == MX_KIND_MEDIA ? "Accept: */*" : "Accept: application/json") != 0)
+    if (add_header(r, r->kind->accept ? r->kind->accept : "Accept: application/json") != 0)
         return -1;
     if (r->token) {
         size_t n = strlen(r->token) + 32;
@@ -432,7 +385,7 @@ int mx_engine_start_transfer(mx_request *r) {
 static int requeue(mx_request *r, long wait_ms) {
     curl_easy_cleanup(r->easy);
     r->easy = NULL;
-    headers_free(r->headers);
+    mx_headers_free(r->headers);
     r->headers = NULL;
     r->response.len = 0;
     r->body_seen = 0;
@@ -460,37 +413,6 @@ static long json_long(const cJSON *obj, const char *key, long dflt) {
                                                                             : dflt;
 }
 
-static const char *json_errcode(const cJSON *body) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(body, "errcode");
-    return cJSON_IsString(v) ? v->valuestring : "";
-}
-
-/* The server lacks the endpoint (spec: 404/400 M_UNRECOGNIZED, or 405). */
-static int endpoint_missing(const mx_request *r) {
-    long c = r->http_status;
-    int unrecognized = strcmp(json_errcode(r->json), "M_UNRECOGNIZED") == 0;
-    return c == 405 || ((c == 404 || c == 400) && unrecognized);
-}
-
-/* Retries a non-2xx answer when that is safe and useful; 1 if requeued. */
-static int retry_http_error(mx_request *r) {
-    if (r->kind == MX_KIND_SYNC) return 0; /* sync.c has its own policy */
-    if (r->http_status == 429 && r->attempts < MX_MAX_RATE_LIMIT_RETRIES) {
-        long wait = r->retry_after_ms > 0 ? r->retry_after_ms : 1000L << r->attempts;
-        if (wait > 60000) wait = 60000;
-        r->attempts++;
-        return requeue(r, wait) == 0;
-    }
-    if (r->fallback_url && !r->used_fallback && endpoint_missing(r)) {
-        free(r->url);
-        r->url = r->fallback_url;
-        r->fallback_url = NULL;
-        r->used_fallback = 1;
-        return requeue(r, 0) == 0;
-    }
-    return 0;
-}
-
 /* An error body that is not JSON (a proxy's HTML page...): keep its start,
  * printable characters only, as the error text. */
 static void describe_raw_error(mx_request *r) {
@@ -502,40 +424,27 @@ static void describe_raw_error(mx_request *r) {
     r->errbuf[o] = '\0';
 }
 
+/* A finished transfer: the generic part (status, JSON parsing, errors),
+ * then the request's kind decides what follows (kinds in request.h). */
 static void finish(mx_request *r) {
+    const mx_request_kind *k = r->kind;
     long code = 0;
     curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
     r->http_status = code;
     curl_multi_remove_handle(E.multi, r->easy);
-    /* Media bodies are the result; /sync bodies are parsed into their
-     * batch's arena by the decoder (sync.c). */
-    int keep_raw = (r->kind == MX_KIND_MEDIA || r->kind == MX_KIND_SYNC ||
-                    r->kind == MX_KIND_HISTORY) &&
-                   is_2xx(code);
+    int keep_raw = k->raw_body && is_2xx(code);
     if (r->status == MX_OK && r->response.len > 0 && !keep_raw)
         r->json = mx_json_parse(r->response.data, r->response.len);
+    long again = MX_DONE;
     if (r->status == MX_OK && !is_2xx(code)) {
         r->status = MX_ERR_HTTP;
         if (!r->json) describe_raw_error(r);
         long from_body = json_long(r->json, "retry_after_ms", 0);
         if (from_body > 0) r->retry_after_ms = from_body; /* else the Retry-After header's */
-        if (retry_http_error(r)) return;
+        again = k->on_error ? k->on_error(r) : mx_request_retry_default(r);
     } else if (r->status == MX_OK && !keep_raw && !r->json) {
         r->status = MX_ERR_PARSE;
         snprintf(r->errbuf, sizeof r->errbuf, "the server's answer is not JSON");
-    } else if (r->status == MX_OK && r->as_event) {
-        /* Decoded here, off the GIL, like any sync event; the batch owns
-         * the tree from now on. */
-        if (mx_decode_one_event(r->json, &r->batch) == 0) {
-            r->json = NULL;
-        } else {
-            r->status = MX_ERR_NOMEM;
-            snprintf(r->errbuf, sizeof r->errbuf, "out of memory decoding the event");
-        }
-    } else if (r->status == MX_OK && r->state_of_room && r->account) {
-        /* A room's full state: the cache learns every member, not only the
-         * lazy-loaded ones. A body that is not a list changes nothing. */
-        mx_rooms_apply_state(r->account->rooms, r->state_of_room, r->json, r->state_asked_at);
     }
     if (!keep_raw || r->status != MX_OK) {
         /* Parsed (or failed): the raw bytes are no longer needed. */
@@ -543,12 +452,10 @@ static void finish(mx_request *r) {
         r->response.data = NULL;
         r->response.len = r->response.cap = 0;
     }
-    /* History: the next page goes out on the same request. */
-    if (r->kind == MX_KIND_HISTORY && r->status == MX_OK && mx_paging_page_done(r) &&
-        requeue(r, 0) == 0)
-        return;
-    if (r->kind == MX_KIND_SYNC)
-        mx_sync_finished(r);
+    if (r->status == MX_OK && k->on_body) again = k->on_body(r);
+    if (again != MX_DONE && requeue(r, again) == 0) return;
+    if (k->finished)
+        k->finished(r);
     else
         mx_engine_complete(r);
 }
@@ -567,8 +474,7 @@ static void cancel_by_id(uint64_t id) {
     for (size_t i = 0; i < 2; i++) {
         for (mx_request *r = lists[i]; r; r = r->next) {
             if (r->id != id) continue;
-            if (r->kind == MX_KIND_SYNC && r->account->sync_inflight == r)
-                r->account->sync_inflight = NULL;
+            if (r->kind->on_cancel) r->kind->on_cancel(r);
             mx_engine_cancel_request(r);
             return;
         }
@@ -664,10 +570,6 @@ static void start_due(void) {
         }
         *p = r->next;
         if (mx_engine_start_transfer(r) != 0) {
-            if (r->easy) {
-                curl_easy_cleanup(r->easy);
-                r->easy = NULL;
-            }
             r->status = MX_ERR_NOMEM;
             snprintf(r->errbuf, sizeof r->errbuf, "could not set up the transfer");
             mx_engine_complete(r);

@@ -23,98 +23,11 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "engine/request.h"
 #include "matrix/rooms.h"
 
-/* Largest response body accepted; bigger ones fail that request only. */
-#define MX_MAX_RESPONSE (256u * 1024u * 1024u)
 /* Batches the engine may hold ready before Python has processed them. */
 #define MX_MAX_UNDELIVERED 2
-/* Bounded retries of a request answered 429. */
-#define MX_MAX_RATE_LIMIT_RETRIES 5
-
-typedef struct {
-    char *data; /* owned, NUL-terminated when len > 0 */
-    size_t len;
-    size_t cap;
-} mx_buf;
-
-typedef enum { MX_GET, MX_POST, MX_PUT, MX_DELETE } mx_method;
-
-typedef enum {
-    MX_KIND_JSON,        /* resolve the future with the parsed JSON */
-    MX_KIND_MEDIA,       /* resolve with the raw body (bytes or a file) + headers */
-    MX_KIND_SYNC,        /* engine-made /sync; deliver a batch to the account */
-    MX_KIND_SYNC_STOPPED, /* no transfer: tells the loop a sync loop ended */
-    MX_KIND_HISTORY      /* paged /messages (paging.c); resolve with a History */
-} mx_kind;
-
-typedef enum {
-    MX_OK,
-    MX_ERR_HTTP,      /* non-2xx; errcode etc. in the parsed body */
-    MX_ERR_NETWORK,   /* transport failure or timeout */
-    MX_ERR_PARSE,     /* 2xx whose body is not the JSON we need */
-    MX_ERR_CANCELLED, /* cancelled by Python or by stopping the account */
-    MX_ERR_NOMEM,
-    MX_ERR_TOO_LARGE, /* the body went over the request's size cap */
-    MX_ERR_FILE       /* reading the upload or writing the download failed */
-} mx_status;
-
-typedef struct mx_batch mx_batch;
-typedef struct mx_paging mx_paging;
-typedef struct mx_account mx_account;
-
-/* Where a media request's 2xx body goes when it is not kept in memory:
- * a temporary file beside the destination, renamed into place only when
- * the whole body arrived, removed on every failure. */
-typedef struct {
-    char *final_path; /* owned */
-    char *tmp_path;   /* owned; NULL once renamed or removed */
-    FILE *fp;         /* owned, open while the transfer writes */
-} mx_file_sink;
-
-typedef struct mx_request {
-    uint64_t id;
-    mx_method method;
-    mx_kind kind;
-    char *url;          /* owned */
-    char *fallback_url; /* owned, may be NULL: tried once when the server lacks url's endpoint */
-    char *body;         /* owned, may be NULL */
-    size_t body_len;
-    char *content_type; /* owned, may be NULL (then JSON) */
-    FILE *upload;       /* owned, may be NULL: the body is streamed from this file */
-    curl_off_t upload_size;
-    mx_file_sink *sink; /* owned, may be NULL: a 2xx body goes to this file */
-    size_t max_body;    /* cap on the response body, bytes */
-    char *token;        /* owned copy of the access token, may be NULL */
-    long timeout_ms;    /* whole-transfer deadline; 0: none, only a stall guard */
-    int insecure;
-    mx_account *account; /* counted reference, may be NULL */
-    void *py_future;     /* PyObject *, strong ref; only touched with the GIL */
-    unsigned sync_generation; /* sync requests: the start_sync call they serve */
-
-    /* Filled in by the engine thread. */
-    CURL *easy;
-    struct curl_slist *headers;
-    mx_buf response;    /* error bodies, and 2xx bodies without a sink */
-    size_t body_seen;   /* bytes of the current response body */
-    long http_status;
-    mx_status status;
-    char errbuf[CURL_ERROR_SIZE];
-    char verdict[CURL_ERROR_SIZE]; /* why our own callback aborted (curl owns errbuf then) */
-    cJSON *json;     /* parsed body, owned (moved into batch for sync) */
-    mx_batch *batch; /* decoded sync batch, owned until handed to Python */
-    long retry_after_ms;
-    char *resp_content_type; /* owned, from the response headers, may be NULL */
-    char *resp_filename;     /* owned, from Content-Disposition, may be NULL */
-    int attempts;
-    int used_fallback;
-    char *state_of_room; /* owned, may be NULL: apply a 2xx state list to the cache */
-    uint64_t state_asked_at; /* the cache's sync count when that transfer started */
-    mx_paging *paging;   /* owned, for MX_KIND_HISTORY */
-    int as_event;        /* decode a 2xx event body into `batch` (GET /event) */
-    int64_t not_before_ms; /* monotonic time before which it must not start */
-    struct mx_request *next;
-} mx_request;
 
 /* One Matrix account as the engine sees it. Shared between the Python
  * Client object and the engine; freed when the last reference goes. */
@@ -154,19 +67,9 @@ void mx_account_decref(mx_account *a);
 /* Returns an owned copy of the token (or NULL) taken under the lock. */
 char *mx_account_token_copy(mx_account *a);
 
-/* Zeroes `n` bytes at `p` (may be NULL) in a way the compiler keeps. */
-void mx_wipe(void *p, size_t n);
-/* Wipes and frees a NUL-terminated secret (a token); NULL is fine. */
-void mx_secret_free(char *s);
-
-/* Request lifetime. mx_request_new returns NULL on allocation failure. */
-mx_request *mx_request_new(mx_method method, const char *url, mx_kind kind);
-/* Frees everything the request owns except py_future (the caller, holding
- * the GIL, must have released it already). */
-void mx_request_free(mx_request *r);
-
 /* The parts of the engine sync.c drives (engine thread only). */
-/* Attaches a request to the multi handle; 0, or -1 when it could not. */
+/* Attaches a request to the multi handle; 0, or -1 when it could not (its
+ * easy handle, if any, is then cleaned up). */
 int mx_engine_start_transfer(mx_request *r);
 /* Removes request `r` (running or waiting) and completes it as cancelled. */
 void mx_engine_cancel_request(mx_request *r);

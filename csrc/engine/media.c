@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+mx_request_kind mx_kind_media = {.name = "media", .raw_body = 1, .accept = "Accept: */*"};
+
 /* ---- uploads ------------------------------------------------------------- */
 
 int mx_upload_open(const char *path, FILE **fp, curl_off_t *size) {

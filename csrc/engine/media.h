@@ -7,6 +7,10 @@
 
 #include "engine/engine.h"
 
+/* The media request kind: the 2xx body is the result, raw, in memory or in
+ * the request's file sink, with the response's type and file name. */
+extern mx_request_kind mx_kind_media;
+
 /* Opens `path` for a streamed upload: *fp (owned by the caller) and its
  * size. 0, or -1 with errno set. */
 int mx_upload_open(const char *path, FILE **fp, curl_off_t *size);

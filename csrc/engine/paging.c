@@ -51,8 +51,13 @@ char *mx_paging_url(const mx_paging *p, const char *from) {
     return mx_url_build(p->homeserver, "/_matrix/client/v3/rooms/{}/messages", segs, query);
 }
 
-int mx_paging_page_done(mx_request *r) {
-    mx_paging *p = r->paging;
+mx_paging *mx_paging_of(mx_request *r) { return r->kind_data; }
+
+/* Takes the 2xx body of r's last page. Returns 0 (send again at once) when
+ * another page is needed (r->url now points at it), MX_DONE when paging is
+ * over (r->status says how; on MX_OK the history is aggregated). */
+static long page_done(mx_request *r) {
+    mx_paging *p = r->kind_data;
     const char *reason = NULL;
     int rc = mx_history_add_page(p->history, r->response.data ? r->response.data : "",
                                  r->response.len, &reason);
@@ -63,22 +68,31 @@ int mx_paging_page_done(mx_request *r) {
     if (rc != 0) {
         r->status = MX_ERR_PARSE;
         snprintf(r->errbuf, sizeof r->errbuf, "unusable /messages page: %s", reason);
-        return 0;
+        return MX_DONE;
     }
     if (p->history->stop == MX_STOP_NONE) {
         char *url = mx_paging_url(p, p->history->token); /* owned by the request */
         if (url) {
             free(r->url);
             r->url = url;
-            return 1;
+            return 0;
         }
         r->status = MX_ERR_NOMEM;
         snprintf(r->errbuf, sizeof r->errbuf, "out of memory paging history");
-        return 0;
+        return MX_DONE;
     }
     if (mx_history_aggregate(p->history) != 0) {
         r->status = MX_ERR_NOMEM;
         snprintf(r->errbuf, sizeof r->errbuf, "out of memory aggregating history");
     }
-    return 0;
+    return MX_DONE;
 }
+
+static void free_paging(void *p) { mx_paging_free(p); }
+
+mx_request_kind mx_kind_history = {
+    .name = "history",
+    .raw_body = 1, /* each page is parsed into its own arena */
+    .on_body = page_done,
+    .free_data = free_paging,
+};

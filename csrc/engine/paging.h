@@ -7,6 +7,11 @@
 #include "engine/engine.h"
 #include "matrix/history.h"
 
+typedef struct mx_paging mx_paging;
+
+/* The history request kind; its kind_data is the mx_paging. */
+extern mx_request_kind mx_kind_history;
+
 struct mx_paging {
     char *homeserver; /* owned copies */
     char *room_id;
@@ -25,9 +30,7 @@ void mx_paging_free(mx_paging *p);
  * of the room going forwards). Owned by the caller; NULL on ENOMEM. */
 char *mx_paging_url(const mx_paging *p, const char *from);
 
-/* Engine thread: takes the 2xx body of r's last page. Returns 1 when
- * another page is needed (r->url now points at it), 0 when paging is over
- * (r->status says how; on MX_OK the history is aggregated). */
-int mx_paging_page_done(mx_request *r);
+/* The paging state of a history request (owned by the request). */
+mx_paging *mx_paging_of(mx_request *r);
 
 #endif

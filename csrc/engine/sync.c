@@ -46,13 +46,13 @@ static mx_request *make_sync_request(mx_account *a) {
     char *url = mx_url_build(a->homeserver, "/_matrix/client/v3/sync", NULL, query);
     char *token = a->token ? strdup(a->token) : NULL;
     mx_request *r = NULL;
-    if (url && (token || !a->token)) r = mx_request_new(MX_GET, url, MX_KIND_SYNC);
+    if (url && (token || !a->token)) r = mx_request_new(MX_GET, url, &mx_kind_sync);
     if (r) {
         r->token = token;
         token = NULL;
         r->insecure = a->insecure;
         r->timeout_ms = a->sync_timeout_ms + 30000;
-        r->sync_generation = a->sync_generation;
+        r->kind_data = (void *)(uintptr_t)a->sync_generation;
         mx_account_incref(a);
         r->account = a;
     }
@@ -62,8 +62,12 @@ static mx_request *make_sync_request(mx_account *a) {
     return r;
 }
 
+unsigned mx_sync_generation_of(const mx_request *r) {
+    return (unsigned)(uintptr_t)r->kind_data;
+}
+
 void mx_sync_report_stopped(mx_account *a) {
-    mx_request *r = mx_request_new(MX_GET, NULL, MX_KIND_SYNC_STOPPED);
+    mx_request *r = mx_request_new(MX_GET, NULL, &mx_kind_sync_stopped);
     if (!r) return; /* py_client then leaks one reference; no crash */
     mx_account_incref(a);
     r->account = a;
@@ -82,7 +86,7 @@ int mx_sync_step(mx_account *a, int64_t now) {
         mx_sync_report_stopped(a);
         return 1;
     }
-    if (inflight && inflight->sync_generation != generation) {
+    if (inflight && mx_sync_generation_of(inflight) != generation) {
         /* Restarted with a new since/filter: the old long-poll is stale. */
         mx_engine_cancel_request(inflight);
         a->sync_inflight = inflight = NULL;
@@ -121,7 +125,7 @@ static int accept_batch(mx_request *r) {
         return -1;
     }
     r->batch = batch;
-    batch->sync_generation = r->sync_generation;
+    batch->sync_generation = mx_sync_generation_of(r);
     batch->from_sync_loop = 1;
     char *since = strdup(mx_batch_next_token(batch)); /* owned by the account */
     if (!since) {
@@ -130,7 +134,7 @@ static int accept_batch(mx_request *r) {
         return -1;
     }
     pthread_mutex_lock(&a->lock);
-    int current = r->sync_generation == a->sync_generation;
+    int current = mx_sync_generation_of(r) == a->sync_generation;
     if (current) {
         free(a->since);
         a->since = since;
@@ -147,7 +151,7 @@ static int accept_batch(mx_request *r) {
     return 0;
 }
 
-void mx_sync_finished(mx_request *r) {
+static void sync_finished(mx_request *r) {
     mx_account *a = r->account;
     if (a->sync_inflight == r) a->sync_inflight = NULL;
     int64_t now = mx_now_ms();
@@ -157,7 +161,7 @@ void mx_sync_finished(mx_request *r) {
     } else if (mx_sync_error_is_fatal(r)) {
         /* The token is gone: stop, and let Python tell the user. */
         pthread_mutex_lock(&a->lock);
-        if (r->sync_generation == a->sync_generation) a->sync_wanted = 0;
+        if (mx_sync_generation_of(r) == a->sync_generation) a->sync_wanted = 0;
         pthread_mutex_unlock(&a->lock);
     } else if (r->status == MX_ERR_HTTP && r->http_status == 429 && r->retry_after_ms > 0) {
         a->next_sync_ms = now + (r->retry_after_ms > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
@@ -170,3 +174,24 @@ void mx_sync_finished(mx_request *r) {
     /* Errors are reported too (Python shows status), but only fatal ones end the loop. */
     mx_engine_complete(r);
 }
+
+/* Non-2xx answers are the loop's to judge (sync_finished): no retry here. */
+static long no_retry(mx_request *r) {
+    (void)r;
+    return MX_DONE;
+}
+
+/* A cancelled long-poll is no longer the account's request in flight. */
+static void on_cancel(mx_request *r) {
+    if (r->account->sync_inflight == r) r->account->sync_inflight = NULL;
+}
+
+mx_request_kind mx_kind_sync = {
+    .name = "sync",
+    .raw_body = 1, /* parsed into the batch's arena by the decoder */
+    .on_error = no_retry,
+    .on_cancel = on_cancel,
+    .finished = sync_finished,
+};
+
+mx_request_kind mx_kind_sync_stopped = {.name = "sync stopped"};

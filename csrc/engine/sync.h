@@ -19,8 +19,13 @@
 /* Advances one account's loop. Returns 1 when the loop has ended and the
  * account must leave the engine's list, else 0. */
 int mx_sync_step(mx_account *a, int64_t now);
-/* Handles the end of a /sync transfer (parsed body in r->json, or an error). */
-void mx_sync_finished(mx_request *r);
+/* One /sync request of an account's loop; its end goes through the loop's
+ * state machine before Python hears of it. */
+extern mx_request_kind mx_kind_sync;
+/* No transfer: tells the loop thread that an account's sync loop ended. */
+extern mx_request_kind mx_kind_sync_stopped;
+/* The start_sync call a sync request serves (its generation). */
+unsigned mx_sync_generation_of(const mx_request *r);
 /* When the account next needs the engine's attention without any I/O
  * (backoff end), or INT64_MAX. */
 int64_t mx_sync_wake_at(const mx_account *a);

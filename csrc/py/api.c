@@ -7,7 +7,9 @@
 #include <string.h>
 
 #include "engine/media.h"
+#include "engine/oneevent.h"
 #include "engine/paging.h"
+#include "engine/roomstate.h"
 #include "py/pyjson.h"
 #include "matrix/url.h"
 
@@ -22,7 +24,7 @@ typedef struct {
     const char *const *segs;
     const mx_query *query;       /* may be NULL */
     int auth;                    /* send the access token */
-    mx_kind kind;
+    mx_request_kind *kind;
 } call_spec;
 
 /* Prints `body` (consumed) into the request without the GIL. 0 or -1 + exception. */
@@ -83,8 +85,8 @@ static PyObject *call(mx_ClientObject *self, PyObject *fut, const call_spec *spe
 
 #define SEGS(...) ((const char *const[]){__VA_ARGS__, NULL})
 #define QUERY(...) ((const mx_query[]){__VA_ARGS__, {NULL, NULL}})
-#define GET(path, segs, query) {MX_GET, path, segs, query, 1, MX_KIND_JSON}
-#define WITH(m, path, segs) {m, path, segs, NULL, 1, MX_KIND_JSON}
+#define GET(path, segs, query) {MX_GET, path, segs, query, 1, &mx_kind_json}
+#define WITH(m, path, segs) {m, path, segs, NULL, 1, &mx_kind_json}
 
 /* A body from string pairs, or NULL with MemoryError set. */
 #define STRINGS(...) json_or_nomem(mx_json_strings(__VA_ARGS__, NULL))
@@ -109,14 +111,14 @@ static cJSON *dict_body(PyObject *o) {
 API(versions) {
     PyObject *fut;
     if (!PyArg_ParseTuple(args, "O:versions", &fut)) return NULL;
-    call_spec s = {MX_GET, "/_matrix/client/versions", NULL, NULL, 0, MX_KIND_JSON};
+    call_spec s = {MX_GET, "/_matrix/client/versions", NULL, NULL, 0, &mx_kind_json};
     return call(self, fut, &s, NULL);
 }
 
 API(well_known) {
     PyObject *fut;
     if (!PyArg_ParseTuple(args, "O:well_known", &fut)) return NULL;
-    call_spec s = {MX_GET, "/.well-known/matrix/client", NULL, NULL, 0, MX_KIND_JSON};
+    call_spec s = {MX_GET, "/.well-known/matrix/client", NULL, NULL, 0, &mx_kind_json};
     return call(self, fut, &s, NULL);
 }
 
@@ -130,7 +132,7 @@ static PyObject *login(mx_ClientObject *self, PyObject *fut, cJSON *body,
         cJSON_Delete(body);
         return PyErr_NoMemory();
     }
-    call_spec s = {MX_POST, CS "/login", NULL, NULL, 0, MX_KIND_JSON};
+    call_spec s = {MX_POST, CS "/login", NULL, NULL, 0, &mx_kind_json};
     return call(self, fut, &s, body);
 }
 
@@ -339,11 +341,11 @@ API(room_state) {
     PyObject *fut;
     const char *room_id;
     if (!PyArg_ParseTuple(args, "Os:room_state", &fut, &room_id)) return NULL;
-    call_spec s = GET(CS "/rooms/{}/state", SEGS(room_id), NULL);
+    call_spec s = {MX_GET, CS "/rooms/{}/state", SEGS(room_id), NULL, 1, &mx_kind_room_state};
     mx_request *r = build(self, &s, NULL);
     if (!r) return NULL;
     /* The engine also applies the full state to the room cache. */
-    if (!(r->state_of_room = strdup(room_id))) {
+    if (mx_room_state_request_init(r, room_id) != 0) {
         mx_request_free(r);
         return PyErr_NoMemory();
     }
@@ -371,11 +373,10 @@ API(get_event) {
     PyObject *fut;
     const char *room_id, *event_id;
     if (!PyArg_ParseTuple(args, "Oss:get_event", &fut, &room_id, &event_id)) return NULL;
-    call_spec s = GET(CS "/rooms/{}/event/{}", SEGS(room_id, event_id), NULL);
-    mx_request *r = build(self, &s, NULL);
-    if (!r) return NULL;
-    r->as_event = 1; /* the engine decodes it like a sync event */
-    return launch(r, fut);
+    /* The engine decodes it like a sync event. */
+    call_spec s = {MX_GET, CS "/rooms/{}/event/{}", SEGS(room_id, event_id), NULL, 1,
+                   &mx_kind_event};
+    return call(self, fut, &s, NULL);
 }
 
 API(event_context) {
@@ -414,7 +415,7 @@ API(join) {
         query[i] = (mx_query){"via", server};
     }
     cJSON *body = STRINGS("reason", reason);
-    call_spec s = {MX_POST, CS "/join/{}", SEGS(room), query, 1, MX_KIND_JSON};
+    call_spec s = {MX_POST, CS "/join/{}", SEGS(room), query, 1, &mx_kind_json};
     if (body) res = call(self, fut, &s, body);
 done:
     PyMem_Free(query);
@@ -544,7 +545,7 @@ API(relations) {
 static mx_request *upload_request(mx_ClientObject *self, const char *content_type,
                                   const char *filename) {
     call_spec s = {MX_POST, MEDIA_UPLOAD, NULL, QUERY({"filename", filename}), 1,
-                   MX_KIND_JSON};
+                   &mx_kind_json};
     mx_request *r = build(self, &s, NULL);
     if (!r) return NULL;
     if (!(r->content_type = strdup(content_type))) {
@@ -616,7 +617,7 @@ static PyObject *media_get(mx_ClientObject *self, PyObject *fut, const char *wha
     char v1[96], legacy[96];
     snprintf(v1, sizeof v1, "/_matrix/client/v1/media/%s/{}/{}", what);
     snprintf(legacy, sizeof legacy, "/_matrix/media/v3/%s/{}/{}", what);
-    call_spec s = {MX_GET, v1, segs, query, 1, MX_KIND_MEDIA};
+    call_spec s = {MX_GET, v1, segs, query, 1, &mx_kind_media};
     mx_request *r = build(self, &s, NULL);
     if (!r) return NULL;
     r->fallback_url = mx_url_build(self->account->homeserver, legacy, segs, query);
@@ -701,13 +702,13 @@ API(history) {
     mx_paging *p = mx_paging_new(a->homeserver, room_id, filter, page_size, backwards,
                                  until_event_id, (int64_t)until_ts, (size_t)limit);
     char *url = p ? mx_paging_url(p, from) : NULL; /* owned here */
-    mx_request *r = url ? mx_request_new(MX_GET, url, MX_KIND_HISTORY) : NULL;
+    mx_request *r = url ? mx_request_new(MX_GET, url, &mx_kind_history) : NULL;
     free(url);
     if (!r) {
         mx_paging_free(p);
         return PyErr_NoMemory();
     }
-    r->paging = p; /* the request owns the paging state from here */
+    r->kind_data = p; /* the request owns the paging state from here */
     if (!(r->token = mx_account_token_copy(a))) {
         mx_request_free(r);
         PyErr_SetString(PyExc_RuntimeError, "this client is not logged in");

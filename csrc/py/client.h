@@ -17,7 +17,4 @@ typedef struct {
 
 extern PyType_Spec mx_Client_spec;
 
-/* Delivers one finished request to Python (GIL held) and frees it. */
-void mx_client_deliver(mx_state *st, mx_request *r);
-
 #endif

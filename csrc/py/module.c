@@ -3,6 +3,7 @@
 #include "py/module.h"
 
 #include "py/client.h"
+#include "py/completion.h"
 #include "engine/engine.h"
 #include "py/event.h"
 #include "py/historyobj.h"
@@ -33,7 +34,7 @@ static PyObject *core_process_completions(PyObject *module, PyObject *unused) {
     mx_request *r = mx_engine_take_completions();
     while (r) {
         mx_request *next = r->next;
-        mx_client_deliver(st, r);
+        mx_completion_deliver(st, r);
         r = next;
         n++;
     }
@@ -68,6 +69,7 @@ static PyObject *add_type(PyObject *m, PyType_Spec *spec) {
 static int core_exec(PyObject *m) {
     mx_state *st = PyModule_GetState(m);
     mx_json_install_hooks(); /* before the engine thread can exist */
+    mx_completion_register_kinds();
     st->MatrixError = PyErr_NewExceptionWithDoc(
         "matridge._core.MatrixError",
         "The homeserver answered with an error (attributes: status, errcode, error, "
