@@ -64,3 +64,10 @@ def test_python_free_layers_call_no_python_and_no_curl() -> None:
         if found:
             wrong.append(f"{path.relative_to(CSRC)}: {sorted(found)}")
     assert not wrong, "\n".join(wrong)
+
+
+def test_the_engine_loop_knows_no_request_kind() -> None:
+    # Each kind brings its operations (engine/request.h); the loop calls them.
+    loop = code(CSRC / "engine" / "engine.c")
+    for name in ("mx_kind_", "paging", "mx_decode", "mx_rooms_apply", "media"):
+        assert name not in loop, f"engine.c mentions {name}"

@@ -1,6 +1,6 @@
 /* The engine thread: drives every transfer of the process through one libcurl
  * multi handle, parses JSON answers, and steps each account's sync loop
- * (sync.c). What happens to an answer beyond that (decoding, paging, the
+ * (sync.c). What happens to an answer beyond that (decoding, pages, the
  * room cache, retries) is the request kind's (request.h): this file knows
  * no kind. See engine.h for the ownership rules. */
 #define _GNU_SOURCE
@@ -15,7 +15,7 @@
 
 #include "util/jsonparse.h"
 #include "engine/headers.h"
-#include "engine/media.h"
+#include "engine/files.h"
 #include "engine/sync.h"
 
 /* Error bodies are kept in memory whatever the request's cap; this bounds them. */

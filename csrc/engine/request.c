@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "engine/engine.h"
-#include "engine/media.h"
+#include "engine/files.h"
 #include "matrix/decode.h"
 
 /* The plain API call: the future resolves with the parsed JSON answer. */

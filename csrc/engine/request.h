@@ -8,7 +8,7 @@
  *   mx_kind_json        request.c    the parsed JSON answer
  *   mx_kind_room_state  roomstate.c  the answer, also applied to the room cache
  *   mx_kind_event       oneevent.c   one event, decoded like a sync event
- *   mx_kind_media       media.c      the raw body, in memory or in a file
+ *   mx_kind_media       media.c      the raw body, in memory or in a file (files.c)
  *   mx_kind_history     paging.c     /messages page after page, one History
  *   mx_kind_sync        sync.c       one /sync of an account's loop
  *   mx_kind_sync_stopped sync.c      no transfer: an account's loop ended

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "engine/files.h"
 #include "engine/media.h"
 #include "engine/oneevent.h"
 #include "engine/paging.h"
@@ -106,18 +107,20 @@ static cJSON *dict_body(PyObject *o) {
 
 /* ---- session ---------------------------------------------------------------- */
 
-#define API(name) PyObject *mx_api_##name(mx_ClientObject *self, PyObject *args)
+#define API(name) PyObject *mx_api_##name(mx_ClientObject *self, PyObject *args, PyObject *kw)
 
 API(versions) {
     PyObject *fut;
-    if (!PyArg_ParseTuple(args, "O:versions", &fut)) return NULL;
+    static char *kwlist[] = {"", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O:versions", kwlist, &fut)) return NULL;
     call_spec s = {MX_GET, "/_matrix/client/versions", NULL, NULL, 0, &mx_kind_json};
     return call(self, fut, &s, NULL);
 }
 
 API(well_known) {
     PyObject *fut;
-    if (!PyArg_ParseTuple(args, "O:well_known", &fut)) return NULL;
+    static char *kwlist[] = {"", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O:well_known", kwlist, &fut)) return NULL;
     call_spec s = {MX_GET, "/.well-known/matrix/client", NULL, NULL, 0, &mx_kind_json};
     return call(self, fut, &s, NULL);
 }
@@ -139,7 +142,8 @@ static PyObject *login(mx_ClientObject *self, PyObject *fut, cJSON *body,
 API(login_password) {
     PyObject *fut;
     const char *user, *password, *device_name = NULL, *device_id = NULL;
-    if (!PyArg_ParseTuple(args, "Oss|zz:login_password", &fut, &user, &password, &device_name,
+    static char *kwlist[] = {"", "user", "password", "device_name", "device_id", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Oss|zz:login_password", kwlist, &fut, &user, &password, &device_name,
                           &device_id))
         return NULL;
     cJSON *body = STRINGS("type", "m.login.password", "password", password);
@@ -155,7 +159,8 @@ API(login_password) {
 API(login_token) {
     PyObject *fut;
     const char *token, *device_name = NULL, *device_id = NULL;
-    if (!PyArg_ParseTuple(args, "Os|zz:login_token", &fut, &token, &device_name, &device_id))
+    static char *kwlist[] = {"", "token", "device_name", "device_id", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Os|zz:login_token", kwlist, &fut, &token, &device_name, &device_id))
         return NULL;
     return login(self, fut, STRINGS("type", "m.login.token", "token", token), device_name,
                  device_id);
@@ -163,7 +168,8 @@ API(login_token) {
 
 API(logout) {
     PyObject *fut;
-    if (!PyArg_ParseTuple(args, "O:logout", &fut)) return NULL;
+    static char *kwlist[] = {"", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O:logout", kwlist, &fut)) return NULL;
     cJSON *body = json_or_nomem(cJSON_CreateObject());
     call_spec s = WITH(MX_POST, CS "/logout", NULL);
     return body ? call(self, fut, &s, body) : NULL;
@@ -171,7 +177,8 @@ API(logout) {
 
 API(whoami) {
     PyObject *fut;
-    if (!PyArg_ParseTuple(args, "O:whoami", &fut)) return NULL;
+    static char *kwlist[] = {"", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O:whoami", kwlist, &fut)) return NULL;
     call_spec s = GET(CS "/account/whoami", NULL, NULL);
     return call(self, fut, &s, NULL);
 }
@@ -179,7 +186,8 @@ API(whoami) {
 API(upload_filter) {
     PyObject *fut, *filter;
     const char *user_id;
-    if (!PyArg_ParseTuple(args, "OsO:upload_filter", &fut, &user_id, &filter)) return NULL;
+    static char *kwlist[] = {"", "user_id", "filter", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OsO:upload_filter", kwlist, &fut, &user_id, &filter)) return NULL;
     cJSON *body = dict_body(filter);
     call_spec s = WITH(MX_POST, CS "/user/{}/filter", SEGS(user_id));
     return body ? call(self, fut, &s, body) : NULL;
@@ -190,7 +198,8 @@ API(upload_filter) {
 API(send_event) {
     PyObject *fut, *content;
     const char *room_id, *type, *txn_id;
-    if (!PyArg_ParseTuple(args, "OsssO:send_event", &fut, &room_id, &type, &txn_id, &content))
+    static char *kwlist[] = {"", "room_id", "event_type", "txn_id", "content", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OsssO:send_event", kwlist, &fut, &room_id, &type, &txn_id, &content))
         return NULL;
     cJSON *body = dict_body(content);
     call_spec s = WITH(MX_PUT, CS "/rooms/{}/send/{}/{}", SEGS(room_id, type, txn_id));
@@ -200,7 +209,8 @@ API(send_event) {
 API(send_state) {
     PyObject *fut, *content;
     const char *room_id, *type, *state_key;
-    if (!PyArg_ParseTuple(args, "OsssO:send_state", &fut, &room_id, &type, &state_key,
+    static char *kwlist[] = {"", "room_id", "event_type", "state_key", "content", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OsssO:send_state", kwlist, &fut, &room_id, &type, &state_key,
                           &content))
         return NULL;
     cJSON *body = dict_body(content);
@@ -212,7 +222,8 @@ API(send_state) {
 API(redact) {
     PyObject *fut;
     const char *room_id, *event_id, *txn_id, *reason = NULL;
-    if (!PyArg_ParseTuple(args, "Osss|z:redact", &fut, &room_id, &event_id, &txn_id, &reason))
+    static char *kwlist[] = {"", "room_id", "event_id", "txn_id", "reason", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Osss|z:redact", kwlist, &fut, &room_id, &event_id, &txn_id, &reason))
         return NULL;
     cJSON *body = STRINGS("reason", reason);
     call_spec s = WITH(MX_PUT, CS "/rooms/{}/redact/{}/{}", SEGS(room_id, event_id, txn_id));
@@ -224,7 +235,8 @@ API(typing) {
     const char *room_id, *user_id;
     int typing;
     long timeout_ms = 30000;
-    if (!PyArg_ParseTuple(args, "Ossp|l:typing", &fut, &room_id, &user_id, &typing, &timeout_ms))
+    static char *kwlist[] = {"", "room_id", "user_id", "typing", "timeout_ms", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Ossp|l:typing", kwlist, &fut, &room_id, &user_id, &typing, &timeout_ms))
         return NULL;
     if (timeout_ms < 0) {
         PyErr_SetString(PyExc_ValueError, "timeout_ms must not be negative");
@@ -243,7 +255,8 @@ API(typing) {
 API(receipt) {
     PyObject *fut;
     const char *room_id, *type, *event_id, *thread_id = NULL;
-    if (!PyArg_ParseTuple(args, "Osss|z:receipt", &fut, &room_id, &type, &event_id, &thread_id))
+    static char *kwlist[] = {"", "room_id", "receipt_type", "event_id", "thread_id", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Osss|z:receipt", kwlist, &fut, &room_id, &type, &event_id, &thread_id))
         return NULL;
     cJSON *body = STRINGS("thread_id", thread_id);
     call_spec s = WITH(MX_POST, CS "/rooms/{}/receipt/{}/{}", SEGS(room_id, type, event_id));
@@ -253,7 +266,8 @@ API(receipt) {
 API(read_markers) {
     PyObject *fut;
     const char *room_id, *fully_read, *read = NULL, *read_private = NULL;
-    if (!PyArg_ParseTuple(args, "Oss|zz:read_markers", &fut, &room_id, &fully_read, &read,
+    static char *kwlist[] = {"", "room_id", "fully_read", "read", "read_private", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Oss|zz:read_markers", kwlist, &fut, &room_id, &fully_read, &read,
                           &read_private))
         return NULL;
     cJSON *body = STRINGS("m.fully_read", fully_read, "m.read", read, "m.read.private",
@@ -267,7 +281,8 @@ API(read_markers) {
 API(get_profile) {
     PyObject *fut;
     const char *user_id;
-    if (!PyArg_ParseTuple(args, "Os:get_profile", &fut, &user_id)) return NULL;
+    static char *kwlist[] = {"", "user_id", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Os:get_profile", kwlist, &fut, &user_id)) return NULL;
     call_spec s = GET(CS "/profile/{}", SEGS(user_id), NULL);
     return call(self, fut, &s, NULL);
 }
@@ -275,7 +290,8 @@ API(get_profile) {
 API(set_displayname) {
     PyObject *fut;
     const char *user_id, *name;
-    if (!PyArg_ParseTuple(args, "Oss:set_displayname", &fut, &user_id, &name)) return NULL;
+    static char *kwlist[] = {"", "user_id", "name", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Oss:set_displayname", kwlist, &fut, &user_id, &name)) return NULL;
     cJSON *body = STRINGS("displayname", name);
     call_spec s = WITH(MX_PUT, CS "/profile/{}/displayname", SEGS(user_id));
     return body ? call(self, fut, &s, body) : NULL;
@@ -284,7 +300,8 @@ API(set_displayname) {
 API(set_avatar_url) {
     PyObject *fut;
     const char *user_id, *url;
-    if (!PyArg_ParseTuple(args, "Oss:set_avatar_url", &fut, &user_id, &url)) return NULL;
+    static char *kwlist[] = {"", "user_id", "url", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Oss:set_avatar_url", kwlist, &fut, &user_id, &url)) return NULL;
     cJSON *body = STRINGS("avatar_url", url);
     call_spec s = WITH(MX_PUT, CS "/profile/{}/avatar_url", SEGS(user_id));
     return body ? call(self, fut, &s, body) : NULL;
@@ -293,7 +310,8 @@ API(set_avatar_url) {
 API(get_presence) {
     PyObject *fut;
     const char *user_id;
-    if (!PyArg_ParseTuple(args, "Os:get_presence", &fut, &user_id)) return NULL;
+    static char *kwlist[] = {"", "user_id", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Os:get_presence", kwlist, &fut, &user_id)) return NULL;
     call_spec s = GET(CS "/presence/{}/status", SEGS(user_id), NULL);
     return call(self, fut, &s, NULL);
 }
@@ -301,7 +319,8 @@ API(get_presence) {
 API(set_presence) {
     PyObject *fut;
     const char *user_id, *presence, *status_msg = NULL;
-    if (!PyArg_ParseTuple(args, "Oss|z:set_presence", &fut, &user_id, &presence, &status_msg))
+    static char *kwlist[] = {"", "user_id", "presence", "status_msg", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Oss|z:set_presence", kwlist, &fut, &user_id, &presence, &status_msg))
         return NULL;
     cJSON *body = STRINGS("presence", presence, "status_msg", status_msg);
     call_spec s = WITH(MX_PUT, CS "/presence/{}/status", SEGS(user_id));
@@ -312,7 +331,8 @@ API(set_presence) {
 
 API(joined_rooms) {
     PyObject *fut;
-    if (!PyArg_ParseTuple(args, "O:joined_rooms", &fut)) return NULL;
+    static char *kwlist[] = {"", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O:joined_rooms", kwlist, &fut)) return NULL;
     call_spec s = GET(CS "/joined_rooms", NULL, NULL);
     return call(self, fut, &s, NULL);
 }
@@ -320,7 +340,8 @@ API(joined_rooms) {
 API(joined_members) {
     PyObject *fut;
     const char *room_id;
-    if (!PyArg_ParseTuple(args, "Os:joined_members", &fut, &room_id)) return NULL;
+    static char *kwlist[] = {"", "room_id", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Os:joined_members", kwlist, &fut, &room_id)) return NULL;
     call_spec s = GET(CS "/rooms/{}/joined_members", SEGS(room_id), NULL);
     return call(self, fut, &s, NULL);
 }
@@ -328,7 +349,8 @@ API(joined_members) {
 API(members) {
     PyObject *fut;
     const char *room_id, *at = NULL, *membership = NULL, *not_membership = NULL;
-    if (!PyArg_ParseTuple(args, "Os|zzz:members", &fut, &room_id, &at, &membership,
+    static char *kwlist[] = {"", "room_id", "at", "membership", "not_membership", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Os|zzz:members", kwlist, &fut, &room_id, &at, &membership,
                           &not_membership))
         return NULL;
     call_spec s = GET(CS "/rooms/{}/members", SEGS(room_id),
@@ -340,7 +362,8 @@ API(members) {
 API(room_state) {
     PyObject *fut;
     const char *room_id;
-    if (!PyArg_ParseTuple(args, "Os:room_state", &fut, &room_id)) return NULL;
+    static char *kwlist[] = {"", "room_id", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Os:room_state", kwlist, &fut, &room_id)) return NULL;
     call_spec s = {MX_GET, CS "/rooms/{}/state", SEGS(room_id), NULL, 1, &mx_kind_room_state};
     mx_request *r = build(self, &s, NULL);
     if (!r) return NULL;
@@ -355,7 +378,8 @@ API(room_state) {
 API(state_event) {
     PyObject *fut;
     const char *room_id, *type, *state_key;
-    if (!PyArg_ParseTuple(args, "Osss:state_event", &fut, &room_id, &type, &state_key))
+    static char *kwlist[] = {"", "room_id", "event_type", "state_key", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Osss:state_event", kwlist, &fut, &room_id, &type, &state_key))
         return NULL;
     call_spec s = GET(CS "/rooms/{}/state/{}/{}", SEGS(room_id, type, state_key), NULL);
     return call(self, fut, &s, NULL);
@@ -364,7 +388,8 @@ API(state_event) {
 API(room_event) {
     PyObject *fut;
     const char *room_id, *event_id;
-    if (!PyArg_ParseTuple(args, "Oss:room_event", &fut, &room_id, &event_id)) return NULL;
+    static char *kwlist[] = {"", "room_id", "event_id", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Oss:room_event", kwlist, &fut, &room_id, &event_id)) return NULL;
     call_spec s = GET(CS "/rooms/{}/event/{}", SEGS(room_id, event_id), NULL);
     return call(self, fut, &s, NULL);
 }
@@ -372,7 +397,8 @@ API(room_event) {
 API(get_event) {
     PyObject *fut;
     const char *room_id, *event_id;
-    if (!PyArg_ParseTuple(args, "Oss:get_event", &fut, &room_id, &event_id)) return NULL;
+    static char *kwlist[] = {"", "room_id", "event_id", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Oss:get_event", kwlist, &fut, &room_id, &event_id)) return NULL;
     /* The engine decodes it like a sync event. */
     call_spec s = {MX_GET, CS "/rooms/{}/event/{}", SEGS(room_id, event_id), NULL, 1,
                    &mx_kind_event};
@@ -383,7 +409,8 @@ API(event_context) {
     PyObject *fut;
     const char *room_id, *event_id;
     long limit;
-    if (!PyArg_ParseTuple(args, "Ossl:event_context", &fut, &room_id, &event_id, &limit))
+    static char *kwlist[] = {"", "room_id", "event_id", "limit", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Ossl:event_context", kwlist, &fut, &room_id, &event_id, &limit))
         return NULL;
     char lim[24];
     snprintf(lim, sizeof lim, "%ld", limit);
@@ -394,7 +421,8 @@ API(event_context) {
 API(join) {
     PyObject *fut, *via;
     const char *room, *reason = NULL;
-    if (!PyArg_ParseTuple(args, "OsO|z:join", &fut, &room, &via, &reason)) return NULL;
+    static char *kwlist[] = {"", "room", "via", "reason", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OsO|z:join", kwlist, &fut, &room, &via, &reason)) return NULL;
     if (PyUnicode_Check(via)) { /* a str is a sequence too, of one-letter servers */
         PyErr_SetString(PyExc_TypeError, "via must be a list of server names, not a str");
         return NULL;
@@ -426,7 +454,8 @@ done:
 API(leave) {
     PyObject *fut;
     const char *room_id, *reason = NULL;
-    if (!PyArg_ParseTuple(args, "Os|z:leave", &fut, &room_id, &reason)) return NULL;
+    static char *kwlist[] = {"", "room_id", "reason", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Os|z:leave", kwlist, &fut, &room_id, &reason)) return NULL;
     cJSON *body = STRINGS("reason", reason);
     call_spec s = WITH(MX_POST, CS "/rooms/{}/leave", SEGS(room_id));
     return body ? call(self, fut, &s, body) : NULL;
@@ -436,7 +465,8 @@ API(membership) {
     static const char *const actions[] = {"invite", "kick", "ban", "unban"};
     PyObject *fut;
     const char *action, *room_id, *user_id, *reason = NULL;
-    if (!PyArg_ParseTuple(args, "Osss|z:membership", &fut, &action, &room_id, &user_id,
+    static char *kwlist[] = {"", "action", "room_id", "user_id", "reason", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Osss|z:membership", kwlist, &fut, &action, &room_id, &user_id,
                           &reason))
         return NULL;
     size_t i = 0;
@@ -454,7 +484,8 @@ API(create_room) {
     PyObject *fut, *invite, *initial_state;
     const char *name, *topic, *preset;
     int is_direct;
-    if (!PyArg_ParseTuple(args, "OzzOpzO:create_room", &fut, &name, &topic, &invite,
+    static char *kwlist[] = {"", "name", "topic", "invite", "is_direct", "preset", "initial_state", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OzzOpzO:create_room", kwlist, &fut, &name, &topic, &invite,
                           &is_direct, &preset, &initial_state))
         return NULL;
     cJSON *body = STRINGS("name", name, "topic", topic, "preset", preset);
@@ -486,7 +517,8 @@ fail:
 API(get_account_data) {
     PyObject *fut;
     const char *user_id, *type, *room_id = NULL;
-    if (!PyArg_ParseTuple(args, "Oss|z:get_account_data", &fut, &user_id, &type, &room_id))
+    static char *kwlist[] = {"", "user_id", "event_type", "room_id", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Oss|z:get_account_data", kwlist, &fut, &user_id, &type, &room_id))
         return NULL;
     call_spec global = GET(CS "/user/{}/account_data/{}", SEGS(user_id, type), NULL);
     call_spec room = GET(CS "/user/{}/rooms/{}/account_data/{}", SEGS(user_id, room_id, type),
@@ -497,7 +529,8 @@ API(get_account_data) {
 API(set_account_data) {
     PyObject *fut, *content;
     const char *user_id, *type, *room_id = NULL;
-    if (!PyArg_ParseTuple(args, "OssO|z:set_account_data", &fut, &user_id, &type, &content,
+    static char *kwlist[] = {"", "user_id", "event_type", "content", "room_id", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OssO|z:set_account_data", kwlist, &fut, &user_id, &type, &content,
                           &room_id))
         return NULL;
     cJSON *body = dict_body(content);
@@ -511,7 +544,8 @@ API(set_account_data) {
 API(resolve_alias) {
     PyObject *fut;
     const char *alias;
-    if (!PyArg_ParseTuple(args, "Os:resolve_alias", &fut, &alias)) return NULL;
+    static char *kwlist[] = {"", "alias", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Os:resolve_alias", kwlist, &fut, &alias)) return NULL;
     call_spec s = GET(CS "/directory/room/{}", SEGS(alias), NULL);
     return call(self, fut, &s, NULL);
 }
@@ -520,7 +554,8 @@ API(relations) {
     PyObject *fut;
     const char *room_id, *event_id, *rel_type, *event_type, *from, *dir;
     long limit;
-    if (!PyArg_ParseTuple(args, "Osszzzlz:relations", &fut, &room_id, &event_id, &rel_type,
+    static char *kwlist[] = {"", "room_id", "event_id", "rel_type", "event_type", "from_token", "limit", "direction", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Osszzzlz:relations", kwlist, &fut, &room_id, &event_id, &rel_type,
                           &event_type, &from, &limit, &dir))
         return NULL;
     if (event_type && !rel_type) {
@@ -561,7 +596,8 @@ API(upload) {
     PyObject *fut;
     Py_buffer data;
     const char *content_type, *filename = NULL;
-    if (!PyArg_ParseTuple(args, "Oy*s|z:upload", &fut, &data, &content_type, &filename))
+    static char *kwlist[] = {"", "data", "content_type", "filename", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Oy*s|z:upload", kwlist, &fut, &data, &content_type, &filename))
         return NULL;
     mx_request *r = upload_request(self, content_type, filename);
     char *copy = r ? malloc(data.len ? (size_t)data.len : 1) : NULL; /* owned by r below */
@@ -583,7 +619,8 @@ API(upload) {
 API(upload_file) {
     PyObject *fut, *path_obj;
     const char *content_type, *filename = NULL;
-    if (!PyArg_ParseTuple(args, "OO&s|z:upload_file", &fut, PyUnicode_FSConverter, &path_obj,
+    static char *kwlist[] = {"", "path", "content_type", "filename", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO&s|z:upload_file", kwlist, &fut, PyUnicode_FSConverter, &path_obj,
                           &content_type, &filename))
         return NULL;
     const char *path = PyBytes_AS_STRING(path_obj);
@@ -660,7 +697,8 @@ API(download) {
     PyObject *fut, *path = Py_None;
     const char *server, *media_id;
     unsigned long long max_bytes;
-    if (!PyArg_ParseTuple(args, "OssK|O:download", &fut, &server, &media_id, &max_bytes, &path))
+    static char *kwlist[] = {"", "server_name", "media_id", "max_bytes", "path", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OssK|O:download", kwlist, &fut, &server, &media_id, &max_bytes, &path))
         return NULL;
     if (!valid_cap(max_bytes)) return NULL;
     return media_get(self, fut, "download", SEGS(server, media_id), NULL, max_bytes, path);
@@ -671,7 +709,8 @@ API(thumbnail) {
     const char *server, *media_id, *method;
     long width, height;
     unsigned long long max_bytes;
-    if (!PyArg_ParseTuple(args, "OssllsK|O:thumbnail", &fut, &server, &media_id, &width, &height,
+    static char *kwlist[] = {"", "server_name", "media_id", "width", "height", "method", "max_bytes", "path", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OssllsK|O:thumbnail", kwlist, &fut, &server, &media_id, &width, &height,
                           &method, &max_bytes, &path))
         return NULL;
     if (!valid_cap(max_bytes)) return NULL;
@@ -690,7 +729,8 @@ API(history) {
     int backwards = 1, page_size = 100;
     long long until_ts = -1;
     Py_ssize_t limit = 0;
-    if (!PyArg_ParseTuple(args, "Os|zpzLniz:history", &fut, &room_id, &from, &backwards,
+    static char *kwlist[] = {"", "room_id", "from_token", "backwards", "until_event_id", "until_ts", "limit", "page_size", "filter", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Os|zpzLniz:history", kwlist, &fut, &room_id, &from, &backwards,
                           &until_event_id, &until_ts, &limit, &page_size, &filter))
         return NULL;
     if (limit < 0 || page_size < 1 || page_size > 1000) {

@@ -6,7 +6,8 @@
 
 #include "py/client.h" /* Python.h first */
 
-#define MX_API(name) PyObject *mx_api_##name(mx_ClientObject *self, PyObject *args)
+#define MX_API(name) \
+    PyObject *mx_api_##name(mx_ClientObject *self, PyObject *args, PyObject *kw)
 MX_API(versions);
 MX_API(well_known);
 MX_API(login_password);
@@ -48,52 +49,49 @@ MX_API(thumbnail);
 MX_API(history);
 #undef MX_API
 
-#define MX_API_DEF(name, doc) {#name, (PyCFunction)mx_api_##name, METH_VARARGS, doc}
-
-/* The Client method table entries of the API (spliced into client.c's). */
-#define MX_CLIENT_API_METHODS                                                                  \
-    MX_API_DEF(versions, "(future) GET /versions, without a token."),                          \
-    MX_API_DEF(well_known, "(future) GET /.well-known/matrix/client of this base URL."),       \
-    MX_API_DEF(login_password, "(future, user, password, device_name=None, device_id=None)"),  \
-    MX_API_DEF(login_token, "(future, token, device_name=None, device_id=None) m.login.token"), \
-    MX_API_DEF(logout, "(future) POST /logout: invalidates the token."),                       \
-    MX_API_DEF(whoami, "(future) GET /account/whoami."),                                       \
-    MX_API_DEF(upload_filter, "(future, user_id, filter) POST /user/{id}/filter."),            \
-    MX_API_DEF(send_event, "(future, room_id, type, txn_id, content) idempotent per txn_id."), \
-    MX_API_DEF(send_state, "(future, room_id, type, state_key, content)"),                     \
-    MX_API_DEF(redact, "(future, room_id, event_id, txn_id, reason=None)"),                    \
-    MX_API_DEF(typing, "(future, room_id, user_id, typing, timeout_ms)"),                      \
-    MX_API_DEF(receipt, "(future, room_id, receipt_type, event_id, thread_id=None)"),          \
-    MX_API_DEF(read_markers, "(future, room_id, fully_read, read=None, read_private=None)"),   \
-    MX_API_DEF(get_profile, "(future, user_id) GET /profile/{id}."),                           \
-    MX_API_DEF(set_displayname, "(future, user_id, displayname)"),                             \
-    MX_API_DEF(set_avatar_url, "(future, user_id, avatar_url)"),                               \
-    MX_API_DEF(get_presence, "(future, user_id)"),                                             \
-    MX_API_DEF(set_presence, "(future, user_id, presence, status_msg=None)"),                  \
-    MX_API_DEF(joined_rooms, "(future) GET /joined_rooms."),                                   \
-    MX_API_DEF(joined_members, "(future, room_id)"),                                           \
-    MX_API_DEF(members, "(future, room_id, at=None, membership=None, not_membership=None)"),   \
-    MX_API_DEF(room_state, "(future, room_id) GET /rooms/{id}/state."),                        \
-    MX_API_DEF(state_event, "(future, room_id, type, state_key)"),                             \
-    MX_API_DEF(room_event, "(future, room_id, event_id)"),                                     \
-    MX_API_DEF(get_event, "(future, room_id, event_id) the event as a decoded Event view"),    \
-    MX_API_DEF(event_context, "(future, room_id, event_id, limit)"),                           \
-    MX_API_DEF(join, "(future, room_id_or_alias, via, reason=None)"),                          \
-    MX_API_DEF(leave, "(future, room_id, reason=None)"),                                       \
-    MX_API_DEF(membership, "(future, action, room_id, user_id, reason=None): invite, kick, "  \
-                           "ban or unban."),                                                   \
-    MX_API_DEF(create_room, "(future, name, topic, invite, is_direct, preset, initial_state)"), \
-    MX_API_DEF(get_account_data, "(future, user_id, type, room_id=None)"),                     \
-    MX_API_DEF(set_account_data, "(future, user_id, type, content, room_id=None)"),            \
-    MX_API_DEF(resolve_alias, "(future, alias) GET /directory/room/{alias}."),                 \
-    MX_API_DEF(relations, "(future, room_id, event_id, rel_type, event_type, from_token, "    \
-                          "limit, direction)"),                                                \
-    MX_API_DEF(upload, "(future, data, content_type, filename=None) -> content_uri"),          \
-    MX_API_DEF(upload_file, "(future, path, content_type, filename=None), streamed."),         \
-    MX_API_DEF(download, "(future, server_name, media_id, max_bytes, path=None)"),             \
-    MX_API_DEF(thumbnail, "(future, server_name, media_id, width, height, method, max_bytes, " \
-                          "path=None)"),                                               \
-    MX_API_DEF(history, "(future, room_id, from_token, backwards, until_event_id, until_ts, " \
-                        "limit, page_size, filter) pages /messages; resolves with a History")
+#define MX_API_DEF(name, doc) \
+    {#name, (PyCFunction)(void (*)(void))mx_api_##name, METH_VARARGS | METH_KEYWORDS, doc}
+/* The Client method table entries of the API (spliced into client.c's).
+ * Each docstring starts with the signature help() shows. */
+#define MX_CLIENT_API_METHODS \
+    MX_API_DEF(versions, "versions($self, future, /)\n--\n\nGET /versions, without a token."), \
+    MX_API_DEF(well_known, "well_known($self, future, /)\n--\n\nGET /.well-known/matrix/client of this base URL."), \
+    MX_API_DEF(login_password, "login_password($self, future, /, user, password, device_name=None, device_id=None)\n--\n\nPOST /login with a password."), \
+    MX_API_DEF(login_token, "login_token($self, future, /, token, device_name=None, device_id=None)\n--\n\nPOST /login with an m.login.token."), \
+    MX_API_DEF(whoami, "whoami($self, future, /)\n--\n\nGET /account/whoami."), \
+    MX_API_DEF(logout, "logout($self, future, /)\n--\n\nPOST /logout: invalidates the token."), \
+    MX_API_DEF(upload_filter, "upload_filter($self, future, /, user_id, filter)\n--\n\nPOST /user/{id}/filter."), \
+    MX_API_DEF(send_event, "send_event($self, future, /, room_id, event_type, txn_id, content)\n--\n\nPUT /rooms/{id}/send/{type}/{txn_id}: idempotent per txn_id."), \
+    MX_API_DEF(send_state, "send_state($self, future, /, room_id, event_type, state_key, content)\n--\n\nPUT /rooms/{id}/state/{type}/{state_key}."), \
+    MX_API_DEF(redact, "redact($self, future, /, room_id, event_id, txn_id, reason=None)\n--\n\nPUT /rooms/{id}/redact/{event_id}/{txn_id}."), \
+    MX_API_DEF(typing, "typing($self, future, /, room_id, user_id, typing, timeout_ms=30000)\n--\n\nPUT /rooms/{id}/typing/{user_id}."), \
+    MX_API_DEF(receipt, "receipt($self, future, /, room_id, receipt_type, event_id, thread_id=None)\n--\n\nPOST /rooms/{id}/receipt/{type}/{event_id}."), \
+    MX_API_DEF(read_markers, "read_markers($self, future, /, room_id, fully_read, read=None, read_private=None)\n--\n\nPOST /rooms/{id}/read_markers."), \
+    MX_API_DEF(get_profile, "get_profile($self, future, /, user_id)\n--\n\nGET /profile/{id}."), \
+    MX_API_DEF(set_displayname, "set_displayname($self, future, /, user_id, name)\n--\n\nPUT /profile/{id}/displayname."), \
+    MX_API_DEF(set_avatar_url, "set_avatar_url($self, future, /, user_id, url)\n--\n\nPUT /profile/{id}/avatar_url."), \
+    MX_API_DEF(get_presence, "get_presence($self, future, /, user_id)\n--\n\nGET /presence/{id}/status."), \
+    MX_API_DEF(set_presence, "set_presence($self, future, /, user_id, presence, status_msg=None)\n--\n\nPUT /presence/{id}/status."), \
+    MX_API_DEF(joined_rooms, "joined_rooms($self, future, /)\n--\n\nGET /joined_rooms."), \
+    MX_API_DEF(joined_members, "joined_members($self, future, /, room_id)\n--\n\nGET /rooms/{id}/joined_members."), \
+    MX_API_DEF(members, "members($self, future, /, room_id, at=None, membership=None, not_membership=None)\n--\n\nGET /rooms/{id}/members."), \
+    MX_API_DEF(room_state, "room_state($self, future, /, room_id)\n--\n\nGET /rooms/{id}/state."), \
+    MX_API_DEF(state_event, "state_event($self, future, /, room_id, event_type, state_key)\n--\n\nGET /rooms/{id}/state/{type}/{state_key}."), \
+    MX_API_DEF(room_event, "room_event($self, future, /, room_id, event_id)\n--\n\nGET /rooms/{id}/event/{event_id}, as JSON."), \
+    MX_API_DEF(get_event, "get_event($self, future, /, room_id, event_id)\n--\n\nGET /rooms/{id}/event/{event_id}, as a decoded Event view."), \
+    MX_API_DEF(event_context, "event_context($self, future, /, room_id, event_id, limit)\n--\n\nGET /rooms/{id}/context/{event_id}."), \
+    MX_API_DEF(join, "join($self, future, /, room, via, reason=None)\n--\n\nPOST /join/{room_id_or_alias}."), \
+    MX_API_DEF(leave, "leave($self, future, /, room_id, reason=None)\n--\n\nPOST /rooms/{id}/leave."), \
+    MX_API_DEF(membership, "membership($self, future, /, action, room_id, user_id, reason=None)\n--\n\nPOST /rooms/{id}/{action}: action is invite, kick, ban or unban."), \
+    MX_API_DEF(create_room, "create_room($self, future, /, name, topic, invite, is_direct, preset, initial_state)\n--\n\nPOST /createRoom."), \
+    MX_API_DEF(get_account_data, "get_account_data($self, future, /, user_id, event_type, room_id=None)\n--\n\nGET account data, global or of a room."), \
+    MX_API_DEF(set_account_data, "set_account_data($self, future, /, user_id, event_type, content, room_id=None)\n--\n\nPUT account data, global or of a room."), \
+    MX_API_DEF(resolve_alias, "resolve_alias($self, future, /, alias)\n--\n\nGET /directory/room/{alias}."), \
+    MX_API_DEF(relations, "relations($self, future, /, room_id, event_id, rel_type, event_type, from_token, limit, direction)\n--\n\nGET /rooms/{id}/relations/{event_id}."), \
+    MX_API_DEF(upload, "upload($self, future, /, data, content_type, filename=None)\n--\n\nPOST /media/v3/upload from memory; resolves with the content_uri answer."), \
+    MX_API_DEF(upload_file, "upload_file($self, future, /, path, content_type, filename=None)\n--\n\nPOST /media/v3/upload, streamed from the file at path."), \
+    MX_API_DEF(download, "download($self, future, /, server_name, media_id, max_bytes, path=None)\n--\n\nA media download (authenticated, legacy fallback), to memory or to path."), \
+    MX_API_DEF(thumbnail, "thumbnail($self, future, /, server_name, media_id, width, height, method, max_bytes, path=None)\n--\n\nA media thumbnail (authenticated, legacy fallback), to memory or to path."), \
+    MX_API_DEF(history, "history($self, future, /, room_id, from_token=None, backwards=True, until_event_id=None, until_ts=-1, limit=0, page_size=100, filter=None)\n--\n\nPages /rooms/{id}/messages on the engine thread; resolves with a History.")
 
 #endif

@@ -199,11 +199,17 @@ static PyObject *Client_syncing(ClientObject *self, void *c) {
 
 static PyMethodDef Client_methods[] = {
     MX_CLIENT_API_METHODS,
-    {"set_token", (PyCFunction)Client_set_token, METH_O, "Sets or clears the access token."},
-    {"cancel", (PyCFunction)Client_cancel, METH_O, "Cancels a request by id."},
+    {"set_token", (PyCFunction)Client_set_token, METH_O,
+     "set_token($self, token, /)\n--\n\nSets (a str) or clears (None) the access token."},
+    {"cancel", (PyCFunction)Client_cancel, METH_O,
+     "cancel($self, request_id, /)\n--\n\nCancels a request by the id its call returned."},
     {"start_sync", (PyCFunction)(void (*)(void))Client_start_sync, METH_VARARGS | METH_KEYWORDS,
-     "Starts the engine-driven /sync loop."},
-    {"stop_sync", (PyCFunction)Client_stop_sync, METH_NOARGS, "Stops the sync loop."},
+     "start_sync($self, /, on_batch, on_error, since=None, filter=None, timeout_ms=30000)\n"
+     "--\n\n"
+     "Starts (or restarts) the engine-driven /sync loop: on_batch(batch) gets each\n"
+     "batch, on_error(exception, fatal) each failure, on the asyncio loop."},
+    {"stop_sync", (PyCFunction)Client_stop_sync, METH_NOARGS,
+     "stop_sync($self, /)\n--\n\nStops the sync loop; no batch is delivered after this."},
     {"sync_ack", (PyCFunction)(void (*)(void))Client_sync_ack, METH_FASTCALL | METH_KEYWORDS,
      "sync_ack($self, /, batch=None)\n--\n\n"
      "Tells the engine Python finished one batch, so it may fetch more. With the\n"
@@ -225,7 +231,8 @@ static PyGetSetDef Client_getset[] = {
 };
 
 static PyType_Slot Client_slots[] = {
-    {Py_tp_doc, "Client(homeserver, access_token=None, insecure=False): one Matrix account."},
+    {Py_tp_doc, "Client(homeserver, access_token=None, insecure=False)\n--\n\n"
+                "One Matrix account. Its calls run on the engine thread."},
     {Py_tp_new, Client_new},
     {Py_tp_dealloc, Client_dealloc},
     {Py_tp_traverse, Client_traverse},

@@ -169,9 +169,10 @@ static PyGetSetDef History_getset[] = {
 
 static PyMethodDef History_methods[] = {
     {"replacement", (PyCFunction)History_replacement, METH_O,
-     "replacement(event_id): the latest valid edit of that event, or None."},
+     "replacement($self, event_id, /)\n--\n\nThe latest valid edit of that event, or None."},
     {"reactions", (PyCFunction)History_reactions, METH_O,
-     "reactions(event_id): {sender: [keys]} of the reactions to that event."},
+     "reactions($self, event_id, /)\n--\n\n"
+     "{sender: [keys]} of the reactions to that event."},
     {NULL, NULL, 0, NULL},
 };
 

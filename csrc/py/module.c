@@ -43,15 +43,19 @@ static PyObject *core_process_completions(PyObject *module, PyObject *unused) {
 
 static PyMethodDef core_methods[] = {
     {"wakeup_fd", core_wakeup_fd, METH_NOARGS,
+     "wakeup_fd($module, /)\n--\n\n"
      "The fd that becomes readable when requests finish (starts the engine)."},
     {"process_completions", core_process_completions, METH_NOARGS,
+     "process_completions($module, /)\n--\n\n"
      "Resolves the futures of finished requests; returns how many."},
     {"decode_sync", mx_core_decode_sync, METH_O,
-     "decode_sync(data): a SyncBatch from a /sync body, decoded with the GIL released."},
+     "decode_sync($module, data, /)\n--\n\n"
+     "A SyncBatch from a /sync body, decoded with the GIL released."},
     {"history_from_pages", (PyCFunction)(void (*)(void))mx_core_history_from_pages,
      METH_VARARGS | METH_KEYWORDS,
-     "history_from_pages(pages, *, backwards=True, until_event_id=None, until_ts=-1, "
-     "limit=0): a History from /messages bodies."},
+     "history_from_pages($module, /, pages, *, backwards=True, until_event_id=None,\n"
+     "                   until_ts=-1, limit=0)\n--\n\n"
+     "A History from /messages bodies."},
     MX_HTML_METHODS,
     {NULL, NULL, 0, NULL},
 };

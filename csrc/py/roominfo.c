@@ -381,8 +381,10 @@ static PyGetSetDef RoomInfo_getset[] = {
 
 static PyMethodDef RoomInfo_methods[] = {
     {"power_level", (PyCFunction)RoomInfo_power_level, METH_O,
+     "power_level($self, user_id, /)\n--\n\n"
      "The user's power level (CREATOR_POWER_LEVEL for room version 12+ creators)."},
     {"member_display_name", (PyCFunction)RoomInfo_member_display_name, METH_O,
+     "member_display_name($self, user_id, /)\n--\n\n"
      "The user's display name, with the user id added when another member shares it."},
     {NULL, NULL, 0, NULL},
 };
@@ -521,14 +523,15 @@ static PyObject *RoomCache_get(RoomCacheObject *self, PyObject *arg) {
     return new_room_info(st->RoomInfoType, snap);
 }
 
-static PyObject *RoomCache_member_display_name(RoomCacheObject *self, PyObject *const *args,
-                                               Py_ssize_t nargs) {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "member_display_name(room_id, user_id)");
+static PyObject *RoomCache_member_display_name(RoomCacheObject *self, PyObject *args,
+                                               PyObject *kw) {
+    static char *kwlist[] = {"room_id", "user_id", NULL};
+    PyObject *room_obj, *user_obj;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO:member_display_name", kwlist, &room_obj,
+                                     &user_obj))
         return NULL;
-    }
-    const char *room_id = str_arg(args[0], "room_id");
-    const char *user_id = room_id ? str_arg(args[1], "user_id") : NULL;
+    const char *room_id = str_arg(room_obj, "room_id");
+    const char *user_id = room_id ? str_arg(user_obj, "user_id") : NULL;
     if (!user_id) return NULL;
     char *name;
     int err;
@@ -630,19 +633,24 @@ static int RoomCache_contains(RoomCacheObject *self, PyObject *key) {
 
 static PyMethodDef RoomCache_methods[] = {
     {"apply_sync", (PyCFunction)RoomCache_apply_sync, METH_O,
+     "apply_sync($self, data, /)\n--\n\n"
      "Applies a /sync response body (bytes); the GIL is released meanwhile."},
     {"apply_state", (PyCFunction)(void (*)(void))RoomCache_apply_state,
      METH_VARARGS | METH_KEYWORDS,
      "apply_state($self, /, room_id, data, asked_at=None)\n--\n\n"
      "Applies a full state list (bytes) asked for when sync_count was asked_at\n"
      "(None: now). Members and fields that a /sync changed since stay."},
-    {"get", (PyCFunction)RoomCache_get, METH_O, "A RoomInfo snapshot of the room, or None."},
+    {"get", (PyCFunction)RoomCache_get, METH_O,
+     "get($self, room_id, /)\n--\n\nA RoomInfo snapshot of the room, or None."},
     {"member_display_name", (PyCFunction)(void (*)(void))RoomCache_member_display_name,
-     METH_FASTCALL,
-     "member_display_name(room_id, user_id): the member's disambiguated name, without "
-     "a snapshot of the room; None if the room or member is unknown."},
-    {"room_ids", (PyCFunction)RoomCache_room_ids, METH_NOARGS, "Every known room id, sorted."},
+     METH_VARARGS | METH_KEYWORDS,
+     "member_display_name($self, /, room_id, user_id)\n--\n\n"
+     "The member's disambiguated name, without a snapshot of the room; None if the\n"
+     "room or member is unknown."},
+    {"room_ids", (PyCFunction)RoomCache_room_ids, METH_NOARGS,
+     "room_ids($self, /)\n--\n\nEvery known room id, sorted."},
     {"direct_rooms", (PyCFunction)RoomCache_direct_rooms, METH_NOARGS,
+     "direct_rooms($self, /)\n--\n\n"
      "Room id -> the other user id, for every room of the account's m.direct."},
     {NULL, NULL, 0, NULL},
 };
@@ -665,7 +673,7 @@ static PyGetSetDef RoomCache_getset[] = {
 };
 
 static PyType_Slot RoomCache_slots[] = {
-    {Py_tp_doc, "RoomCache(user_id=None): the room state of one Matrix account."},
+    {Py_tp_doc, "RoomCache(user_id=None)\n--\n\nThe room state of one Matrix account."},
     {Py_tp_new, RoomCache_new},
     {Py_tp_dealloc, RoomCache_dealloc},
     {Py_tp_methods, RoomCache_methods},
