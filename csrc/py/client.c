@@ -7,7 +7,8 @@
 
 #include "py/api.h"
 #include "py/event.h"
-#include "py/roominfo.h"
+#include "py/syncbatch.h"
+#include "py/roomcache.h"
 
 typedef mx_ClientObject ClientObject;
 

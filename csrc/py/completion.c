@@ -12,6 +12,7 @@
 #include "engine/sync.h"
 #include "py/client.h"
 #include "py/event.h"
+#include "py/syncbatch.h"
 #include "py/historyobj.h"
 #include "py/pyjson.h"
 

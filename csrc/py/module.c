@@ -6,9 +6,12 @@
 #include "py/completion.h"
 #include "engine/engine.h"
 #include "py/event.h"
+#include "py/message.h"
+#include "py/room.h"
+#include "py/syncbatch.h"
 #include "py/historyobj.h"
 #include "util/jsonparse.h"
-#include "py/roominfo.h"
+#include "py/roomcache.h"
 #include "py/html_py.h"
 
 static struct PyModuleDef core_module;
@@ -98,7 +101,7 @@ static int core_exec(PyObject *m) {
     if (!(st->ReceiptType = PyStructSequence_NewType(&mx_Receipt_desc))) return -1;
     if (!(st->HistoryType = (PyTypeObject *)add_type(m, &mx_History_spec))) return -1;
     if (PyModule_AddObjectRef(m, "Receipt", (PyObject *)st->ReceiptType) < 0) return -1;
-    if (mx_roominfo_register(m, st) < 0) return -1;
+    if (mx_roomcache_register(m, st) < 0) return -1;
     if (PyModule_AddIntConstant(m, "MAX_UNDELIVERED", MX_MAX_UNDELIVERED) < 0) return -1;
     return 0;
 }

@@ -180,3 +180,31 @@ static cJSON *to_json(PyObject *o, int depth) {
 }
 
 cJSON *mx_py_to_json(PyObject *o) { return to_json(o, 0); }
+
+/* The UTF-8 of a str argument, or NULL with an exception. A NUL inside
+ * would silently cut the id short in C, so it is refused. */
+const char *mx_str_arg(PyObject *o, const char *what) {
+    if (!PyUnicode_Check(o)) {
+        PyErr_Format(PyExc_TypeError, "%s must be str, not %.100s", what, Py_TYPE(o)->tp_name);
+        return NULL;
+    }
+    Py_ssize_t len;
+    const char *s = PyUnicode_AsUTF8AndSize(o, &len);
+    if (s && strlen(s) != (size_t)len) {
+        PyErr_Format(PyExc_ValueError, "%s contains a NUL character", what);
+        return NULL;
+    }
+    return s;
+}
+
+/* d[key] = v, the key decoded as the rest of the server's text is (bytes
+ * that are not UTF-8 become U+FFFD): one bad key must not make the whole
+ * getter raise. Consumes `v`. */
+int mx_put_text_key(PyObject *d, const char *key, PyObject *v) {
+    PyObject *k = v ? mx_str_or_none(key) : NULL;
+    int rc = k ? PyDict_SetItem(d, k, v) : -1;
+    Py_XDECREF(k);
+    Py_XDECREF(v);
+    return rc;
+}
+

@@ -17,4 +17,13 @@ PyObject *mx_str_or_none(const char *s);
  * cJSON tree owned by the caller, or NULL with an exception set. */
 cJSON *mx_py_to_json(PyObject *o);
 
+/* The UTF-8 of a str argument (borrowed from `o`), or NULL with an
+ * exception: TypeError for another type, ValueError for a str with a NUL
+ * (which would silently cut an id short in C). `what` names it. */
+const char *mx_str_arg(PyObject *o, const char *what);
+
+/* d[key] = v, the key decoded as the rest of the server's text is (bytes
+ * that are not UTF-8 become U+FFFD). Consumes `v` (NULL: fails). 0 or -1. */
+int mx_put_text_key(PyObject *d, const char *key, PyObject *v);
+
 #endif

@@ -1,21 +1,16 @@
-/* Python types over the room state cache (rooms.h): RoomCache, a view of
- * one account's cache; RoomInfo, an immutable snapshot of one room; Member. */
+/* The RoomInfo type: an immutable snapshot of one room of the cache. */
 #ifndef MATRIDGE_ROOMINFO_H
 #define MATRIDGE_ROOMINFO_H
 
 #include "py/module.h" /* Python.h first: it sets the feature macros */
 #include "matrix/rooms.h"
 
-extern PyType_Spec mx_RoomCache_spec;
 extern PyType_Spec mx_RoomInfo_spec;
-extern PyType_Spec mx_Member_spec;
 
-/* Creates the three types into `st` and adds them (and CREATOR_POWER_LEVEL)
- * to module `m`. 0, or -1 with an exception set. */
-int mx_roominfo_register(PyObject *m, mx_state *st);
+/* A RoomInfo of type `tp` owning `snap` (freed also on failure). */
+PyObject *mx_RoomInfo_new(PyTypeObject *tp, mx_room_state *snap);
 
-/* A RoomCache viewing `r` (takes a new reference to `r`), or NULL with an
- * exception set. For Client.rooms: the account's cache, as Python sees it. */
-PyObject *mx_RoomCache_wrap(mx_state *st, mx_rooms *r);
+/* A tuple of str from a string list. */
+PyObject *mx_strlist_tuple(const mx_strlist *l);
 
 #endif
