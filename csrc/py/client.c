@@ -140,26 +140,10 @@ static PyObject *Client_stop_sync(ClientObject *self, PyObject *unused) {
     Py_RETURN_NONE;
 }
 
-static PyObject *Client_sync_ack(ClientObject *self, PyObject *const *args, Py_ssize_t nargs,
-                                 PyObject *kwnames) {
-    static const char *const kwlist[] = {"batch", NULL};
+static PyObject *Client_sync_ack(ClientObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"batch", NULL};
     PyObject *batch = Py_None;
-    if (nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0) > 1 ||
-        (nargs == 1 && kwnames && PyTuple_GET_SIZE(kwnames))) {
-        PyErr_SetString(PyExc_TypeError, "sync_ack() takes at most 1 argument");
-        return NULL;
-    }
-    if (nargs == 1) {
-        batch = args[0];
-    } else if (kwnames && PyTuple_GET_SIZE(kwnames) == 1) {
-        if (!PyUnicode_Check(PyTuple_GET_ITEM(kwnames, 0)) ||
-            PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), kwlist[0]) != 0) {
-            PyErr_Format(PyExc_TypeError, "sync_ack() got an unexpected keyword argument %R",
-                         PyTuple_GET_ITEM(kwnames, 0));
-            return NULL;
-        }
-        batch = args[0];
-    }
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|O:sync_ack", kwlist, &batch)) return NULL;
     mx_account *a = self->account;
     if (batch != Py_None) {
         mx_batch *b = mx_SyncBatch_batch(mx_state_of_type(Py_TYPE(self)), batch);
@@ -211,7 +195,7 @@ static PyMethodDef Client_methods[] = {
      "batch, on_error(exception, fatal) each failure, on the asyncio loop."},
     {"stop_sync", (PyCFunction)Client_stop_sync, METH_NOARGS,
      "stop_sync($self, /)\n--\n\nStops the sync loop; no batch is delivered after this."},
-    {"sync_ack", (PyCFunction)(void (*)(void))Client_sync_ack, METH_FASTCALL | METH_KEYWORDS,
+    {"sync_ack", (PyCFunction)(void (*)(void))Client_sync_ack, METH_VARARGS | METH_KEYWORDS,
      "sync_ack($self, /, batch=None)\n--\n\n"
      "Tells the engine Python finished one batch, so it may fetch more. With the\n"
      "batch, an acknowledgement of a batch from before a restart is ignored."},
