@@ -103,6 +103,7 @@ void mx_account_decref(mx_account *a) {
     if (!a || atomic_fetch_sub(&a->refs, 1) != 1) return;
     free(a->homeserver);
     mx_secret_free(a->token);
+    mx_request_free(a->stop_note);
     free(a->since);
     free(a->filter);
     mx_rooms_decref(a->rooms);

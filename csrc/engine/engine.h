@@ -55,6 +55,10 @@ struct mx_account {
     unsigned int jitter_seed;
 
     void *py_client; /* PyObject *, strong ref while sync runs; GIL only */
+    /* The "sync stopped" note, allocated by start_sync so that reporting
+     * the end of the loop cannot fail for want of memory (which would keep
+     * py_client alive for good). Owned; under the lock. */
+    mx_request *stop_note;
 
     /* Room state, updated by the engine from every batch (sync.c) and read
      * by Python (Client.rooms); it has its own lock. Owned reference. */

@@ -67,11 +67,33 @@ unsigned mx_sync_generation_of(const mx_request *r) {
 }
 
 void mx_sync_report_stopped(mx_account *a) {
-    mx_request *r = mx_request_new(MX_GET, NULL, &mx_kind_sync_stopped);
-    if (!r) return; /* py_client then leaks one reference; no crash */
+    pthread_mutex_lock(&a->lock);
+    mx_request *r = a->stop_note; /* owned here from now on */
+    a->stop_note = NULL;
+    pthread_mutex_unlock(&a->lock);
+    /* Used already (the loop was reported stopped before, which is what
+     * counts): a fresh note, best effort. */
+    if (!r && !(r = mx_request_new(MX_GET, NULL, &mx_kind_sync_stopped))) return;
     mx_account_incref(a);
     r->account = a;
     mx_engine_complete(r);
+}
+
+int mx_sync_prepare_stop_note(mx_account *a) {
+    pthread_mutex_lock(&a->lock);
+    int have = a->stop_note != NULL;
+    pthread_mutex_unlock(&a->lock);
+    if (have) return 0;
+    mx_request *r = mx_request_new(MX_GET, NULL, &mx_kind_sync_stopped);
+    if (!r) return -1;
+    pthread_mutex_lock(&a->lock);
+    if (!a->stop_note) {
+        a->stop_note = r;
+        r = NULL;
+    }
+    pthread_mutex_unlock(&a->lock);
+    mx_request_free(r); /* another thread prepared one meanwhile */
+    return 0;
 }
 
 int mx_sync_step(mx_account *a, int64_t now) {

@@ -33,6 +33,9 @@ int64_t mx_sync_wake_at(const mx_account *a);
  * drops the references the loop held (SYNC_STOPPED). Harmless when the loop
  * was restarted or already reported: delivery checks. */
 void mx_sync_report_stopped(mx_account *a);
+/* Makes sure the account holds the note mx_sync_report_stopped sends (any
+ * thread; start_sync calls it). 0, or -1 when out of memory. */
+int mx_sync_prepare_stop_note(mx_account *a);
 /* Whether a failed /sync ends the loop: the token is no longer valid. */
 int mx_sync_error_is_fatal(const mx_request *r);
 

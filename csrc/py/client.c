@@ -5,6 +5,7 @@
 
 #include <string.h>
 
+#include "engine/sync.h"
 #include "py/api.h"
 #include "py/event.h"
 #include "py/syncbatch.h"
@@ -105,7 +106,7 @@ static PyObject *Client_start_sync(ClientObject *self, PyObject *args, PyObject 
     }
     mx_account *a = self->account;
     char *s = since ? strdup(since) : NULL, *f = filter ? strdup(filter) : NULL;
-    if ((since && !s) || (filter && !f)) {
+    if ((since && !s) || (filter && !f) || mx_sync_prepare_stop_note(a) != 0) {
         free(s);
         free(f);
         return PyErr_NoMemory();
