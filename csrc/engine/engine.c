@@ -120,7 +120,7 @@ char *mx_account_token_copy(mx_account *a) {
 
 static int is_2xx(long code) { return code >= 200 && code < 300; }
 
-static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata) {
+static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata) {
     mx_request *r = userdata;
     size_t n = size * nmemb;
     if (n == 0) return 0;
@@ -333,7 +333,7 @@ static int start_transfer(mx_request *r) {
     curl_easy_setopt(h, CURLOPT_URL, r->url);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_PRIVATE, r);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, mx_on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
