@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from matridge import _core
+from matridge import _core, matrix
 from tests.harness.fake_homeserver import Answer, fake_homeserver
 
 STUB = Path(_core.__file__ or "").parent / "_core.pyi"
@@ -90,24 +90,21 @@ async def test_api_calls_take_keywords_and_positions_alike() -> None:
         )
         client = _core.Client(fake.base_url, "token")
         loop = asyncio.get_running_loop()
-        loop.add_reader(_core.wakeup_fd(), _core.process_completions)
-        try:
-            by_name = loop.create_future()
-            client.send_event(
-                by_name,
-                room_id="!r:x",
-                event_type="m.room.message",
-                txn_id="t1",
-                content={"body": "hi"},
-            )
-            by_position = loop.create_future()
-            client.send_event(
-                by_position, "!r:x", "m.room.message", "t2", {"body": "ho"}
-            )
-            assert (await asyncio.wait_for(by_name, 10))["event_id"] == "$1"
-            assert (await asyncio.wait_for(by_position, 10))["event_id"] == "$2"
-        finally:
-            loop.remove_reader(_core.wakeup_fd())
+        # The loop resolves completions as matrix.py sets it up (once per
+        # loop; removing the reader here would starve later tests).
+        matrix._attach(loop)
+        by_name = loop.create_future()
+        client.send_event(
+            by_name,
+            room_id="!r:x",
+            event_type="m.room.message",
+            txn_id="t1",
+            content={"body": "hi"},
+        )
+        by_position = loop.create_future()
+        client.send_event(by_position, "!r:x", "m.room.message", "t2", {"body": "ho"})
+        assert (await asyncio.wait_for(by_name, 10))["event_id"] == "$1"
+        assert (await asyncio.wait_for(by_position, 10))["event_id"] == "$2"
     with pytest.raises(TypeError):
         client.send_event(future=None, room_id="!r:x")  # type: ignore[call-arg]
 
