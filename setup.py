@@ -24,14 +24,17 @@ class BuildWithHelpHook(build_py):
 compile_args = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-fvisibility=hidden"]
 link_args: list[str] = []
 
+# Sanitizer builds run the production arena path (MX_JSON_IN_ARENA=1): under
+# ASan the arena poisons a red zone after each allocation (csrc/util/arena.c).
+# MATRIDGE_ARENA=0 parses with one malloc per cJSON node instead.
+arena = [] if os.environ.get("MATRIDGE_ARENA", "1") != "0" else ["-DMX_JSON_IN_ARENA=0"]
 if os.environ.get("MATRIDGE_SANITIZE") == "thread":
     flags = ["-fsanitize=thread", "-fno-omit-frame-pointer", "-g", "-O1"]
-    compile_args += [*flags, "-DMX_JSON_IN_ARENA=0"]
+    compile_args += [*flags, *arena]
     link_args += flags
 elif os.environ.get("MATRIDGE_SANITIZE"):
     flags = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g", "-O1"]
-    # cJSON nodes get a malloc each, so ASan checks them one by one.
-    compile_args += [*flags, "-DMX_JSON_IN_ARENA=0"]
+    compile_args += [*flags, *arena]
     link_args += flags
 elif os.environ.get("MATRIDGE_DEBUG"):
     compile_args += ["-g", "-O0"]
@@ -41,9 +44,11 @@ setup(
     ext_modules=[
         Extension(
             "matridge._core",
-            sources=sorted(glob.glob("csrc/*.c")),
-            depends=sorted(glob.glob("csrc/*.h")),
-            include_dirs=["/usr/include/cjson"],
+            # csrc/ is layered (util <- matrix <- engine <- py, see
+            # docs/architecture.rst); includes name the layer: "util/arena.h".
+            sources=sorted(glob.glob("csrc/**/*.c", recursive=True)),
+            depends=sorted(glob.glob("csrc/**/*.h", recursive=True)),
+            include_dirs=["csrc", "/usr/include/cjson"],
             libraries=["curl", "cjson", "pthread"],
             extra_compile_args=compile_args,
             extra_link_args=link_args,

@@ -5,6 +5,7 @@
     python -m bench --only decode,stall
     python -m bench --only history
     python -m bench --only backfill
+    python -m bench --only hostile
 
 The raw results also go to build/bench/results.json (``--only`` replaces its
 parts there when the sizes match); ``--render`` rewrites the page from that
@@ -22,6 +23,7 @@ from . import (
     backfill_bench,
     decode_bench,
     history_bench,
+    hostile_bench,
     idle_bench,
     machine,
     report,
@@ -32,7 +34,7 @@ from .procstat import ROOT
 
 CACHE = ROOT / "build" / "bench"
 DOCS = ROOT / "docs"
-PARTS = ("decode", "stall", "idle", "history", "backfill")
+PARTS = ("decode", "stall", "idle", "history", "backfill", "hostile")
 
 
 def main(argv: list[str]) -> None:
@@ -128,6 +130,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         )
         print(f"backfill benchmark ({count} events, {runs} runs)", file=sys.stderr)
         results["backfill"] = backfill_bench.run(count, runs, args.seed, CACHE).__dict__
+    if "hostile" in parts:
+        print("hostile-room benchmark", file=sys.stderr)
+        sizes = (1024,) if args.quick else hostile_bench.SIZES
+        results["hostile"] = [r.__dict__ for r in hostile_bench.run(sizes=sizes)]
     return results
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from . import hostile_bench
+
 Row = dict[str, Any]
 
 TARGET_NIO = 20.0
@@ -506,6 +508,19 @@ def markdown(results: dict[str, Any], image: str) -> str:
         parts += ["", *history_section(results)]
     if results.get("backfill"):
         parts += ["", *backfill_section(results["backfill"])]
+    if results.get("hostile"):
+        parts += [
+            "",
+            "## Hostile rooms",
+            "",
+            "One /sync body built to be expensive, applied to a fresh room cache "
+            "or decoded, on the engine thread every account shares (median ms, "
+            "bench/hostile_bench.py). Lists carry every item twice.",
+            "",
+            _table(
+                ["Case", "Items", "Median ms"], hostile_bench.rows(results["hostile"])
+            ),
+        ]
     parts += ["", f"![Benchmark plots]({image})", "", "## Machine", ""]
     parts.append(
         _table(["", ""], [[k, f"`{v}`"] for k, v in results["machine"].items()])

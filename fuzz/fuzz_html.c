@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../csrc/html.h"
+#include "matrix/html.h"
 
 static size_t code_points(const char *s, size_t len) {
     size_t n = 0;

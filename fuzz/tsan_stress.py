@@ -1,7 +1,8 @@
 """Stress for the ThreadSanitizer build of the engine (``make tsan``).
 
 Many clients at once against a local scripted server: sync loops started and
-stopped, requests in flight cancelled, history paged, clients dropped while
+stopped, requests in flight cancelled, history paged, room state loaded into
+the cache among sync batches, clients dropped while
 their long-polls run, batches freed on the engine thread. TSan (preloaded)
 reports any data race between the engine thread and Python's; the script
 itself checks that the engine keeps answering to the end.
@@ -65,8 +66,17 @@ async def main() -> None:
             "start": "a",
             "end": "b",
         }
+        # The server sees paths percent-encoded, as the engine sends them.
+        room = "/_matrix/client/v3/rooms/%21r%3Ax"
+        hs.route(f"{room}/messages", Answer(body=page, delay=0.005))
+        member = {
+            "type": "m.room.member",
+            "state_key": "@a:x",
+            "sender": "@a:x",
+            "content": {"membership": "join", "displayname": "A"},
+        }
         hs.route(
-            "/_matrix/client/v3/rooms/!r:x/messages", Answer(body=page, delay=0.005)
+            f"{room}/state", Answer(body=json.dumps([member]).encode(), delay=0.005)
         )
         answered = 0
         for rnd in range(ROUNDS):
@@ -78,7 +88,8 @@ async def main() -> None:
 
             def on_batch(c: MatrixClient, b: object, seen: list[int] = batches) -> None:
                 seen.append(len(b.rooms))  # type: ignore[attr-defined]
-                c.sync_ack()
+                c.rooms.get("!r:x")  # a snapshot while the engine writes
+                c.sync_ack(b)  # type: ignore[arg-type]
 
             for c in clients:
                 c.start_sync(
@@ -90,6 +101,8 @@ async def main() -> None:
                 calls.append(
                     asyncio.ensure_future(c.history("!r:x", limit=120, page_size=50))
                 )
+                # Applied to the room cache on the engine thread, among syncs.
+                calls.append(asyncio.ensure_future(c.load_room_state("!r:x")))
             await asyncio.sleep(random.uniform(0.01, 0.1))
             for f in calls[::3]:
                 f.cancel()  # cancellations reach the engine mid-transfer
@@ -109,6 +122,9 @@ async def main() -> None:
         except (MatrixError, NetworkError) as e:
             raise SystemExit(f"the engine stopped answering: {e}") from e
         print(f"ok: {answered} calls answered", flush=True)
+    # The server's thread has ended with shutdown(); joined, it is not
+    # reported as a leaked thread when the interpreter exits.
+    hs.thread.join(timeout=10)
 
 
 asyncio.run(main())

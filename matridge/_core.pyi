@@ -24,7 +24,7 @@ _Fut = Any  # an asyncio.Future, resolved on the loop thread
 
 _Path = str | os.PathLike[str]
 
-# ---- Client (csrc/client.c, csrc/api.c) ----
+# ---- Client (csrc/py/client.c, csrc/py/api.c) ----
 # Every API method takes the future first and returns the request id; the
 # future resolves with the parsed JSON answer, or for download/thumbnail with
 # {"content_type", "filename", "size", "data", "path"}.
@@ -44,156 +44,147 @@ class Client:
     def login_password(
         self,
         future: _Fut,
+        /,
         user: str,
         password: str,
         device_name: str | None = ...,
         device_id: str | None = ...,
-        /,
     ) -> int: ...
     def login_token(
         self,
         future: _Fut,
+        /,
         token: str,
         device_name: str | None = ...,
         device_id: str | None = ...,
-        /,
     ) -> int: ...
     def whoami(self, future: _Fut, /) -> int: ...
     def logout(self, future: _Fut, /) -> int: ...
     def upload_filter(
-        self, future: _Fut, user_id: str, filter: dict[str, Any], /
+        self, future: _Fut, /, user_id: str, filter: dict[str, Any]
     ) -> int: ...
     def send_event(
         self,
         future: _Fut,
+        /,
         room_id: str,
         event_type: str,
         txn_id: str,
         content: dict[str, Any],
-        /,
     ) -> int: ...
     def send_state(
         self,
         future: _Fut,
+        /,
         room_id: str,
         event_type: str,
         state_key: str,
         content: dict[str, Any],
-        /,
     ) -> int: ...
     def redact(
         self,
         future: _Fut,
+        /,
         room_id: str,
         event_id: str,
         txn_id: str,
         reason: str | None = ...,
-        /,
     ) -> int: ...
     def typing(
         self,
         future: _Fut,
+        /,
         room_id: str,
         user_id: str,
         typing: bool,
         timeout_ms: int = ...,
-        /,
     ) -> int: ...
     def receipt(
         self,
         future: _Fut,
+        /,
         room_id: str,
         receipt_type: str,
         event_id: str,
         thread_id: str | None = ...,
-        /,
     ) -> int: ...
     def read_markers(
         self,
         future: _Fut,
+        /,
         room_id: str,
         fully_read: str,
         read: str | None = ...,
         read_private: str | None = ...,
-        /,
     ) -> int: ...
-    def get_profile(self, future: _Fut, user_id: str, /) -> int: ...
-    def set_displayname(self, future: _Fut, user_id: str, name: str, /) -> int: ...
-    def set_avatar_url(self, future: _Fut, user_id: str, url: str, /) -> int: ...
-    def get_presence(self, future: _Fut, user_id: str, /) -> int: ...
+    def get_profile(self, future: _Fut, /, user_id: str) -> int: ...
+    def set_displayname(self, future: _Fut, /, user_id: str, name: str) -> int: ...
+    def set_avatar_url(self, future: _Fut, /, user_id: str, url: str) -> int: ...
+    def get_presence(self, future: _Fut, /, user_id: str) -> int: ...
     def set_presence(
-        self,
-        future: _Fut,
-        user_id: str,
-        presence: str,
-        status_msg: str | None = ...,
-        /,
+        self, future: _Fut, /, user_id: str, presence: str, status_msg: str | None = ...
     ) -> int: ...
     def joined_rooms(self, future: _Fut, /) -> int: ...
-    def joined_members(self, future: _Fut, room_id: str, /) -> int: ...
+    def joined_members(self, future: _Fut, /, room_id: str) -> int: ...
     def members(
         self,
         future: _Fut,
+        /,
         room_id: str,
         at: str | None = ...,
         membership: str | None = ...,
         not_membership: str | None = ...,
-        /,
     ) -> int: ...
-    def room_state(self, future: _Fut, room_id: str, /) -> int: ...
+    def room_state(self, future: _Fut, /, room_id: str) -> int: ...
     def state_event(
-        self, future: _Fut, room_id: str, event_type: str, state_key: str, /
+        self, future: _Fut, /, room_id: str, event_type: str, state_key: str
     ) -> int: ...
-    def room_event(self, future: _Fut, room_id: str, event_id: str, /) -> int: ...
-    def get_event(self, future: _Fut, room_id: str, event_id: str, /) -> int: ...
+    def room_event(self, future: _Fut, /, room_id: str, event_id: str) -> int: ...
+    def get_event(self, future: _Fut, /, room_id: str, event_id: str) -> int: ...
     def event_context(
-        self, future: _Fut, room_id: str, event_id: str, limit: int, /
+        self, future: _Fut, /, room_id: str, event_id: str, limit: int
     ) -> int: ...
     def join(
-        self,
-        future: _Fut,
-        room: str,
-        via: list[str],
-        reason: str | None = ...,
-        /,
+        self, future: _Fut, /, room: str, via: list[str], reason: str | None = ...
     ) -> int: ...
-    def leave(self, future: _Fut, room_id: str, reason: str | None = ..., /) -> int: ...
+    def leave(self, future: _Fut, /, room_id: str, reason: str | None = ...) -> int: ...
     def membership(
         self,
         future: _Fut,
+        /,
         action: Literal["invite", "kick", "ban", "unban"],
         room_id: str,
         user_id: str,
         reason: str | None = ...,
-        /,
     ) -> int: ...
     def create_room(
         self,
         future: _Fut,
+        /,
         name: str | None,
         topic: str | None,
         invite: list[str],
         is_direct: bool,
         preset: str | None,
         initial_state: list[dict[str, Any]],
-        /,
     ) -> int: ...
     def get_account_data(
-        self, future: _Fut, user_id: str, event_type: str, room_id: str | None = ..., /
+        self, future: _Fut, /, user_id: str, event_type: str, room_id: str | None = ...
     ) -> int: ...
     def set_account_data(
         self,
         future: _Fut,
+        /,
         user_id: str,
         event_type: str,
         content: dict[str, Any],
         room_id: str | None = ...,
-        /,
     ) -> int: ...
-    def resolve_alias(self, future: _Fut, alias: str, /) -> int: ...
+    def resolve_alias(self, future: _Fut, /, alias: str) -> int: ...
     def relations(
         self,
         future: _Fut,
+        /,
         room_id: str,
         event_id: str,
         rel_type: str | None,
@@ -201,36 +192,36 @@ class Client:
         from_token: str | None,
         limit: int,
         direction: str | None,
-        /,
     ) -> int: ...
     def upload(
         self,
         future: _Fut,
+        /,
         data: bytes,
         content_type: str,
         filename: str | None = ...,
-        /,
     ) -> int: ...
     def upload_file(
         self,
         future: _Fut,
+        /,
         path: _Path,
         content_type: str,
         filename: str | None = ...,
-        /,
     ) -> int: ...
     def download(
         self,
         future: _Fut,
+        /,
         server_name: str,
         media_id: str,
         max_bytes: int,
         path: _Path | None = ...,
-        /,
     ) -> int: ...
     def thumbnail(
         self,
         future: _Fut,
+        /,
         server_name: str,
         media_id: str,
         width: int,
@@ -238,11 +229,11 @@ class Client:
         method: str,
         max_bytes: int,
         path: _Path | None = ...,
-        /,
     ) -> int: ...
     def history(
         self,
         future: _Fut,
+        /,
         room_id: str,
         from_token: str | None = ...,
         backwards: bool = ...,
@@ -251,7 +242,6 @@ class Client:
         limit: int = ...,
         page_size: int = ...,
         filter: str | None = ...,
-        /,
     ) -> int: ...
     def set_token(self, token: str | None, /) -> None: ...
     def cancel(self, request_id: int, /) -> None: ...
@@ -264,7 +254,7 @@ class Client:
         timeout_ms: int = ...,
     ) -> None: ...
     def stop_sync(self) -> None: ...
-    def sync_ack(self) -> None: ...
+    def sync_ack(self, batch: SyncBatch | None = None) -> None: ...
 
 EventKind = Literal[
     "other",
@@ -521,7 +511,7 @@ class History:
     def replacement(self, event_id: str, /) -> Event | None: ...
     def reactions(self, event_id: str, /) -> dict[str, list[str]]: ...
 
-# ---- room state cache (csrc/rooms.c, csrc/roominfo.c) ----------------------
+# ---- room state cache (csrc/matrix/rooms.c, csrc/py/roominfo.c) ----------------------
 
 CREATOR_POWER_LEVEL: int  # 2**53: the power of room version 12+ creators
 
@@ -529,10 +519,14 @@ CREATOR_POWER_LEVEL: int  # 2**53: the power of room version 12+ creators
 class RoomCache:
     def __init__(self, user_id: str | None = ...) -> None: ...
     user_id: str | None
+    @property
+    def sync_count(self) -> int: ...
     def apply_sync(self, data: bytes, /) -> None: ...
-    def apply_state(self, room_id: str, data: bytes, /) -> None: ...
+    def apply_state(
+        self, room_id: str, data: bytes, asked_at: int | None = None
+    ) -> None: ...
     def get(self, room_id: str, /) -> RoomInfo | None: ...
-    def member_display_name(self, room_id: str, user_id: str, /) -> str | None: ...
+    def member_display_name(self, room_id: str, user_id: str) -> str | None: ...
     def room_ids(self) -> tuple[str, ...]: ...
     def direct_rooms(self) -> dict[str, str]: ...
     def __len__(self) -> int: ...
@@ -608,7 +602,7 @@ class Member:
     @property
     def avatar_url(self) -> str | None: ...
 
-# --- HTML -> XEP-0393 text (csrc/html.c, csrc/html_py.c) ---
+# --- HTML -> XEP-0393 text (csrc/matrix/html.c, csrc/py/html_py.c) ---
 
 def html_to_text(
     html: str | bytes, /

@@ -678,5 +678,7 @@ class MatrixClient:
     def stop_sync(self) -> None:
         self._c.stop_sync()
 
-    def sync_ack(self) -> None:
-        self._c.sync_ack()
+    def sync_ack(self, batch: SyncBatch | None = None) -> None:
+        """Acknowledges a processed batch. Pass it: an acknowledgement of a
+        batch from before a restart of the loop is then ignored."""
+        self._c.sync_ack(batch)

@@ -1,4 +1,4 @@
-"""Matrix HTML -> XEP-0393 plain text (csrc/html.c), through _core.html_to_text.
+"""Matrix HTML -> XEP-0393 plain text (csrc/matrix/html.c), through _core.html_to_text.
 
 Pure conversion: no server is needed. The extension is tested directly because
 the converter is a C function with no facade of its own yet.

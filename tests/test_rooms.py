@@ -1,4 +1,4 @@
-"""The room state cache (csrc/rooms.c) through RoomCache, from JSON fixtures
+"""The room state cache (csrc/matrix/rooms.c) through RoomCache, from JSON fixtures
 and from a real Synapse /sync."""
 
 from __future__ import annotations

@@ -1,0 +1,493 @@
+/* /sync decoding: walks the parsed tree once and records what the gateway
+ * routes on, so that Python reads fields without walking JSON itself. */
+#include "matrix/decode.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "matrix/html.h"
+#include "util/jsonparse.h"
+
+/* ---- small readers: wrong types read as absent ---------------------------- */
+
+static const cJSON *get(const cJSON *obj, const char *key) {
+    return cJSON_IsObject(obj) ? cJSON_GetObjectItemCaseSensitive(obj, key) : NULL;
+}
+
+static const char *str_field(const cJSON *obj, const char *key) {
+    const cJSON *v = get(obj, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static const cJSON *obj_field(const cJSON *obj, const char *key) {
+    const cJSON *v = get(obj, key);
+    return cJSON_IsObject(v) ? v : NULL;
+}
+
+/* A non-negative integer below 2^53, else -1 (huge, negative, fractional or
+ * not a number). */
+static int64_t uint_field(const cJSON *obj, const char *key) {
+    const cJSON *v = get(obj, key);
+    if (!cJSON_IsNumber(v)) return -1;
+    double d = v->valuedouble;
+    if (!(d >= 0 && d < 9007199254740992.0) || d != (double)(int64_t)d) return -1;
+    return (int64_t)d;
+}
+
+/* ---- event kinds ---------------------------------------------------------- */
+
+static const struct {
+    const char *type;
+    mx_event_kind kind;
+} KINDS[] = {
+    {"m.room.message", MX_EV_MESSAGE},
+    {"m.sticker", MX_EV_STICKER},
+    {"m.reaction", MX_EV_REACTION},
+    {"m.room.redaction", MX_EV_REDACTION},
+    {"m.room.encrypted", MX_EV_ENCRYPTED},
+    {"m.room.member", MX_EV_MEMBER},
+    {"m.room.name", MX_EV_NAME},
+    {"m.room.topic", MX_EV_TOPIC},
+    {"m.room.avatar", MX_EV_AVATAR},
+    {"m.room.canonical_alias", MX_EV_CANONICAL_ALIAS},
+    {"m.room.power_levels", MX_EV_POWER_LEVELS},
+    {"m.room.encryption", MX_EV_ENCRYPTION},
+    {"m.room.tombstone", MX_EV_TOMBSTONE},
+    {"m.room.create", MX_EV_CREATE},
+    {"m.room.join_rules", MX_EV_JOIN_RULES},
+    {"m.room.pinned_events", MX_EV_PINNED},
+    {"m.space.child", MX_EV_SPACE_CHILD},
+    {"m.space.parent", MX_EV_SPACE_PARENT},
+    {"m.typing", MX_EV_TYPING},
+    {"m.receipt", MX_EV_RECEIPT},
+    {"m.presence", MX_EV_PRESENCE},
+    {"m.direct", MX_EV_DIRECT},
+};
+
+static mx_event_kind kind_of(const char *type) {
+    /* Every known type starts with "m."; most traffic is m.room.message. */
+    if (!type || type[0] != 'm' || type[1] != '.') return MX_EV_OTHER;
+    for (size_t i = 0; i < sizeof KINDS / sizeof KINDS[0]; i++)
+        if (strcmp(type, KINDS[i].type) == 0) return KINDS[i].kind;
+    return MX_EV_OTHER;
+}
+
+/* ---- message content ------------------------------------------------------ */
+
+/* The plain body without the rich-reply fallback: the leading "> " lines and
+ * the blank line after them (only when the event is a reply). */
+static const char *strip_reply_fallback(const char *body, size_t *len) {
+    const char *p = body;
+    if (*p != '>') return body;
+    while (*p == '>') {
+        const char *nl = strchr(p, '\n');
+        if (!nl) return body; /* nothing but quote: keep it all */
+        p = nl + 1;
+    }
+    if (*p == '\n') p++;
+    *len -= (size_t)(p - body);
+    return p;
+}
+
+/* The HTML converted on this thread (no GIL): text and pills into the arena. */
+static int convert_html(mx_arena *arena, mx_message *m) {
+    mx_styled styled;
+    if (mx_html_to_styled(m->formatted_body, strlen(m->formatted_body), &styled) != 0) return -1;
+    int rc = -1;
+    char *text = mx_arena_strndup(arena, styled.text, styled.len);
+    mx_mention_span *spans =
+        styled.n_mentions ? mx_arena_alloc(arena, styled.n_mentions * sizeof *spans) : NULL;
+    if (!text || (styled.n_mentions && !spans)) goto done;
+    for (size_t i = 0; i < styled.n_mentions; i++) {
+        const mx_mention *src = &styled.mentions[i];
+        spans[i].start = src->start;
+        spans[i].end = src->end;
+        if (!(spans[i].user_id = mx_arena_strndup(arena, src->user_id, strlen(src->user_id))))
+            goto done;
+    }
+    m->text = text;
+    m->text_len = styled.len;
+    m->mention_spans = spans;
+    m->n_mention_spans = styled.n_mentions;
+    rc = 0;
+done:
+    mx_styled_free(&styled);
+    return rc;
+}
+
+static int decode_message(mx_arena *arena, const cJSON *content, int is_reply, mx_message **out) {
+    mx_message *m = mx_arena_alloc(arena, sizeof *m);
+    if (!m) return -1;
+    m->msgtype = str_field(content, "msgtype");
+    m->body = str_field(content, "body");
+    m->format = str_field(content, "format");
+    m->formatted_body = str_field(content, "formatted_body");
+    m->url = str_field(content, "url");
+    const cJSON *file = obj_field(content, "file");
+    if (!m->url && file) {
+        m->url = str_field(file, "url");
+        m->encrypted_file = 1;
+    }
+    m->filename = str_field(content, "filename");
+    m->geo_uri = str_field(content, "geo_uri");
+    const cJSON *info = obj_field(content, "info");
+    m->mimetype = str_field(info, "mimetype");
+    m->thumbnail_url = str_field(info, "thumbnail_url");
+    m->size = uint_field(info, "size");
+    m->width = uint_field(info, "w");
+    m->height = uint_field(info, "h");
+    m->duration = uint_field(info, "duration");
+    m->mentions = obj_field(content, "m.mentions");
+    *out = m;
+    if (m->formatted_body && m->format && strcmp(m->format, "org.matrix.custom.html") == 0) {
+        if (convert_html(arena, m) != 0) return -1;
+        if (m->text_len > 0 || !m->body) return 0;
+        /* HTML with no text at all (only a reply fallback, say): use the body. */
+    }
+    if (m->body) {
+        size_t len = strlen(m->body);
+        m->text = is_reply ? strip_reply_fallback(m->body, &len) : m->body;
+        m->text_len = len;
+    }
+    return 0;
+}
+
+/* ---- one event ------------------------------------------------------------ */
+
+static void decode_relation(mx_event *ev) {
+    const cJSON *rel = obj_field(ev->content, "m.relates_to");
+    if (!rel) return;
+    ev->rel_type = str_field(rel, "rel_type");
+    ev->relates_to = str_field(rel, "event_id");
+    ev->in_reply_to = str_field(obj_field(rel, "m.in_reply_to"), "event_id");
+    ev->is_falling_back = cJSON_IsTrue(get(rel, "is_falling_back"));
+    if (ev->rel_type && strcmp(ev->rel_type, "m.annotation") == 0)
+        ev->reaction_key = str_field(rel, "key");
+    if (ev->rel_type && !ev->relates_to) ev->rel_type = NULL; /* a relation to nothing */
+}
+
+/* The first reason the event cannot be used, or NULL. */
+static const char *check(const mx_event *ev, const cJSON *content, mx_shape shape) {
+    if (!ev->type) return "the event has no string 'type'";
+    if (!content) return "the event has no 'content'";
+    if (!cJSON_IsObject(content)) return "the event's 'content' is not an object";
+    if (shape == MX_SHAPE_BASIC) return NULL;
+    if (!ev->sender) return "the event has no string 'sender'";
+    if (shape == MX_SHAPE_STRIPPED) {
+        return ev->state_key ? NULL : "the stripped state event has no string 'state_key'";
+    }
+    if (!ev->event_id) return "the event has no string 'event_id'";
+    if (ev->redacted) return NULL; /* content was emptied by a redaction */
+    switch (ev->kind) {
+    case MX_EV_MESSAGE:
+        if (!ev->body) return "the message has no string 'body'";
+        if (!ev->msgtype) return "the message has no string 'msgtype'";
+        break;
+    case MX_EV_STICKER:
+        if (!ev->message || !ev->message->url) return "the sticker has no string 'url'";
+        break;
+    case MX_EV_REACTION:
+        if (!ev->reaction_key) return "the reaction has no annotation key";
+        break;
+    case MX_EV_REDACTION:
+        if (!ev->redacts) return "the redaction names no event";
+        break;
+    case MX_EV_MEMBER:
+        if (!ev->membership) return "the member event has no string 'membership'";
+        if (!ev->state_key) return "the member event has no 'state_key'";
+        break;
+    default:
+        break;
+    }
+    return NULL;
+}
+
+int mx_decode_event(mx_arena *arena, const cJSON *node, mx_shape shape, mx_event *ev) {
+    memset(ev, 0, sizeof *ev);
+    ev->node = node;
+    if (!cJSON_IsObject(node)) {
+        ev->invalid = "the event is not a JSON object";
+        return 0;
+    }
+    ev->type = str_field(node, "type");
+    ev->kind = kind_of(ev->type);
+    ev->sender = str_field(node, "sender");
+    ev->event_id = str_field(node, "event_id");
+    ev->state_key = str_field(node, "state_key");
+    int64_t ts = uint_field(node, "origin_server_ts");
+    ev->origin_server_ts = ts < 0 ? 0 : ts;
+    const cJSON *content = get(node, "content");
+    const cJSON *unsig = obj_field(node, "unsigned");
+    ev->txn_id = str_field(unsig, "transaction_id");
+    ev->redacted = obj_field(unsig, "redacted_because") != NULL;
+    ev->prev_membership = str_field(obj_field(unsig, "prev_content"), "membership");
+    if (cJSON_IsObject(content)) {
+        ev->content = content;
+        ev->msgtype = str_field(content, "msgtype");
+        ev->body = str_field(content, "body");
+        decode_relation(ev);
+        switch (ev->kind) {
+        case MX_EV_MESSAGE:
+        case MX_EV_STICKER:
+            if (!ev->redacted &&
+                decode_message(arena, content, ev->in_reply_to != NULL, &ev->message) != 0)
+                return -1;
+            if (ev->rel_type && strcmp(ev->rel_type, "m.replace") == 0) {
+                const cJSON *nc = obj_field(content, "m.new_content");
+                if (nc && decode_message(arena, nc, 0, &ev->new_message) != 0) return -1;
+            }
+            break;
+        case MX_EV_REDACTION:
+            /* Room v11 moved `redacts` into the content; older rooms have it
+             * at the top level. */
+            ev->redacts = str_field(content, "redacts");
+            if (!ev->redacts) ev->redacts = str_field(node, "redacts");
+            ev->reason = str_field(content, "reason");
+            break;
+        case MX_EV_MEMBER:
+            ev->membership = str_field(content, "membership");
+            ev->reason = str_field(content, "reason");
+            break;
+        default:
+            break;
+        }
+    }
+    ev->invalid = check(ev, content, shape);
+    return 0;
+}
+
+int mx_decode_events(mx_arena *arena, const cJSON *array, mx_shape shape, mx_events *out) {
+    out->events = NULL;
+    out->n = 0;
+    if (!cJSON_IsArray(array)) return 0;
+    size_t n = 0;
+    for (const cJSON *e = array->child; e; e = e->next) n++;
+    if (n == 0) return 0;
+    if (n > SIZE_MAX / sizeof(mx_event)) return -1;
+    mx_event *evs = mx_arena_alloc(arena, n * sizeof *evs);
+    if (!evs) return -1;
+    size_t i = 0;
+    for (const cJSON *e = array->child; e; e = e->next)
+        if (mx_decode_event(arena, e, shape, &evs[i++]) != 0) return -1;
+    out->events = evs;
+    out->n = n;
+    return 0;
+}
+
+/* ---- rooms ---------------------------------------------------------------- */
+
+/* The string items of a JSON array, in an arena array. */
+static int str_array(mx_arena *arena, const cJSON *array, const char ***out, size_t *n_out) {
+    *out = NULL;
+    *n_out = 0;
+    if (!cJSON_IsArray(array)) return 0;
+    size_t n = 0;
+    for (const cJSON *c = array->child; c; c = c->next) n += cJSON_IsString(c) ? 1 : 0;
+    if (n == 0) return 0;
+    const char **items = mx_arena_alloc(arena, n * sizeof *items);
+    if (!items) return -1;
+    size_t i = 0;
+    for (const cJSON *c = array->child; c; c = c->next)
+        if (cJSON_IsString(c)) items[i++] = c->valuestring;
+    *out = items;
+    *n_out = n;
+    return 0;
+}
+
+static size_t count_receipts(const cJSON *content) {
+    size_t n = 0;
+    for (const cJSON *ev = content->child; ev; ev = ev->next)
+        if (cJSON_IsObject(ev))
+            for (const cJSON *type = ev->child; type; type = type->next)
+                if (cJSON_IsObject(type)) n += (size_t)cJSON_GetArraySize(type);
+    return n;
+}
+
+/* m.receipt content: {event_id: {receipt_type: {user_id: {ts, thread_id}}}},
+ * appended to room->receipts, which has room for them (decode_ephemeral
+ * sizes it once for all the room's receipt events). */
+static void decode_receipts(const cJSON *content, mx_room *room) {
+    mx_receipt *out = room->receipts;
+    size_t i = room->n_receipts;
+    for (const cJSON *ev = content->child; ev; ev = ev->next) {
+        if (!cJSON_IsObject(ev) || !ev->string) continue;
+        for (const cJSON *type = ev->child; type; type = type->next) {
+            if (!cJSON_IsObject(type) || !type->string) continue;
+            for (const cJSON *user = type->child; user; user = user->next) {
+                if (!cJSON_IsObject(user) || !user->string) continue;
+                mx_receipt *r = &out[i++];
+                r->event_id = ev->string;
+                r->receipt_type = type->string;
+                r->user_id = user->string;
+                r->ts = uint_field(user, "ts");
+                r->thread_id = str_field(user, "thread_id");
+            }
+        }
+    }
+    room->n_receipts = i;
+}
+
+static int decode_ephemeral(mx_arena *arena, const cJSON *array, mx_room *room) {
+    if (mx_decode_events(arena, array, MX_SHAPE_BASIC, &room->ephemeral) != 0) return -1;
+    /* One array for every receipt event of the room: many m.receipt events
+     * must not copy the receipts before them again each time. */
+    size_t n_receipts = 0;
+    for (size_t i = 0; i < room->ephemeral.n; i++) {
+        const mx_event *ev = &room->ephemeral.events[i];
+        if (!ev->invalid && ev->kind == MX_EV_RECEIPT) n_receipts += count_receipts(ev->content);
+    }
+    if (n_receipts && !(room->receipts = mx_arena_alloc(arena, n_receipts * sizeof *room->receipts)))
+        return -1;
+    for (size_t i = 0; i < room->ephemeral.n; i++) {
+        const mx_event *ev = &room->ephemeral.events[i];
+        if (ev->invalid) continue;
+        if (ev->kind == MX_EV_TYPING) {
+            room->has_typing = 1;
+            if (str_array(arena, get(ev->content, "user_ids"), &room->typing, &room->n_typing))
+                return -1;
+        } else if (ev->kind == MX_EV_RECEIPT) {
+            decode_receipts(ev->content, room);
+        }
+    }
+    return 0;
+}
+
+static int decode_room(mx_arena *arena, const cJSON *r, mx_membership m, mx_room *room) {
+    room->room_id = r->string;
+    room->membership = m;
+    room->notification_count = room->highlight_count = -1;
+    room->joined_member_count = room->invited_member_count = -1;
+    if (m == MX_ROOM_INVITE)
+        return mx_decode_events(arena, get(obj_field(r, "invite_state"), "events"),
+                                MX_SHAPE_STRIPPED, &room->state);
+    if (m == MX_ROOM_KNOCK)
+        return mx_decode_events(arena, get(obj_field(r, "knock_state"), "events"),
+                                MX_SHAPE_STRIPPED, &room->state);
+    const cJSON *tl = obj_field(r, "timeline");
+    room->limited = cJSON_IsTrue(get(tl, "limited"));
+    room->prev_batch = str_field(tl, "prev_batch");
+    const cJSON *unread = obj_field(r, "unread_notifications");
+    room->notification_count = uint_field(unread, "notification_count");
+    room->highlight_count = uint_field(unread, "highlight_count");
+    const cJSON *summary = obj_field(r, "summary");
+    room->joined_member_count = uint_field(summary, "m.joined_member_count");
+    room->invited_member_count = uint_field(summary, "m.invited_member_count");
+    if (str_array(arena, get(summary, "m.heroes"), &room->heroes, &room->n_heroes) != 0 ||
+        mx_decode_events(arena, get(tl, "events"), MX_SHAPE_ROOM, &room->timeline) != 0 ||
+        mx_decode_events(arena, get(obj_field(r, "state"), "events"), MX_SHAPE_ROOM,
+                         &room->state) != 0 ||
+        mx_decode_events(arena, get(obj_field(r, "account_data"), "events"), MX_SHAPE_BASIC,
+                         &room->account_data) != 0)
+        return -1;
+    return decode_ephemeral(arena, get(obj_field(r, "ephemeral"), "events"), room);
+}
+
+static size_t count_members(const cJSON *obj) {
+    return cJSON_IsObject(obj) ? (size_t)cJSON_GetArraySize(obj) : 0;
+}
+
+static int decode_section(mx_arena *arena, const cJSON *section, mx_membership m, mx_batch *b) {
+    if (!cJSON_IsObject(section)) return 0;
+    for (const cJSON *r = section->child; r; r = r->next) {
+        if (!cJSON_IsObject(r) || !r->string) continue; /* a malformed room is skipped */
+        if (decode_room(arena, r, m, &b->rooms[b->n_rooms++]) != 0) return -1;
+    }
+    return 0;
+}
+
+static int decode_batch(mx_batch *b, const cJSON *root) {
+    mx_arena *a = &b->arena;
+    const cJSON *rooms = obj_field(root, "rooms");
+    const cJSON *join = get(rooms, "join"), *invite = get(rooms, "invite");
+    const cJSON *leave = get(rooms, "leave"), *knock = get(rooms, "knock");
+    size_t total =
+        count_members(join) + count_members(invite) + count_members(leave) + count_members(knock);
+    if (total && !(b->rooms = mx_arena_alloc(a, total * sizeof *b->rooms))) return -1;
+    const cJSON *devices = obj_field(root, "device_lists");
+    if (decode_section(a, join, MX_ROOM_JOIN, b) != 0 ||
+        decode_section(a, invite, MX_ROOM_INVITE, b) != 0 ||
+        decode_section(a, leave, MX_ROOM_LEAVE, b) != 0 ||
+        decode_section(a, knock, MX_ROOM_KNOCK, b) != 0 ||
+        mx_decode_events(a, get(obj_field(root, "account_data"), "events"), MX_SHAPE_BASIC,
+                         &b->account_data) != 0 ||
+        mx_decode_events(a, get(obj_field(root, "presence"), "events"), MX_SHAPE_BASIC,
+                         &b->presence) != 0 ||
+        mx_decode_events(a, get(obj_field(root, "to_device"), "events"), MX_SHAPE_BASIC,
+                         &b->to_device) != 0 ||
+        str_array(a, get(devices, "changed"), &b->devices_changed, &b->n_devices_changed) != 0 ||
+        str_array(a, get(devices, "left"), &b->devices_left, &b->n_devices_left) != 0)
+        return -1;
+    return 0;
+}
+
+/* Checks the top level of `b->root` and decodes it. */
+static int decode_root(mx_batch *b, const char **reason) {
+    if (!cJSON_IsObject(b->root)) {
+        *reason = "the body is not a JSON object";
+        return -1;
+    }
+    b->next_batch = str_field(b->root, "next_batch");
+    if (!b->next_batch) {
+        *reason = "it has no 'next_batch' token";
+        return -1;
+    }
+    if (decode_batch(b, b->root) != 0) {
+        *reason = "out of memory";
+        return -1;
+    }
+    return 0;
+}
+
+int mx_decode_sync_body(const char *data, size_t len, mx_batch **out, const char **reason) {
+    *out = NULL;
+    mx_batch *b = calloc(1, sizeof *b);
+    if (!b) {
+        *reason = "out of memory";
+        return -1;
+    }
+    int hijacked;
+    b->root = mx_json_parse_in_arena(data, len, &b->arena, &hijacked);
+    b->root_malloced = !MX_JSON_IN_ARENA;
+    if (!b->root) {
+        *reason = hijacked ? MX_JSON_HOOKS_REPLACED : "it is not valid JSON";
+        mx_batch_free(b);
+        return -1;
+    }
+    if (decode_root(b, reason) != 0) {
+        mx_batch_free(b);
+        return -1;
+    }
+    *out = b;
+    return 0;
+}
+
+int mx_decode_one_event(cJSON *root, mx_batch **out) {
+    *out = NULL;
+    mx_batch *b = calloc(1, sizeof *b);
+    if (!b) return -1;
+    mx_room *room = mx_arena_alloc(&b->arena, sizeof *room);
+    mx_event *ev = mx_arena_alloc(&b->arena, sizeof *ev);
+    if (!room || !ev || mx_decode_event(&b->arena, root, MX_SHAPE_ROOM, ev) != 0) {
+        mx_batch_free(b); /* root is not attached yet */
+        return -1;
+    }
+    room->notification_count = room->highlight_count = -1;
+    room->joined_member_count = room->invited_member_count = -1;
+    room->timeline.events = ev;
+    room->timeline.n = 1;
+    b->rooms = room;
+    b->n_rooms = 1;
+    b->root = root;
+    b->root_malloced = 1;
+    *out = b;
+    return 0;
+}
+
+void mx_batch_free(mx_batch *b) {
+    if (!b) return;
+    if (b->root_malloced) cJSON_Delete(b->root);
+    mx_arena_free(&b->arena);
+    free(b);
+}
+
+const char *mx_batch_next_token(const mx_batch *b) { return b->next_batch; }

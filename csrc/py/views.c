@@ -1,0 +1,53 @@
+/* What the view types share (views.h). */
+#include "py/views.h"
+
+#include "py/pyjson.h"
+
+PyObject *mx_int_or_none(int64_t v) {
+    if (v < 0) Py_RETURN_NONE;
+    return PyLong_FromLongLong((long long)v);
+}
+
+PyObject *mx_str_tuple(const char *const *items, size_t n) {
+    PyObject *t = PyTuple_New((Py_ssize_t)n);
+    if (!t) return NULL;
+    for (size_t i = 0; i < n; i++) {
+        PyObject *s = mx_str_or_none(items[i]);
+        if (!s) {
+            Py_DECREF(t);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(t, (Py_ssize_t)i, s);
+    }
+    return t;
+}
+
+/* The string items of a JSON array as a tuple (other items skipped). */
+PyObject *mx_json_str_tuple(const cJSON *array) {
+    PyObject *list = PyList_New(0);
+    if (!list) return NULL;
+    if (cJSON_IsArray(array)) {
+        for (const cJSON *c = array->child; c; c = c->next) {
+            if (!cJSON_IsString(c)) continue;
+            PyObject *s = mx_str_or_none(c->valuestring);
+            if (!s || PyList_Append(list, s) < 0) {
+                Py_XDECREF(s);
+                Py_DECREF(list);
+                return NULL;
+            }
+            Py_DECREF(s);
+        }
+    }
+    PyObject *t = PyList_AsTuple(list);
+    Py_DECREF(list);
+    return t;
+}
+
+void mx_view_dealloc(PyObject *o) {
+    mx_ViewObject *self = (mx_ViewObject *)o;
+    PyTypeObject *tp = Py_TYPE(self);
+    Py_CLEAR(self->owner);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+

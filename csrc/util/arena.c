@@ -1,0 +1,98 @@
+/* Bump allocation in blocks that double from 64 KiB up to 4 MiB, so a small
+ * response stays small and a big one takes few mallocs; requests larger
+ * than a block get one of their own. */
+#include "util/arena.h"
+
+#include <stdalign.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Under AddressSanitizer every allocation is followed by a poisoned red
+ * zone and the unused rest of a block stays poisoned, so an overflow from
+ * one record into the next is reported as it would be between mallocs:
+ * sanitizer builds run the arena path production runs. */
+#if defined(__SANITIZE_ADDRESS__)
+#define MX_ARENA_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MX_ARENA_ASAN 1
+#endif
+#endif
+#ifdef MX_ARENA_ASAN
+#include <sanitizer/asan_interface.h>
+#define REDZONE ALIGN
+#define POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define REDZONE 0
+#define POISON(p, n) ((void)(p), (void)(n))
+#define UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
+#define MIN_BLOCK (64u * 1024u)
+#define MAX_BLOCK (4u * 1024u * 1024u)
+#define ALIGN alignof(max_align_t)
+
+struct mx_arena_block {
+    mx_arena_block *next;
+    size_t used, cap;
+    alignas(max_align_t) unsigned char data[];
+};
+
+void *mx_arena_alloc_raw(mx_arena *a, size_t asked) {
+    if (asked > SIZE_MAX - ALIGN - REDZONE - MAX_BLOCK - sizeof(mx_arena_block)) return NULL;
+    size_t size = (asked + REDZONE + ALIGN - 1) & ~(size_t)(ALIGN - 1);
+    mx_arena_block *b = a->head;
+    if (!b || b->cap - b->used < size) {
+        if (a->next_block < MIN_BLOCK) a->next_block = MIN_BLOCK;
+        size_t block = a->next_block;
+        if (block < MAX_BLOCK) a->next_block = block * 2;
+        size_t cap = size > block ? size : block;
+        b = malloc(sizeof *b + cap);
+        if (!b) return NULL;
+        b->used = 0;
+        b->cap = cap;
+        POISON(b->data, cap);
+        /* A dedicated big block goes behind the head so the head's free
+         * space stays usable. */
+        if (size > block && a->head) {
+            b->next = a->head->next;
+            a->head->next = b;
+        } else {
+            b->next = a->head;
+            a->head = b;
+        }
+    }
+    void *p = b->data + b->used;
+    b->used += size;
+    UNPOISON(p, asked);
+    return p;
+}
+
+void *mx_arena_alloc(mx_arena *a, size_t size) {
+    void *p = mx_arena_alloc_raw(a, size);
+    if (p) memset(p, 0, size);
+    return p;
+}
+
+char *mx_arena_strndup(mx_arena *a, const char *s, size_t len) {
+    if (len == SIZE_MAX) return NULL;
+    char *p = mx_arena_alloc_raw(a, len + 1);
+    if (!p) return NULL;
+    memcpy(p, s, len);
+    p[len] = '\0';
+    return p;
+}
+
+void mx_arena_free(mx_arena *a) {
+    mx_arena_block *b = a->head;
+    while (b) {
+        mx_arena_block *next = b->next;
+        UNPOISON(b->data, b->cap);
+        free(b);
+        b = next;
+    }
+    a->head = NULL;
+    a->next_block = 0;
+}
