@@ -50,6 +50,7 @@ class Client:
         device_name: str | None = ...,
         device_id: str | None = ...,
     ) -> int: ...
+    def login_flows(self, future: _Fut, /) -> int: ...
     def login_token(
         self,
         future: _Fut,

@@ -174,3 +174,30 @@ def describe(e: Exception) -> str:
     if isinstance(e, NetworkError):
         return f"the homeserver is unreachable ({e})"
     return str(e) or type(e).__name__
+
+
+# Where a browser lands after single sign-on, with ?loginToken=… appended.
+SSO_LANDING = "http://localhost/matridge-login"
+
+
+def no_password_login(homeserver: str, flows: list[str]) -> XMPPError:
+    """The homeserver does not log its users in with a password: what the
+    user can do instead, in words."""
+    if "m.login.sso" in flows or "m.login.cas" in flows:
+        link = (
+            f"{homeserver}/_matrix/client/v3/login/sso/redirect?redirectUrl="
+            + SSO_LANDING
+        )
+        text = (
+            f"{homeserver} logs you in with single sign-on, not a password. "
+            f"Open {link} in a browser and log in there. The browser then goes "
+            "to an address that ends in 'loginToken=…' (the page itself may not "
+            "load): copy that token into the 'Login token' field and register "
+            "again within a few minutes."
+        )
+    else:
+        offered = ", ".join(flows) or "none"
+        text = (
+            f"{homeserver} offers no login this gateway can do (it offers: {offered})."
+        )
+    return XMPPError("not-authorized", text)

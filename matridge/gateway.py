@@ -13,7 +13,7 @@ from slixmpp import JID
 from slixmpp.exceptions import XMPPError
 
 from . import commands, config, logsafety, media, search
-from .errors import login_refused, not_a_homeserver
+from .errors import login_refused, no_password_login, not_a_homeserver
 from .ids import is_user_id, server_of
 from .matrix import MatrixClient, MatrixError, NetworkError, discover
 from .outbound import xmpp_message_id
@@ -38,7 +38,9 @@ class Gateway(BaseGateway[Session]):
         "Enter your Matrix homeserver and the user name and password of your "
         "Matrix account (with a full user id such as @alice:matrix.org the "
         "homeserver is found by itself). The password is used once to log in "
-        "and is not stored."
+        "and is not stored. An account without a password (single sign-on) "
+        "gives a login token instead: leave the password empty and the gateway "
+        "says where to get one."
     )
     REGISTRATION_FIELDS = [  # noqa: RUF012  (slidge's declared type)
         FormField(
@@ -52,9 +54,15 @@ class Gateway(BaseGateway[Session]):
         FormField(
             var="username",
             label="User name (e.g. alice or @alice:matrix.org)",
-            required=True,
+            required=False,
         ),
-        FormField(var="password", label="Password", required=True, private=True),
+        FormField(var="password", label="Password", required=False, private=True),
+        FormField(
+            var="login_token",
+            label="Login token (single sign-on accounts, instead of a password)",
+            required=False,
+            private=True,
+        ),
         FormField(var="device", label="Device name", required=False),
     ]
     SEARCH_FIELDS = search.SEARCH_FIELDS
@@ -99,9 +107,25 @@ class Gateway(BaseGateway[Session]):
         device = field("device").strip() or config.DEVICE_NAME
         homeserver = await find_homeserver(field("homeserver"), username)
 
+        token = field("login_token").strip()
+        logsafety.remember(token or None)
+        # Always a login of the gateway's own: a new device, never another
+        # client's session (encryption needs a device of its own).
         client = MatrixClient(homeserver, insecure=config.INSECURE_TLS)
         try:
-            login = await client.login_password(username, password, device)
+            if token:
+                login = await client.login_token(token, device)
+            else:
+                flows = await client.login_flows()
+                if "m.login.password" not in flows:
+                    raise no_password_login(homeserver, flows)
+                if not password or not username:
+                    raise XMPPError(
+                        "not-authorized",
+                        "Enter your Matrix user name and password, or, for an "
+                        "account without a password, a login token.",
+                    )
+                login = await client.login_password(username, password, device)
         except (MatrixError, NetworkError) as e:
             raise login_refused(e) from e
         log.info("%s logged in to Matrix as %s", user_jid.bare, login.user_id)

@@ -276,6 +276,18 @@ class MatrixClient:
         res = await self._call(self._c.login_password, user, password, device_name)
         return self._logged_in(res)
 
+    async def login_flows(self) -> list[str]:
+        """The login types the homeserver offers (``GET /login``)."""
+        res = _object(await self._call(self._c.login_flows), "login flows")
+        flows = res.get("flows")
+        if not isinstance(flows, list):
+            raise bad_answer("the homeserver's login flows are not a list")
+        return [
+            f["type"]
+            for f in flows
+            if isinstance(f, dict) and isinstance(f.get("type"), str)
+        ]
+
     async def login_token(self, token: str, device_name: str | None = None) -> Login:
         """``m.login.token`` login, e.g. with a token from another session."""
         return self._logged_in(

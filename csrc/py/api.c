@@ -125,6 +125,14 @@ API(well_known) {
     return call(self, fut, &s, NULL);
 }
 
+API(login_flows) {
+    PyObject *fut;
+    static char *kwlist[] = {"", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O:login_flows", kwlist, &fut)) return NULL;
+    call_spec s = {MX_GET, CS "/login", NULL, NULL, 0, &mx_kind_json};
+    return call(self, fut, &s, NULL);
+}
+
 /* POST /login with `body` (consumed) plus the optional device fields. */
 static PyObject *login(mx_ClientObject *self, PyObject *fut, cJSON *body,
                        const char *device_name, const char *device_id) {

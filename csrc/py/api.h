@@ -11,6 +11,7 @@
 MX_API(versions);
 MX_API(well_known);
 MX_API(login_password);
+MX_API(login_flows);
 MX_API(login_token);
 MX_API(logout);
 MX_API(whoami);
@@ -57,6 +58,7 @@ MX_API(history);
     MX_API_DEF(versions, "versions($self, future, /)\n--\n\nGET /versions, without a token."), \
     MX_API_DEF(well_known, "well_known($self, future, /)\n--\n\nGET /.well-known/matrix/client of this base URL."), \
     MX_API_DEF(login_password, "login_password($self, future, /, user, password, device_name=None, device_id=None)\n--\n\nPOST /login with a password."), \
+    MX_API_DEF(login_flows, "login_flows($self, future, /)\n--\n\nGET /login: the login types the homeserver offers, without a token."), \
     MX_API_DEF(login_token, "login_token($self, future, /, token, device_name=None, device_id=None)\n--\n\nPOST /login with an m.login.token."), \
     MX_API_DEF(whoami, "whoami($self, future, /)\n--\n\nGET /account/whoami."), \
     MX_API_DEF(logout, "logout($self, future, /)\n--\n\nPOST /logout: invalidates the token."), \
