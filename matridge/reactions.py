@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 
 from .matrix import MatrixClient, MatrixError, NetworkError
-from .state import ReactionLog
+from .state import Reaction, ReactionLog
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +67,18 @@ async def current_reactions(
     sender: str,
     remembered: ReactionLog,
 ) -> dict[str, str]:
-    """`sender`'s reactions on `target` (key → event id): from the
-    homeserver, or what this room remembers if the homeserver cannot tell."""
+    """`sender`'s reactions on `target` (key → event id). The homeserver's
+    relations are read once per target and sender; from then on the room's
+    log, which every live reaction and redaction updates, is complete and
+    answers alone. If the homeserver cannot tell, what the log has."""
+    if remembered.is_complete(target, sender):
+        return remembered.keys(target, sender)
     try:
-        return await reactions_on(matrix, room_id, target, sender)
+        found = await reactions_on(matrix, room_id, target, sender)
     except (MatrixError, NetworkError) as e:
         log.warning("Could not read the reactions to %s: %s", target, e)
         return remembered.keys(target, sender)
+    for key, event_id in found.items():
+        remembered.put(event_id, Reaction(target, sender, key))
+    remembered.mark_complete(target, sender)
+    return remembered.keys(target, sender)

@@ -73,7 +73,26 @@ class Reaction(NamedTuple):
 
 class ReactionLog(Bounded[str, Reaction]):
     """Reaction event id → (target, sender, key) for the recent reactions of
-    one room: a redacted reaction no longer says what it was."""
+    one room: a redacted reaction no longer says what it was. It also knows
+    for which (target, sender) it holds every reaction, so that those need
+    not be read from the homeserver again."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self._complete: set[tuple[str, str]] = set()
+
+    def put(self, key: str, value: Reaction) -> None:
+        new, before = key not in self, len(self)
+        super().put(key, value)
+        if new and len(self) == before:
+            # The oldest was forgotten to make room: no set is known whole.
+            self._complete.clear()
+
+    def is_complete(self, target: str, sender: str) -> bool:
+        return (target, sender) in self._complete
+
+    def mark_complete(self, target: str, sender: str) -> None:
+        self._complete.add((target, sender))
 
     def keys(self, target: str, sender: str) -> dict[str, str]:
         """The remembered reactions of `sender` on `target`: key → event id."""

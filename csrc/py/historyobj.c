@@ -152,6 +152,37 @@ static PyObject *History_reactions(HistoryObject *self, PyObject *arg) {
     return d;
 }
 
+/* [(reaction event id, sender, key)] of the reactions to that event, in
+ * time order: what a later redaction of one of them needs to be undone. */
+static PyObject *History_reaction_events(HistoryObject *self, PyObject *arg) {
+    Py_ssize_t i = position(self, arg);
+    if (i == -2) return NULL;
+    PyObject *list = PyList_New(0);
+    if (!list || i < 0) return list;
+    const mx_reactions *r = &self->history->reactions[i];
+    for (size_t k = 0; k < r->n; k++) {
+        const mx_reaction *it = &r->items[k];
+        if (!it->event_id || !it->sender || !it->key) continue;
+        PyObject *item = Py_BuildValue("(s s s)", it->event_id, it->sender, it->key);
+        if (!item) {
+            /* Server bytes that are not UTF-8: leave that one out. */
+            if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+                Py_DECREF(list);
+                return NULL;
+            }
+            PyErr_Clear();
+            continue;
+        }
+        int failed = PyList_Append(list, item);
+        Py_DECREF(item);
+        if (failed) {
+            Py_DECREF(list);
+            return NULL;
+        }
+    }
+    return list;
+}
+
 static PyGetSetDef History_getset[] = {
     {"events", (getter)History_events, NULL,
      "The aggregated events, oldest first: edits, reactions and redactions of events in the "
@@ -173,6 +204,9 @@ static PyMethodDef History_methods[] = {
     {"reactions", (PyCFunction)History_reactions, METH_O,
      "reactions($self, event_id, /)\n--\n\n"
      "{sender: [keys]} of the reactions to that event."},
+    {"reaction_events", (PyCFunction)History_reaction_events, METH_O,
+     "reaction_events($self, event_id, /)\n--\n\n"
+     "[(reaction event id, sender, key)] of the reactions to that event, in time order."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -109,6 +109,13 @@ async def relay(
     for reactor, keys in history.reactions(event_id).items():
         reacting = await chat.sender_for(reactor)
         reacting.react(event_id, keys, archive_only=archive_only)
+    # Remembered like live ones, so that removing one on Matrix later takes
+    # it off on XMPP; the history gathered every reaction to this message.
+    log = chat.reaction_log
+    for reaction_id, reactor, key in history.reaction_events(event_id):
+        log.put(reaction_id, Reaction(event_id, reactor, key))
+    for reactor in history.reactions(event_id):
+        log.mark_complete(event_id, reactor)
 
 
 async def relay_history(
