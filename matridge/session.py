@@ -203,7 +203,7 @@ class Session(BaseSession[Roster, Bookmarks]):
                     # route() isolates each event; this is a bug, logged whole.
                     self.log.exception("Could not process a sync batch")
                 self.sync_health.batch_done(batch.next_batch)
-                self.matrix.sync_ack()
+                self.matrix.sync_ack(batch)
         finally:
             router.close()
 
