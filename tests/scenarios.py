@@ -38,11 +38,12 @@ def received_bodies(person: Person, room_jid: str, body: str) -> list[Message]:
 
 
 async def register(
-    person: Person, synapse: Synapse, homeserver: str | None = None
+    person: Person, synapse: Synapse, homeserver: str | None = None, **fields: str
 ) -> None:
     """Registers `person` with the gateway; `homeserver` instead of
-    Synapse's own URL (our fault proxy, say)."""
-    form = person.registration_form(synapse)
+    Synapse's own URL (our fault proxy, say), other `fields` of the form
+    replaced too."""
+    form = {**person.registration_form(synapse), **fields}
     if homeserver is not None:
         form["homeserver"] = homeserver
     await person.xmpp.register_with(person.gateway_jid, form, timeout=60)
@@ -53,6 +54,15 @@ async def register(
         ),
         timeout=60,
     )
+
+
+async def refused_registration(person: Person, form: dict[str, str]) -> XmppError:
+    """The error the gateway answers a registration with `form`."""
+    try:
+        await person.xmpp.register_with(person.gateway_jid, form, timeout=60)
+    except XmppError as e:
+        return e
+    raise AssertionError("the registration was accepted")
 
 
 @dataclass

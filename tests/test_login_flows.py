@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import Person
 from tests.harness.synapse import Synapse
-from tests.harness.xmpp_client import XmppError
+from tests.scenarios import refused_registration, register
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -27,18 +27,7 @@ async def test_a_login_token_registers_without_a_password(
 ) -> None:
     before = device_ids(person)
     token = person.matrix.get_login_token()
-    form = {
-        **person.registration_form(synapse),
-        "password": "",
-        "login_token": token,
-    }
-    await person.xmpp.register_with(person.gateway_jid, form, timeout=60)
-    await person.xmpp.wait_presence(
-        lambda p: (
-            p["from"].bare == person.gateway_jid and "Connected as" in p["status"]
-        ),
-        timeout=60,
-    )
+    await register(person, synapse, password="", login_token=token)
     # A device of the gateway's own, not the session that made the token.
     assert len(device_ids(person) - before) == 1
 
@@ -47,10 +36,9 @@ async def test_neither_password_nor_token_is_refused_in_words(
     person: Person, synapse: Synapse
 ) -> None:
     form = {**person.registration_form(synapse), "password": ""}
-    with pytest.raises(XmppError) as err:
-        await person.xmpp.register_with(person.gateway_jid, form, timeout=60)
-    assert err.value.condition == "not-authorized"
-    assert "password" in err.value.text and "login token" in err.value.text
+    err = await refused_registration(person, form)
+    assert err.condition == "not-authorized"
+    assert "password" in err.text and "login token" in err.text
 
 
 @pytest.fixture(scope="module")
@@ -80,10 +68,9 @@ async def test_a_single_sign_on_homeserver_gets_its_link_and_what_to_do(
         "password": "anything",
         "device": "e2e tests",
     }
-    with pytest.raises(XmppError) as err:
-        await person.xmpp.register_with(person.gateway_jid, form, timeout=60)
-    text = err.value.text
-    assert err.value.condition == "not-authorized"
+    err = await refused_registration(person, form)
+    text = err.text
+    assert err.condition == "not-authorized"
     assert "single sign-on" in text
     assert f"{sso_only.base_url}/_matrix/client/v3/login/sso/redirect" in text
     assert "Login token" in text
