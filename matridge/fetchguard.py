@@ -13,6 +13,7 @@ server's own upload service often lives on a private address) are exempt.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 import urllib.parse
@@ -61,8 +62,14 @@ def refusal(ip: IPAddress) -> str | None:
 def allowed_host(host: str) -> bool:
     """Whether the admin lets the gateway fetch from `host` whatever its
     address (``FETCH_ALLOW_HOSTS``, names compared without case)."""
-    names = {h.strip().lower().rstrip(".") for h in config.FETCH_ALLOW_HOSTS.split(",")}
-    return host.lower().rstrip(".") in (names - {""})
+    return host.lower().rstrip(".") in _allowed(config.FETCH_ALLOW_HOSTS)
+
+
+@functools.cache
+def _allowed(option: str) -> frozenset[str]:
+    # Parsed once per value of the option, not on every lookup.
+    names = {h.strip().lower().rstrip(".") for h in option.split(",")}
+    return frozenset(names - {""})
 
 
 def check_url(url: str) -> str:

@@ -80,11 +80,6 @@ class Router:
         self._backlog: dict[str, deque[_RoomWork]] = {}
         self._retrying: asyncio.Task[None] | None = None
 
-    @property
-    def pending_rooms(self) -> list[str]:
-        """Rooms whose relay waits for a passing failure to clear."""
-        return list(self._backlog)
-
     async def route(self, batch: SyncBatch) -> None:
         """Shows one batch to the XMPP user: every event is shown, replaced
         by a placeholder, or queued behind its room's earlier failure."""
@@ -136,7 +131,7 @@ class Router:
         """Saves the token of the newest batch that is done, with all before."""
         token = None
         while self._tokens:
-            oldest = min(self._tokens)
+            oldest = next(iter(self._tokens))  # batches are added in order
             if self._open[oldest] > 0:
                 break
             token = self._tokens.pop(oldest)
