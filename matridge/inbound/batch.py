@@ -183,7 +183,7 @@ async def _guard(session: SessionHost, what: str, step: Awaitable[None]) -> None
 def _give_up(session: SessionHost, work: _RoomWork) -> None:
     """A room still failing after the retry bound: the user is told which
     messages could not be shown, and the batch moves on."""
-    left = [e for e in work.events[work.next :] if e.event_id is not None]
+    left = _unshown(session, work)
     senders = sorted({e.sender for e in left if e.sender})
     work.next = len(work.events)
     log.warning(
@@ -246,12 +246,7 @@ async def _chat(session: SessionHost, work: _RoomWork) -> MatrixChat | None:
     """The conversation of the room, if anything in it needs one."""
     room = work.room
     needs_chat = (
-        any(
-            e.event_id is not None
-            and e.event_id not in session.state.seen
-            and e.invalid is None
-            for e in work.events[work.next :]
-        )
+        bool(_unshown(session, work))
         or (room.limited and room.prev_batch and not work.gap_filled)
         or (not work.ephemeral_done and (room.typing is not None or room.receipts))
     )
@@ -267,12 +262,18 @@ async def _chat(session: SessionHost, work: _RoomWork) -> MatrixChat | None:
         return None
 
 
-def _not_shown(session: SessionHost, work: _RoomWork, error: BaseException) -> None:
-    left = [
+def _unshown(session: SessionHost, work: _RoomWork) -> list[Event]:
+    """The room's events still to show: not shown yet, and usable."""
+    seen = session.state.seen
+    return [
         e
         for e in work.events[work.next :]
-        if e.event_id and e.event_id not in session.state.seen and e.invalid is None
+        if e.event_id and e.event_id not in seen and e.invalid is None
     ]
+
+
+def _not_shown(session: SessionHost, work: _RoomWork, error: BaseException) -> None:
+    left = _unshown(session, work)
     log.warning("Room %s cannot be shown: %s", work.room.room_id, error)
     for ev in left:
         session.send_gateway_message(
