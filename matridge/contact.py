@@ -193,20 +193,20 @@ class Contact(MatrixMixin, MatrixChat, LegacyContact):
             self.offline(status, last_seen=last_seen)
 
     async def gap_stop(self) -> str | None:
-        # The newest message already relayed, saved with the sync token: the
-        # seen ids are empty after a restart, and there is no archive here.
-        return self.account.state.delivered_mark(self.room_id)
+        # The newest message the XMPP server confirmed: the seen ids are
+        # empty after a restart, and there is no archive here.
+        return self.account.server_ack.mark(self.room_id)
 
     def already_shown(self, events: Sequence[Event]) -> int:
         """Up to the saved delivery mark, if the timeline holds it."""
-        mark = self.account.state.delivered_mark(self.room_id)
+        mark = self.account.server_ack.mark(self.room_id)
         for i, event in enumerate(events):
             if mark is not None and event.event_id == mark:
                 return i + 1
         return 0
 
     def delivered(self, event_id: str) -> None:
-        self.account.state.note_delivered(self.room_id, event_id)
+        self.account.server_ack.shown(self.room_id, event_id)
 
     async def on_message(self, message: ContactMessage) -> str:
         """Sends to the direct room, creating it first if there is none."""

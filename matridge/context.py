@@ -15,6 +15,7 @@ from slidge.group import LegacyBookmarks
 from .directs import Directs
 from .matrix import Event, MatrixClient, RoomInfo
 from .outbound import Outbound
+from .server_ack import ServerAck
 from .state import AccountState
 
 
@@ -25,6 +26,7 @@ class MatrixSession(Protocol):
     outbound: Outbound
     directs: Directs
     state: AccountState
+    server_ack: ServerAck
     user_id: str
     log: logging.Logger
     xmpp: Any  # slidge's gateway component

@@ -1,7 +1,8 @@
 """One XMPP user's Matrix session: login, the sync consumer, sends.
 
 The engine runs the /sync loop; this module consumes its batches in order,
-routes each event to the right MUC, then persists the batch's token and
+routes each event to the right MUC, then persists the batch's token (once
+the XMPP server confirmed the direct messages before it: server_ack.py) and
 acknowledges it so the engine fetches on. A crash therefore re-delivers the
 last batch instead of losing it, and remembered event ids keep re-delivered
 events from showing twice.
@@ -18,7 +19,8 @@ from slidge import BaseSession
 from slidge.command import SearchResult
 from slidge.util.types import PseudoPresenceShow
 from slidge.util.util import merge_resources
-from slixmpp.exceptions import XMPPError
+from slixmpp import JID
+from slixmpp.exceptions import IqError, XMPPError
 from slixmpp.types import ResourceDict
 
 from . import config, logsafety, profile, search
@@ -36,11 +38,17 @@ from .matrix import (
     SyncBatch,
 )
 from .outbound import Outbound
+from .server_ack import ServerAck
 from .state import AccountState
 from .sync_status import SyncHealth
 
 if TYPE_CHECKING:
     from .chat import MatrixChat
+
+# How long the XMPP server may take to confirm what was sent (a ping's
+# answer); without one, nothing since the last confirmation is recorded as
+# delivered.
+SERVER_ACK_TIMEOUT = 60
 
 
 class _SavedData:
@@ -72,6 +80,11 @@ class Session(BaseSession[Roster, Bookmarks]):
         self._queue: asyncio.Queue[SyncBatch | None] = asyncio.Queue()
         self._consumer: asyncio.Task[None] | None = None
         self.sync_health = SyncHealth()  # read by the sync-status command
+        self.server_ack = ServerAck(
+            self._server_took_it,
+            lambda: self.user.legacy_module_data,
+            self.legacy_module_data_update,
+        )
 
     # ---- login / logout --------------------------------------------------
 
@@ -208,9 +221,22 @@ class Session(BaseSession[Roster, Bookmarks]):
             router.close()
 
     def _save_progress(self, token: str) -> None:
-        # Direct chats' delivery marks are saved as each message is shown:
-        # a batch that comes again skips what they cover.
-        self.legacy_module_data_update({"since": token})
+        # Saved once the XMPP server confirmed the direct messages shown
+        # before it, with their delivery marks: a batch that comes again
+        # skips what they cover.
+        self.server_ack.batch_done(token)
+
+    async def _server_took_it(self) -> None:
+        """Returns once the user's XMPP server answered a ping sent now,
+        and so processed every stanza sent before it."""
+        try:
+            await self.xmpp.plugin["xep_0199"].send_ping(
+                JID(self.user_jid.domain),
+                ifrom=self.xmpp.boundjid,
+                timeout=SERVER_ACK_TIMEOUT,
+            )
+        except IqError:
+            pass  # an error is an answer too: what came before was processed
 
     async def chat_for(self, room_id: str) -> MatrixChat | None:
         """The XMPP conversation that shows a joined room: the contact of a

@@ -6,9 +6,9 @@ state the rest of the plugin reads and writes.
 - :class:`ChatMemory` — what one room's conversation remembers between
   events (slidge makes a new MUC or Contact object for each lookup, so it
   cannot live there).
-- :class:`AccountState` — the seen ids, the rooms' memories, and what is
-  saved with the user's registration: announced rooms and the delivery
-  marks of direct chats.
+- :class:`AccountState` — the seen ids, the rooms' memories, and the
+  announced rooms, saved with the user's registration (the direct chats'
+  delivery marks are :mod:`matridge.server_ack`'s).
 """
 
 from __future__ import annotations
@@ -191,23 +191,3 @@ class AccountState:
             assert self._announced is not None
             self._announced.discard(room_id)
             self._store.save({"announced_rooms": sorted(self._announced)})
-
-    # ---- delivery marks of direct chats (saved as each message is shown) ----
-
-    def note_delivered(self, room_id: str, event_id: str) -> None:
-        """A direct chat's message was shown: saved at once, so that a batch
-        that comes again after a crash skips it (a direct chat has no
-        archive on the gateway to deduplicate against)."""
-        saved = self._store.saved.get("direct_marks")
-        marks = dict(saved) if isinstance(saved, dict) else {}
-        if marks.get(room_id) == event_id:
-            return
-        marks[room_id] = event_id
-        self._store.save({"direct_marks": marks})
-
-    def delivered_mark(self, room_id: str) -> str | None:
-        """The newest event of a direct room shown before now (the saved
-        marks survive restarts, unlike the seen ids)."""
-        marks = self._store.saved.get("direct_marks")
-        mark = marks.get(room_id) if isinstance(marks, dict) else None
-        return mark if isinstance(mark, str) else None
