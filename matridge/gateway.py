@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 from urllib.parse import urlsplit
@@ -81,6 +82,11 @@ class Gateway(BaseGateway[Session]):
             log.info("Removed %d transfer directories left by a killed gateway", stale)
 
     def event(self, name: str, data: Any = {}) -> None:  # noqa: B006  (slixmpp's signature)
+        if name == "disconnected" and _messages_on_their_way():
+            # slidge exits on this event, leaving restarts to a supervisor:
+            # the user's messages already received go to Matrix first.
+            self.loop.create_task(self._send_then(name, data))
+            return
         # slixmpp copies the current context into each handler task it starts
         # here, so the handlers see the XMPP id of the message they carry.
         if name in _OUTGOING_MESSAGE_EVENTS:
@@ -91,6 +97,18 @@ class Gateway(BaseGateway[Session]):
                 xmpp_message_id.reset(token)
         else:
             super().event(name, data)
+
+    async def _send_then(self, name: str, data: Any) -> None:
+        pending = _messages_on_their_way()
+        log.warning(
+            "Lost the XMPP server; sending the %d message(s) received from it "
+            "to Matrix before stopping",
+            len(pending),
+        )
+        _, late = await asyncio.wait(pending, timeout=config.SEND_RETRY_SECONDS + 5)
+        if late:
+            log.error("%d message(s) could not be sent to Matrix in time", len(late))
+        super().event(name, data)
 
     async def validate(
         self, user_jid: JID, registration_form: JSONSerializable
@@ -137,6 +155,20 @@ class Gateway(BaseGateway[Session]):
             "access_token": login.access_token,
             "device_id": login.device_id,
         }
+
+
+def _messages_on_their_way() -> set[asyncio.Task[Any]]:
+    """The tasks handling a message the user sent towards Matrix: they carry
+    its XMPP id in their context (see Gateway.event)."""
+    try:
+        tasks = asyncio.all_tasks()
+    except RuntimeError:  # no loop running: nothing is on its way
+        return set()
+    return {
+        task
+        for task in tasks
+        if not task.done() and task.get_context().get(xmpp_message_id) is not None
+    }
 
 
 async def find_homeserver(given: str, username: str) -> str:
