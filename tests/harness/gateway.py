@@ -51,6 +51,19 @@ class Gateway:
         ]
 
     def start(self, timeout: float = 60) -> None:
+        offset = self.spawn()
+        assert self.proc is not None
+
+        def ready() -> bool:
+            with self.log_path.open("rb") as f:
+                f.seek(offset)
+                return READY_LINE.encode() in f.read()
+
+        wait_for("the gateway", ready, self.proc, [self.log_path], timeout)
+
+    def spawn(self) -> int:
+        """Starts the process without waiting for it to be ready; returns
+        where its part of the log begins."""
         self.home.mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
@@ -63,13 +76,7 @@ class Gateway:
             env=env,
         )
         log.close()
-
-        def ready() -> bool:
-            with self.log_path.open("rb") as f:
-                f.seek(offset)
-                return READY_LINE.encode() in f.read()
-
-        wait_for("the gateway", ready, self.proc, [self.log_path], timeout)
+        return offset
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -360,12 +360,14 @@ class XmppClient(slixmpp.ClientXMPP):
                 return collected
 
     async def mam_messages(
-        self, archive_jid: str, page_size: int = 250
+        self, archive_jid: str | None, page_size: int = 250
     ) -> list[Message]:
-        """Every message of an archive (XEP-0313), oldest first."""
+        """Every message of an archive (XEP-0313), oldest first; None: the
+        user's own archive on their server (its results carry no sender)."""
         out: list[Message] = []
         results = self.plugin["xep_0313"].iterate(
-            jid=JID(archive_jid).bare, rsm={"max": page_size}
+            jid=JID(archive_jid).bare if archive_jid else None,
+            rsm={"max": page_size},
         )
         async for result in results:
             out.append(result["mam_result"]["forwarded"]["stanza"])
