@@ -3,9 +3,10 @@
 Importing the package registers its classes with slidge.
 """
 
-from . import logsafety
+from . import logsafety, sqlite_tuning
 
 logsafety.install()  # before anything logs a stanza or a stored session
+sqlite_tuning.install()  # before slidge opens its database
 
 from . import commands, config  # noqa: E402, F401  (registers commands and options)
 from .contact import Contact, Roster  # noqa: E402

@@ -14,7 +14,13 @@ the server processes one stream in order, so its answer proves it processed
 (delivered, stored offline or archived) everything sent before. A message
 the server may not have taken is shown again after a restart rather than
 lost. The marks and the token are saved together, in one write per round
-trip, however many messages the round trip covers."""
+trip, however many messages the round trip covers.
+
+A token alone (batches of group chats only) is saved at most every
+TOKEN_SAVE_SECONDS, and at logout: a batch handled but not yet saved comes
+again after a crash and is shown once all the same (the archive and the
+marks say what was shown), while a commit per batch was most of the cost of
+relaying one message."""
 
 from __future__ import annotations
 
@@ -24,6 +30,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+TOKEN_SAVE_SECONDS = 2.0
 
 
 class ServerAck:
@@ -45,6 +53,7 @@ class ServerAck:
         self._marks: dict[str, str] = {}  # room -> newest shown, unconfirmed
         self._token: str | None = None  # newest finished batch, unsaved
         self._rounds: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
     def shown(self, room_id: str, event_id: str) -> None:
         """A direct chat's message was handed to XMPP: its mark is saved once
@@ -53,13 +62,27 @@ class ServerAck:
         self._start()
 
     def batch_done(self, token: str) -> None:
-        """A sync batch is done: its token is saved at once if everything
-        shown before it is confirmed, else with the round that confirms it."""
+        """A sync batch is done: its token is saved with the round that
+        confirms what was shown before it, or else soon."""
         self._token = token
         if self._marks or self._busy:
             self._start()
-        else:
-            self._write({}, token)
+        elif "since" not in self._saved():
+            # The first token tells later batches from the initial sync.
+            self.flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(
+                TOKEN_SAVE_SECONDS, self.flush
+            )
+
+    def flush(self) -> None:
+        """Saves the newest token now, unless it waits for a confirmation
+        (logout, and the token's timer)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._token is not None and not self._marks and not self._busy:
+            self._write({}, self._token)
             self._token = None
 
     def mark(self, room_id: str) -> str | None:

@@ -11,6 +11,7 @@ events from showing twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
 from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
@@ -146,6 +147,11 @@ class Session(BaseSession[Roster, Bookmarks]):
             _, pending = await asyncio.wait({consumer}, timeout=30)
             if pending:
                 consumer.cancel()
+        # What the XMPP server is confirming is saved with the last token.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(10):
+                await self.server_ack.settled()
+        self.server_ack.flush()
 
     async def on_unregister(self) -> None:
         """The user unregistered: the gateway's Matrix device is logged out

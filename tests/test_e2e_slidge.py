@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import sqlite3
 from collections.abc import Iterator
 
 import pytest
+import sqlalchemy
 
 from matridge import MUC, Bookmarks, Contact, Gateway, Participant, Roster, Session
 from matridge.commands import CreateRoom, JoinRoom, LeaveRoom, ListRooms, SyncStatus
@@ -18,7 +20,7 @@ from tests.harness.gateway import Gateway as GatewayProcess
 from tests.harness.matrix_user import MatrixUser
 from tests.harness.prosody import Prosody
 from tests.harness.synapse import Synapse
-from tests.scenarios import book_club, groupchat_from, register
+from tests.scenarios import Club, book_club, groupchat_from, register
 from tests.test_e2e_rooms import png, publish_avatar
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -141,3 +143,21 @@ async def test_a_failure_in_one_users_login_tasks_leaves_another_working(
             room_id, lambda e: e.get("content", {}).get("body") == "yes", 30
         )
         assert "Crash in task" not in gateway.log_text()
+
+
+async def test_slidges_database_commits_without_waiting_for_the_disk(
+    club: Club, gateway: GatewayProcess
+) -> None:
+    # The running gateway opened slidge's database in WAL mode with
+    # synchronous=NORMAL (matridge.sqlite_tuning); the mode is the file's.
+    club.friend.send_text(club.room_id, "written through the WAL")
+    await club.person.xmpp.wait_message(
+        groupchat_from(club.room_jid, "written through the WAL"), timeout=60
+    )
+    with sqlite3.connect(gateway.home / "slidge.sqlite") as db:
+        (mode,) = db.execute("PRAGMA journal_mode").fetchone()
+    assert mode == "wal"
+    assert (gateway.home / "slidge.sqlite-wal").exists()
+    # The connection option, on a connection that matridge tuned.
+    with sqlalchemy.create_engine("sqlite://").connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL

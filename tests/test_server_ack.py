@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from matridge import server_ack
 from matridge.server_ack import ServerAck
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -43,11 +44,17 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-async def test_a_batch_without_direct_messages_saves_its_token_at_once() -> None:
+async def test_the_first_token_is_saved_at_once_later_ones_soon() -> None:
     server = FakeServer()
     ack, writes = ack_with(server)
     ack.batch_done("t1")
     assert writes == [{"since": "t1"}]
+    # Batches without direct messages: the newest token, at the next save.
+    ack.batch_done("t2")
+    ack.batch_done("t3")
+    assert writes == [{"since": "t1"}]
+    ack.flush()  # what the timer (or a logout) does
+    assert writes == [{"since": "t1"}, {"since": "t3"}]
     assert server.asked == 0
 
 
@@ -96,3 +103,15 @@ async def test_without_an_answer_nothing_is_saved_until_a_later_one() -> None:
     server.answers.put_nowait(True)
     await ack.settled()
     assert writes == [{"direct_marks": {"!a": "$1"}, "since": "t2"}]
+
+
+async def test_a_waiting_token_is_saved_by_its_timer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(server_ack, "TOKEN_SAVE_SECONDS", 0.01)
+    ack, writes = ack_with(FakeServer())
+    ack.batch_done("t1")
+    ack.batch_done("t2")
+    assert writes == [{"since": "t1"}]
+    await asyncio.sleep(0.2)  # the timer's delay, many times over
+    assert writes == [{"since": "t1"}, {"since": "t2"}]

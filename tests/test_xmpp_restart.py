@@ -314,6 +314,7 @@ async def test_xmpp_messages_received_before_the_server_stops_reach_matrix_once(
             assert on_matrix.count(body) == 1, (body, on_matrix)
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestWarning")
 def test_the_supervisor_restarts_as_the_admin_guides_unit_does() -> None:
     """The tests' supervisor is the unit the admin guide ships."""
     guide = (Path(__file__).parent.parent / "docs" / "admin.rst").read_text()

@@ -149,9 +149,14 @@ static PyObject *Client_sync_ack(ClientObject *self, PyObject *args, PyObject *k
     if (batch != Py_None) {
         mx_batch *b = mx_SyncBatch_batch(mx_state_of_type(Py_TYPE(self)), batch);
         if (!b) return NULL;
+        unsigned generation;
+        /* The engine thread may hold the lock, and a loaded machine may
+         * preempt it there: never wait for it with the GIL. */
+        Py_BEGIN_ALLOW_THREADS
         pthread_mutex_lock(&a->lock);
-        unsigned generation = a->sync_generation;
+        generation = a->sync_generation;
         pthread_mutex_unlock(&a->lock);
+        Py_END_ALLOW_THREADS
         /* A batch of an earlier loop (before a restart), a batch acknowledged
          * already, or one not from a sync loop: nothing waits for it. */
         if (!b->from_sync_loop || b->acked || b->sync_generation != generation)
@@ -163,10 +168,12 @@ static PyObject *Client_sync_ack(ClientObject *self, PyObject *args, PyObject *k
         Py_RETURN_NONE;
     }
     if (self->unacked > 0) self->unacked--;
+    Py_BEGIN_ALLOW_THREADS
     pthread_mutex_lock(&a->lock);
     if (a->undelivered > 0) a->undelivered--;
     pthread_mutex_unlock(&a->lock);
     mx_engine_poke_account(a);
+    Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }
 
