@@ -476,6 +476,29 @@ def test_attachment_round_trip_in_chunks() -> None:
     assert p.b64encode(key.key) not in repr(key)
 
 
+class ChunkReader(io.BytesIO):
+    """Records how much each read asked for."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.asked: list[int] = []
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        self.asked.append(-1 if size is None else size)
+        return super().read(size)
+
+
+def test_attachments_are_read_in_bounded_chunks() -> None:
+    plain = ChunkReader(p.random_bytes(5 * p.ATTACHMENT_CHUNK))
+    encrypted = ChunkReader(b"")
+    key = p.encrypt_attachment(plain, encrypted)
+    encrypted = ChunkReader(encrypted.getvalue())
+    p.decrypt_attachment(encrypted, io.BytesIO(), key)
+    for reader in (plain, encrypted):
+        assert reader.asked and set(reader.asked) == {p.ATTACHMENT_CHUNK}
+    assert len(encrypted.asked) == 2 * 6  # a hash pass, then a decryption pass
+
+
 def test_a_changed_attachment_is_refused_before_decrypting() -> None:
     encrypted = io.BytesIO()
     key = p.encrypt_attachment(io.BytesIO(b"a file" * 1000), encrypted)

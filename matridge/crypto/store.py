@@ -22,7 +22,7 @@ import hashlib
 import json
 import os
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -243,7 +243,14 @@ class KeyStore:
             self._db.execute("ROLLBACK")
             raise
         self._depth = 0
-        self._db.execute("COMMIT")
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.Error as e:  # e.g. a full disk: nothing of the block is kept
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise StoreError(
+                f"the key store {self.path.name} did not commit: {e}"
+            ) from None
 
     def _writing(self) -> None:
         if not self._depth:
@@ -442,7 +449,7 @@ class KeyStore:
 
     # -- device lists ---------------------------------------------------------------
 
-    def track_users(self, user_ids: Iterator[str] | list[str] | set[str]) -> None:
+    def track_users(self, user_ids: Iterable[str]) -> None:
         """Starts tracking users' device lists; new ones are outdated."""
         self._writing()
         self._db.executemany(
@@ -450,7 +457,7 @@ class KeyStore:
             [(u,) for u in user_ids],
         )
 
-    def mark_outdated(self, user_ids: Iterator[str] | list[str] | set[str]) -> None:
+    def mark_outdated(self, user_ids: Iterable[str]) -> None:
         """``device_lists.changed`` of a sync: tracked users to query again."""
         self._writing()
         self._db.executemany(
@@ -458,7 +465,7 @@ class KeyStore:
             [(u,) for u in user_ids],
         )
 
-    def untrack_users(self, user_ids: Iterator[str] | list[str] | set[str]) -> None:
+    def untrack_users(self, user_ids: Iterable[str]) -> None:
         """``device_lists.left``: no shared room any more; their devices go."""
         self._writing()
         for user_id in user_ids:
