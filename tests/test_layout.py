@@ -120,3 +120,17 @@ def test_only_crypto_primitives_imports_the_crypto_libraries() -> None:
 def test_nothing_imports_libolm_bindings_or_other_matrix_crypto() -> None:
     for library in ("olm", "nio", "mautrix"):
         assert third_party_importers(library) == set(), library
+
+
+def test_every_subpackage_is_in_the_distribution() -> None:
+    # setuptools installs only the packages pyproject.toml lists; a folder
+    # missing there works in the editable checkout and breaks `pip install .`.
+    import tomllib
+
+    listed = set(
+        tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"][
+            "setuptools"
+        ]["packages"]
+    )
+    present = {module_name(p) for p in PACKAGE.rglob("__init__.py")}
+    assert listed == present
