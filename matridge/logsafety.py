@@ -17,7 +17,12 @@ from typing import Any
 MASK = "<redacted>"
 
 # Field names whose values are secrets, in data forms, JSON, and Python reprs.
-_SECRET_KEYS = "password|access_token|refresh_token|login_token|token"
+# crypto_store_key: the key of the user's key store, kept in slidge's per-user
+# data; recovery_key and passphrase: what unlocks the user's secret storage.
+_SECRET_KEYS = (
+    "password|access_token|refresh_token|login_token|token"
+    "|crypto_store_key|recovery_key|passphrase"
+)
 _PATTERNS = (
     re.compile(
         rf'(<field\b[^>]*\bvar=["\'](?:{_SECRET_KEYS})["\'][^>]*>\s*<value>)[^<]*(</value>)'

@@ -94,3 +94,43 @@ def test_the_cycle_check_sees_a_type_only_cycle() -> None:
 def test_only_matrix_py_imports_the_c_core() -> None:
     importers = {m for m, deps in graph().items() if "matridge._core" in deps}
     assert importers == {"matridge.matrix"}
+
+
+def third_party_importers(package: str) -> set[str]:
+    """The modules of matridge that import ``package`` (or a submodule)."""
+    found: set[str] = set()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            if any(n == package or n.startswith(package + ".") for n in names):
+                found.add(module_name(path))
+    return found
+
+
+def test_only_crypto_primitives_imports_the_crypto_libraries() -> None:
+    for library in ("vodozemac", "cryptography"):
+        assert third_party_importers(library) == {"matridge.crypto.primitives"}, library
+
+
+def test_nothing_imports_libolm_bindings_or_other_matrix_crypto() -> None:
+    for library in ("olm", "nio", "mautrix"):
+        assert third_party_importers(library) == set(), library
+
+
+def test_every_subpackage_is_in_the_distribution() -> None:
+    # setuptools installs only the packages pyproject.toml lists; a folder
+    # missing there works in the editable checkout and breaks `pip install .`.
+    import tomllib
+
+    listed = set(
+        tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"][
+            "setuptools"
+        ]["packages"]
+    )
+    present = {module_name(p) for p in PACKAGE.rglob("__init__.py")}
+    assert listed == present

@@ -25,6 +25,14 @@ from matridge import logsafety
             '(\'{"user_id": "@a:x", "access_token": "<redacted>", "since": "s1"}\',)',
         ),
         ("{'password': 'it\\'s me'}", "{'password': '<redacted>'}"),
+        (
+            '{"since": "s1", "crypto_store_key": "q0Tz+k/AbC"}',
+            '{"since": "s1", "crypto_store_key": "<redacted>"}',
+        ),
+        (
+            '<field var="recovery_key"><value>EsTc LW2K PGiF</value></field>',
+            '<field var="recovery_key"><value><redacted></value></field>',
+        ),
         ("Authorization: Bearer syt_xyz", "Authorization: Bearer <redacted>"),
         ('<field var="username"><value>alice</value>', None),
     ],
