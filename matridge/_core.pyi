@@ -169,6 +169,16 @@ class Client:
         preset: str | None,
         initial_state: list[dict[str, Any]],
     ) -> int: ...
+    def request(
+        self,
+        future: _Fut,
+        /,
+        method: Literal["GET", "POST", "PUT", "DELETE"],
+        path: str,
+        segments: Sequence[str],
+        body: dict[str, Any] | None = ...,
+        query: Sequence[str] | None = ...,
+    ) -> int: ...
     def get_account_data(
         self, future: _Fut, /, user_id: str, event_type: str, room_id: str | None = ...
     ) -> int: ...

@@ -515,6 +515,23 @@ class MatrixClient:
         )
         return _field(res, "room_id", "createRoom")
 
+    async def request(
+        self,
+        method: Literal["GET", "POST", "PUT", "DELETE"],
+        path: str,
+        *segments: str,
+        body: dict[str, Any] | None = None,
+        query: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """An authenticated request to a client-server endpoint that has no
+        call of its own (``/keys/*``, ``/sendToDevice``): `path` starts with
+        ``/_matrix/client/`` and its ``{}`` take `segments`, percent-encoded."""
+        flat = [part for item in (query or {}).items() for part in item]
+        res = await self._call(
+            self._c.request, method, path, list(segments), body, flat or None
+        )
+        return _object(res, path)
+
     async def get_account_data(
         self, event_type: str, room_id: str | None = None
     ) -> dict[str, Any]:

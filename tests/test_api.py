@@ -468,3 +468,61 @@ async def test_a_redirect_to_another_host_is_not_followed_with_the_token() -> No
             await client.joined_rooms()
         assert e.value.status == 302
         assert elsewhere.requests_to("/steal") == []  # the token never left
+
+
+# ---- the generic request (endpoints without a call of their own) ----
+
+
+async def test_a_generic_request_reaches_the_keys_api(synapse: Synapse) -> None:
+    client, me = await logged_in(synapse)
+    # One-time keys uploaded through request() are counted by the server.
+    key = {"key": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "signatures": {}}
+    answer = await client.request(
+        "POST",
+        "/_matrix/client/v3/keys/upload",
+        body={"one_time_keys": {"signed_curve25519:AAAAAQ": key}},
+    )
+    assert answer["one_time_key_counts"]["signed_curve25519"] == 1
+    # Segments are percent-encoded into the {} of the path; the query too.
+    query = await client.request(
+        "POST",
+        "/_matrix/client/v3/keys/query",
+        body={"device_keys": {me.user_id: []}},
+    )
+    assert me.user_id in query["device_keys"]
+    room = me.create_room(name="generic")
+    members = await client.request(
+        "GET", "/_matrix/client/v3/rooms/{}/joined_members", room
+    )
+    assert me.user_id in members["joined"]
+    page = await client.request(
+        "GET",
+        "/_matrix/client/v3/rooms/{}/messages",
+        room,
+        query={"dir": "b", "limit": "1"},
+    )
+    assert len(page["chunk"]) == 1
+    # Errors come back as MatrixError, like every call's.
+    with pytest.raises(MatrixError) as err:
+        await client.request(
+            "GET", "/_matrix/client/v3/rooms/{}/joined_members", "!nope:x"
+        )
+    assert err.value.status in (403, 404)
+
+
+@pytest.mark.parametrize(
+    ("path", "segments"),
+    [
+        ("/_synapse/admin/v1/server_version", ()),  # outside the client API
+        ("/_matrix/client/v3/../../_synapse/admin", ()),
+        ("/_matrix/client/v3/rooms/{}/state?x=1", ("!a:b",)),
+        ("/_matrix/client/v3/rooms/{}/state", ()),  # a {} without its segment
+        ("/_matrix/client/v3/sync", ("extra",)),
+    ],
+)
+async def test_a_generic_request_refuses_other_paths(
+    synapse: Synapse, path: str, segments: tuple[str, ...]
+) -> None:
+    client, _me = await logged_in(synapse)
+    with pytest.raises(ValueError):
+        await client.request("GET", path, *segments)

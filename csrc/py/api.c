@@ -549,6 +549,95 @@ API(set_account_data) {
     return call(self, fut, room_id ? &room : &global, body);
 }
 
+/* ---- the generic authenticated request ------------------------------------ */
+
+#define MAX_REQUEST_SEGMENTS 8
+#define MAX_REQUEST_QUERY 8
+
+/* 1 if `path` may be asked for through request(): the client-server API
+ * only, its "{}" placeholders filled from percent-encoded segments, and
+ * nothing that could leave it ("..", a query, a fragment). */
+static int allowed_request_path(const char *path) {
+    static const char prefix[] = "/_matrix/client/";
+    if (strncmp(path, prefix, sizeof prefix - 1) != 0) return 0;
+    return !strstr(path, "..") && !strpbrk(path, "?#%\\ \t\r\n");
+}
+
+/* Fills `out` (room for `room` entries plus the NULL end) with borrowed
+ * UTF-8 of the str items of `seq`; 0, or -1 with an exception. */
+static int borrowed_strings(PyObject *seq, const char **out, size_t room, const char *what) {
+    PyObject *fast = PySequence_Fast(seq, "expected a sequence of str");
+    if (!fast) return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+    if ((size_t)n > room) {
+        PyErr_Format(PyExc_ValueError, "at most %zu %s", room, what);
+        Py_DECREF(fast);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        /* The UTF-8 stays alive with its str, which `seq` keeps for the call. */
+        out[i] = PyUnicode_AsUTF8(PySequence_Fast_GET_ITEM(fast, i));
+        if (!out[i]) {
+            Py_DECREF(fast);
+            return -1;
+        }
+    }
+    out[n] = NULL;
+    Py_DECREF(fast);
+    return 0;
+}
+
+API(request) {
+    PyObject *fut, *segments, *body_obj = Py_None, *query_obj = Py_None;
+    const char *method_name, *path;
+    static char *kwlist[] = {"", "method", "path", "segments", "body", "query", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OssO|OO:request", kwlist, &fut, &method_name, &path,
+                                     &segments, &body_obj, &query_obj))
+        return NULL;
+    mx_method method;
+    if (strcmp(method_name, "GET") == 0) method = MX_GET;
+    else if (strcmp(method_name, "POST") == 0) method = MX_POST;
+    else if (strcmp(method_name, "PUT") == 0) method = MX_PUT;
+    else if (strcmp(method_name, "DELETE") == 0) method = MX_DELETE;
+    else {
+        PyErr_Format(PyExc_ValueError, "unknown method %s", method_name);
+        return NULL;
+    }
+    if (!allowed_request_path(path)) {
+        PyErr_Format(PyExc_ValueError, "request() only asks for /_matrix/client/ paths, not %s", path);
+        return NULL;
+    }
+    const char *segs[MAX_REQUEST_SEGMENTS + 1];
+    if (borrowed_strings(segments, segs, MAX_REQUEST_SEGMENTS, "path segments") != 0) return NULL;
+    size_t holes = 0, given = 0;
+    for (const char *p = path; (p = strstr(p, "{}")); p += 2) holes++;
+    while (segs[given]) given++;
+    if (holes != given) {
+        PyErr_Format(PyExc_ValueError, "the path has %zu {} for %zu segments", holes, given);
+        return NULL;
+    }
+    /* Key/value pairs, flattened: [k0, v0, k1, v1, ...]. */
+    const char *flat[2 * MAX_REQUEST_QUERY + 1];
+    mx_query query[MAX_REQUEST_QUERY + 1];
+    const mx_query *query_arg = NULL;
+    if (query_obj != Py_None) {
+        if (borrowed_strings(query_obj, flat, 2 * MAX_REQUEST_QUERY, "query items") != 0) return NULL;
+        size_t n = 0;
+        while (flat[n]) n++;
+        if (n % 2) {
+            PyErr_SetString(PyExc_ValueError, "the query is key, value, key, value...");
+            return NULL;
+        }
+        for (size_t i = 0; i < n / 2; i++) query[i] = (mx_query){flat[2 * i], flat[2 * i + 1]};
+        query[n / 2] = (mx_query){NULL, NULL};
+        query_arg = query;
+    }
+    cJSON *body = NULL;
+    if (body_obj != Py_None && !(body = dict_body(body_obj))) return NULL;
+    call_spec s = {method, path, segs, query_arg, 1, &mx_kind_json};
+    return call(self, fut, &s, body);
+}
+
 API(resolve_alias) {
     PyObject *fut;
     const char *alias;

@@ -41,6 +41,7 @@ MX_API(membership);
 MX_API(create_room);
 MX_API(get_account_data);
 MX_API(set_account_data);
+MX_API(request);
 MX_API(resolve_alias);
 MX_API(relations);
 MX_API(upload);
@@ -88,6 +89,7 @@ MX_API(history);
     MX_API_DEF(create_room, "create_room($self, future, /, name, topic, invite, is_direct, preset, initial_state)\n--\n\nPOST /createRoom."), \
     MX_API_DEF(get_account_data, "get_account_data($self, future, /, user_id, event_type, room_id=None)\n--\n\nGET account data, global or of a room."), \
     MX_API_DEF(set_account_data, "set_account_data($self, future, /, user_id, event_type, content, room_id=None)\n--\n\nPUT account data, global or of a room."), \
+    MX_API_DEF(request, "request($self, future, /, method, path, segments, body=None, query=None)\n--\n\nAn authenticated request to a /_matrix/client/ path whose {} are filled from segments (percent-encoded); query is a flat key, value, ... sequence. For the endpoints without a call of their own (/keys/*, /sendToDevice)."), \
     MX_API_DEF(resolve_alias, "resolve_alias($self, future, /, alias)\n--\n\nGET /directory/room/{alias}."), \
     MX_API_DEF(relations, "relations($self, future, /, room_id, event_id, rel_type, event_type, from_token, limit, direction)\n--\n\nGET /rooms/{id}/relations/{event_id}."), \
     MX_API_DEF(upload, "upload($self, future, /, data, content_type, filename=None)\n--\n\nPOST /media/v3/upload from memory; resolves with the content_uri answer."), \
