@@ -445,11 +445,9 @@ int mx_decode_sync_body(const char *data, size_t len, mx_batch **out, const char
         *reason = "out of memory";
         return -1;
     }
-    int hijacked;
-    b->root = mx_json_parse_in_arena(data, len, &b->arena, &hijacked);
-    b->root_malloced = !MX_JSON_IN_ARENA;
+    b->root = mx_json_parse_in_arena(data, len, &b->arena);
     if (!b->root) {
-        *reason = hijacked ? MX_JSON_HOOKS_REPLACED : "it is not valid JSON";
+        *reason = "it is not valid JSON";
         mx_batch_free(b);
         return -1;
     }

@@ -141,8 +141,8 @@ typedef struct {
 } mx_room;
 
 typedef struct mx_batch {
-    cJSON *root;      /* owned: in the arena, or (root_malloced) by cJSON */
-    int root_malloced; /* root must be freed with cJSON_Delete */
+    cJSON *root;       /* owned: in the arena, or (root_malloced) by cJSON */
+    int root_malloced; /* root came from mx_json_parse: free with cJSON_Delete */
     mx_arena arena; /* owns rooms, events, messages and converted text */
     const char *next_batch;
     mx_room *rooms; /* arena array */

@@ -10,7 +10,6 @@
 #include "py/room.h"
 #include "py/syncbatch.h"
 #include "py/historyobj.h"
-#include "util/jsonparse.h"
 #include "py/roomcache.h"
 #include "py/html_py.h"
 
@@ -75,7 +74,6 @@ static PyObject *add_type(PyObject *m, PyType_Spec *spec) {
 
 static int core_exec(PyObject *m) {
     mx_state *st = PyModule_GetState(m);
-    mx_json_install_hooks(); /* before the engine thread can exist */
     mx_completion_register_kinds();
     st->MatrixError = PyErr_NewExceptionWithDoc(
         "matridge._core.MatrixError",

@@ -8,17 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Under AddressSanitizer every allocation is followed by a poisoned red
- * zone and the unused rest of a block stays poisoned, so an overflow from
- * one record into the next is reported as it would be between mallocs:
- * sanitizer builds run the arena path production runs. */
-#if defined(__SANITIZE_ADDRESS__)
-#define MX_ARENA_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define MX_ARENA_ASAN 1
-#endif
-#endif
+/* Under AddressSanitizer (MX_ARENA_ASAN, arena.h) every allocation is
+ * followed by a poisoned red zone and the unused rest of a block stays
+ * poisoned, so an overflow from one record into the next is reported as it
+ * would be between mallocs: sanitizer builds run the arena path production
+ * runs. */
 #ifdef MX_ARENA_ASAN
 #include <sanitizer/asan_interface.h>
 #define REDZONE ALIGN
