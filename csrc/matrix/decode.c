@@ -26,12 +26,64 @@ static const cJSON *obj_field(const cJSON *obj, const char *key) {
 
 /* A non-negative integer below 2^53, else -1 (huge, negative, fractional or
  * not a number). */
-static int64_t uint_field(const cJSON *obj, const char *key) {
-    const cJSON *v = get(obj, key);
+static int64_t uint_of(const cJSON *v) {
     if (!cJSON_IsNumber(v)) return -1;
     double d = v->valuedouble;
     if (!(d >= 0 && d < 9007199254740992.0) || d != (double)(int64_t)d) return -1;
     return (int64_t)d;
+}
+
+static int64_t uint_field(const cJSON *obj, const char *key) { return uint_of(get(obj, key)); }
+
+static const char *str_of(const cJSON *v) { return cJSON_IsString(v) ? v->valuestring : NULL; }
+
+static const cJSON *obj_of(const cJSON *v) { return cJSON_IsObject(v) ? v : NULL; }
+
+/* Events are read in one pass over their members (and their content's)
+ * rather than one cJSON_GetObjectItem scan per field: MEMBER keeps the
+ * first member of that name, as cJSON_GetObjectItem would find it. */
+#define MEMBER(slot, name)                                                  \
+    if (strcmp(key, name) == 0) {                                           \
+        if (!(slot)) (slot) = c;                                            \
+        continue;                                                           \
+    }
+
+/* The content members any event kind reads. */
+typedef struct {
+    const cJSON *msgtype, *body, *format, *formatted_body, *url, *file, *filename, *geo_uri,
+        *info, *mentions, *relates_to, *new_content, *redacts, *reason, *membership;
+} content_members;
+
+static void scan_content(const cJSON *content, content_members *m) {
+    memset(m, 0, sizeof *m);
+    for (const cJSON *c = content->child; c; c = c->next) {
+        const char *key = c->string;
+        if (!key) continue;
+        switch (key[0]) {
+        case 'b': MEMBER(m->body, "body"); break;
+        case 'f':
+            MEMBER(m->format, "format");
+            MEMBER(m->formatted_body, "formatted_body");
+            MEMBER(m->file, "file");
+            MEMBER(m->filename, "filename");
+            break;
+        case 'g': MEMBER(m->geo_uri, "geo_uri"); break;
+        case 'i': MEMBER(m->info, "info"); break;
+        case 'm':
+            MEMBER(m->msgtype, "msgtype");
+            MEMBER(m->relates_to, "m.relates_to");
+            MEMBER(m->mentions, "m.mentions");
+            MEMBER(m->new_content, "m.new_content");
+            MEMBER(m->membership, "membership");
+            break;
+        case 'r':
+            MEMBER(m->redacts, "redacts");
+            MEMBER(m->reason, "reason");
+            break;
+        case 'u': MEMBER(m->url, "url"); break;
+        default: break;
+        }
+    }
 }
 
 /* ---- event kinds ---------------------------------------------------------- */
@@ -115,29 +167,49 @@ done:
     return rc;
 }
 
-static int decode_message(mx_arena *arena, const cJSON *content, int is_reply, mx_message **out) {
+/* content.info of media: one pass, absent numbers -1. */
+static void decode_info(const cJSON *info, mx_message *m) {
+    const cJSON *mimetype = NULL, *thumbnail = NULL, *size = NULL, *w = NULL, *h = NULL,
+                *duration = NULL;
+    for (const cJSON *c = info ? info->child : NULL; c; c = c->next) {
+        const char *key = c->string;
+        if (!key) continue;
+        switch (key[0]) {
+        case 'm': MEMBER(mimetype, "mimetype"); break;
+        case 't': MEMBER(thumbnail, "thumbnail_url"); break;
+        case 's': MEMBER(size, "size"); break;
+        case 'w': MEMBER(w, "w"); break;
+        case 'h': MEMBER(h, "h"); break;
+        case 'd': MEMBER(duration, "duration"); break;
+        default: break;
+        }
+    }
+    m->mimetype = str_of(mimetype);
+    m->thumbnail_url = str_of(thumbnail);
+    m->size = uint_of(size);
+    m->width = uint_of(w);
+    m->height = uint_of(h);
+    m->duration = uint_of(duration);
+}
+
+static int decode_message(mx_arena *arena, const content_members *cm, int is_reply,
+                          mx_message **out) {
     mx_message *m = mx_arena_alloc(arena, sizeof *m);
     if (!m) return -1;
-    m->msgtype = str_field(content, "msgtype");
-    m->body = str_field(content, "body");
-    m->format = str_field(content, "format");
-    m->formatted_body = str_field(content, "formatted_body");
-    m->url = str_field(content, "url");
-    const cJSON *file = obj_field(content, "file");
+    m->msgtype = str_of(cm->msgtype);
+    m->body = str_of(cm->body);
+    m->format = str_of(cm->format);
+    m->formatted_body = str_of(cm->formatted_body);
+    m->url = str_of(cm->url);
+    const cJSON *file = obj_of(cm->file);
     if (!m->url && file) {
         m->url = str_field(file, "url");
         m->encrypted_file = 1;
     }
-    m->filename = str_field(content, "filename");
-    m->geo_uri = str_field(content, "geo_uri");
-    const cJSON *info = obj_field(content, "info");
-    m->mimetype = str_field(info, "mimetype");
-    m->thumbnail_url = str_field(info, "thumbnail_url");
-    m->size = uint_field(info, "size");
-    m->width = uint_field(info, "w");
-    m->height = uint_field(info, "h");
-    m->duration = uint_field(info, "duration");
-    m->mentions = obj_field(content, "m.mentions");
+    m->filename = str_of(cm->filename);
+    m->geo_uri = str_of(cm->geo_uri);
+    decode_info(obj_of(cm->info), m);
+    m->mentions = obj_of(cm->mentions);
     *out = m;
     if (m->formatted_body && m->format && strcmp(m->format, "org.matrix.custom.html") == 0) {
         if (convert_html(arena, m) != 0) return -1;
@@ -154,15 +226,27 @@ static int decode_message(mx_arena *arena, const cJSON *content, int is_reply, m
 
 /* ---- one event ------------------------------------------------------------ */
 
-static void decode_relation(mx_event *ev) {
-    const cJSON *rel = obj_field(ev->content, "m.relates_to");
+static void decode_relation(mx_event *ev, const cJSON *rel) {
     if (!rel) return;
-    ev->rel_type = str_field(rel, "rel_type");
-    ev->relates_to = str_field(rel, "event_id");
-    ev->in_reply_to = str_field(obj_field(rel, "m.in_reply_to"), "event_id");
-    ev->is_falling_back = cJSON_IsTrue(get(rel, "is_falling_back"));
-    if (ev->rel_type && strcmp(ev->rel_type, "m.annotation") == 0)
-        ev->reaction_key = str_field(rel, "key");
+    const cJSON *rel_type = NULL, *event_id = NULL, *reply = NULL, *falling_back = NULL,
+                *key_node = NULL;
+    for (const cJSON *c = rel->child; c; c = c->next) {
+        const char *key = c->string;
+        if (!key) continue;
+        switch (key[0]) {
+        case 'r': MEMBER(rel_type, "rel_type"); break;
+        case 'e': MEMBER(event_id, "event_id"); break;
+        case 'm': MEMBER(reply, "m.in_reply_to"); break;
+        case 'i': MEMBER(falling_back, "is_falling_back"); break;
+        case 'k': MEMBER(key_node, "key"); break;
+        default: break;
+        }
+    }
+    ev->rel_type = str_of(rel_type);
+    ev->relates_to = str_of(event_id);
+    ev->in_reply_to = str_field(obj_of(reply), "event_id");
+    ev->is_falling_back = cJSON_IsTrue(falling_back);
+    if (ev->rel_type && strcmp(ev->rel_type, "m.annotation") == 0) ev->reaction_key = str_of(key_node);
     if (ev->rel_type && !ev->relates_to) ev->rel_type = NULL; /* a relation to nothing */
 }
 
@@ -202,6 +286,25 @@ static const char *check(const mx_event *ev, const cJSON *content, mx_shape shap
     return NULL;
 }
 
+/* unsigned: the transaction id, whether a redaction emptied the content,
+ * and the previous membership. */
+static void decode_unsigned(mx_event *ev, const cJSON *unsig) {
+    const cJSON *txn = NULL, *redacted_because = NULL, *prev_content = NULL;
+    for (const cJSON *c = unsig ? unsig->child : NULL; c; c = c->next) {
+        const char *key = c->string;
+        if (!key) continue;
+        switch (key[0]) {
+        case 't': MEMBER(txn, "transaction_id"); break;
+        case 'r': MEMBER(redacted_because, "redacted_because"); break;
+        case 'p': MEMBER(prev_content, "prev_content"); break;
+        default: break;
+        }
+    }
+    ev->txn_id = str_of(txn);
+    ev->redacted = obj_of(redacted_because) != NULL;
+    ev->prev_membership = str_field(obj_of(prev_content), "membership");
+}
+
 int mx_decode_event(mx_arena *arena, const cJSON *node, mx_shape shape, mx_event *ev) {
     memset(ev, 0, sizeof *ev);
     ev->node = node;
@@ -209,44 +312,63 @@ int mx_decode_event(mx_arena *arena, const cJSON *node, mx_shape shape, mx_event
         ev->invalid = "the event is not a JSON object";
         return 0;
     }
-    ev->type = str_field(node, "type");
+    const cJSON *type = NULL, *sender = NULL, *event_id = NULL, *state_key = NULL, *ts = NULL,
+                *content = NULL, *unsig = NULL, *redacts = NULL;
+    for (const cJSON *c = node->child; c; c = c->next) {
+        const char *key = c->string;
+        if (!key) continue;
+        switch (key[0]) {
+        case 't': MEMBER(type, "type"); break;
+        case 's':
+            MEMBER(sender, "sender");
+            MEMBER(state_key, "state_key");
+            break;
+        case 'e': MEMBER(event_id, "event_id"); break;
+        case 'o': MEMBER(ts, "origin_server_ts"); break;
+        case 'c': MEMBER(content, "content"); break;
+        case 'u': MEMBER(unsig, "unsigned"); break;
+        case 'r': MEMBER(redacts, "redacts"); break;
+        default: break;
+        }
+    }
+    ev->type = str_of(type);
     ev->kind = kind_of(ev->type);
-    ev->sender = str_field(node, "sender");
-    ev->event_id = str_field(node, "event_id");
-    ev->state_key = str_field(node, "state_key");
-    int64_t ts = uint_field(node, "origin_server_ts");
-    ev->origin_server_ts = ts < 0 ? 0 : ts;
-    const cJSON *content = get(node, "content");
-    const cJSON *unsig = obj_field(node, "unsigned");
-    ev->txn_id = str_field(unsig, "transaction_id");
-    ev->redacted = obj_field(unsig, "redacted_because") != NULL;
-    ev->prev_membership = str_field(obj_field(unsig, "prev_content"), "membership");
+    ev->sender = str_of(sender);
+    ev->event_id = str_of(event_id);
+    ev->state_key = str_of(state_key);
+    int64_t t = uint_of(ts);
+    ev->origin_server_ts = t < 0 ? 0 : t;
+    decode_unsigned(ev, obj_of(unsig));
     if (cJSON_IsObject(content)) {
+        content_members cm;
+        scan_content(content, &cm);
         ev->content = content;
-        ev->msgtype = str_field(content, "msgtype");
-        ev->body = str_field(content, "body");
-        decode_relation(ev);
+        ev->msgtype = str_of(cm.msgtype);
+        ev->body = str_of(cm.body);
+        decode_relation(ev, obj_of(cm.relates_to));
         switch (ev->kind) {
         case MX_EV_MESSAGE:
         case MX_EV_STICKER:
             if (!ev->redacted &&
-                decode_message(arena, content, ev->in_reply_to != NULL, &ev->message) != 0)
+                decode_message(arena, &cm, ev->in_reply_to != NULL, &ev->message) != 0)
                 return -1;
-            if (ev->rel_type && strcmp(ev->rel_type, "m.replace") == 0) {
-                const cJSON *nc = obj_field(content, "m.new_content");
-                if (nc && decode_message(arena, nc, 0, &ev->new_message) != 0) return -1;
+            if (ev->rel_type && strcmp(ev->rel_type, "m.replace") == 0 &&
+                cJSON_IsObject(cm.new_content)) {
+                content_members nc;
+                scan_content(cm.new_content, &nc);
+                if (decode_message(arena, &nc, 0, &ev->new_message) != 0) return -1;
             }
             break;
         case MX_EV_REDACTION:
             /* Room v11 moved `redacts` into the content; older rooms have it
              * at the top level. */
-            ev->redacts = str_field(content, "redacts");
-            if (!ev->redacts) ev->redacts = str_field(node, "redacts");
-            ev->reason = str_field(content, "reason");
+            ev->redacts = str_of(cm.redacts);
+            if (!ev->redacts) ev->redacts = str_of(redacts);
+            ev->reason = str_of(cm.reason);
             break;
         case MX_EV_MEMBER:
-            ev->membership = str_field(content, "membership");
-            ev->reason = str_field(content, "reason");
+            ev->membership = str_of(cm.membership);
+            ev->reason = str_of(cm.reason);
             break;
         default:
             break;
