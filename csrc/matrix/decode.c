@@ -35,9 +35,15 @@ static int64_t uint_of(const cJSON *v) {
 
 static int64_t uint_field(const cJSON *obj, const char *key) { return uint_of(get(obj, key)); }
 
-static const char *str_of(const cJSON *v) { return cJSON_IsString(v) ? v->valuestring : NULL; }
+/* The type tests inline (cJSON_IsString is a call into the shared library):
+ * these run for every member of every event. */
+static const char *str_of(const cJSON *v) {
+    return v && (v->type & 0xFF) == cJSON_String ? v->valuestring : NULL;
+}
 
-static const cJSON *obj_of(const cJSON *v) { return cJSON_IsObject(v) ? v : NULL; }
+static const cJSON *obj_of(const cJSON *v) {
+    return v && (v->type & 0xFF) == cJSON_Object ? v : NULL;
+}
 
 /* Events are read in one pass over their members (and their content's)
  * rather than one cJSON_GetObjectItem scan per field: MEMBER keeps the

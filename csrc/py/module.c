@@ -142,7 +142,7 @@ static int core_clear(PyObject *m) {
 
 static void core_free(void *m) { core_clear((PyObject *)m); }
 
-/* One engine thread and one set of cJSON hooks serve the whole process:
+/* One engine thread serves the whole process:
  * a second interpreter's module would share them with objects of another
  * interpreter's types. Importing it there fails instead. */
 static PyModuleDef_Slot core_slots[] = {

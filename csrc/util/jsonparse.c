@@ -37,8 +37,8 @@ cJSON *mx_json_parse(const char *data, size_t len) {
 
 /* ---- the arena parser ----------------------------------------------------- */
 
-/* NUL bytes after the copy: the string scan reads 8 bytes at a time and the
- * literal checks compare 5, never past the padding. */
+/* NUL bytes after the copy: the string scan reads 16 bytes at a time and
+ * the literal checks compare 5, never past the padding. */
 #define PAD 16
 /* Nodes taken from the arena at once, growing from FIRST_RUN to LAST_RUN so
  * a small body wastes little. */
@@ -127,29 +127,50 @@ static char *unicode_escape(char *r, char **w) {
     return r;
 }
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#define RUN_WIDTH 16u
+#else
+#define RUN_WIDTH 8u
+#endif
+
 #define ONES 0x0101010101010101ull
 #define HIGHS 0x8080808080808080ull
-/* Non-zero when one of the 8 bytes of v is zero. */
+/* Non-zero when one of the 8 bytes of v is zero; its lowest set bit marks
+ * the first such byte (little-endian). */
 #define HAS_ZERO(v) (((v) - ONES) & ~(v) & HIGHS)
+
+/* How many bytes from s before the first quote, backslash or NUL among the
+ * next RUN_WIDTH bytes; RUN_WIDTH when there is none. */
+static unsigned clean_run(const char *s) {
+#if defined(__SSE2__)
+    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)s);
+    __m128i hits = _mm_or_si128(
+        _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')), _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
+        _mm_cmpeq_epi8(v, _mm_setzero_si128()));
+    unsigned mask = (unsigned)_mm_movemask_epi8(hits);
+    return mask ? (unsigned)__builtin_ctz(mask) : RUN_WIDTH;
+#else
+    uint64_t v;
+    memcpy(&v, s, sizeof v);
+    uint64_t mask = HAS_ZERO(v ^ (ONES * '"')) | HAS_ZERO(v ^ (ONES * '\\')) | HAS_ZERO(v);
+    return mask ? (unsigned)__builtin_ctzll(mask) / 8 : RUN_WIDTH;
+#endif
+}
 
 /* The string whose first character is at s (after the opening quote): ends
  * it in place and returns the position after its closing quote, or NULL. */
 static char *parse_string(char *s, const char *end) {
-    /* Fast scan to the first quote, backslash or NUL, 8 bytes at a time. */
     for (;;) {
-        uint64_t v;
-        memcpy(&v, s, sizeof v);
-        if (HAS_ZERO(v ^ (ONES * '"')) || HAS_ZERO(v ^ (ONES * '\\')) || HAS_ZERO(v)) break;
-        s += 8;
-    }
-    for (;;) {
-        char c = *s;
-        if (c == '"') {
+        unsigned run = clean_run(s);
+        s += run;
+        if (run == RUN_WIDTH) continue;
+        if (*s == '"') {
             *s = '\0';
             return s + 1;
         }
-        if (c == '\\') break;
-        if (c == '\0' && s >= end) return NULL; /* unterminated */
+        if (*s == '\\') break;
+        if (s >= end) return NULL; /* a NUL: the end of the input, or one inside the string */
         s++;
     }
     /* Escapes: copy down from r to w. */
