@@ -143,7 +143,7 @@ static int core_clear(PyObject *m) {
 static void core_free(void *m) { core_clear((PyObject *)m); }
 
 /* One engine thread serves the whole process:
- * a second interpreter's module would share them with objects of another
+ * a second interpreter's module would share it with objects of another
  * interpreter's types. Importing it there fails instead. */
 static PyModuleDef_Slot core_slots[] = {
     {Py_mod_exec, core_exec},
