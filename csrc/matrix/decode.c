@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "matrix/html.h"
+#include "matrix/words.h"
 #include "util/jsonparse.h"
 
 /* ---- small readers: wrong types read as absent ---------------------------- */
@@ -95,38 +96,44 @@ static void scan_content(const cJSON *content, content_members *m) {
 /* ---- event kinds ---------------------------------------------------------- */
 
 static const struct {
-    const char *type;
+    mx_word_id type;
     mx_event_kind kind;
 } KINDS[] = {
-    {"m.room.message", MX_EV_MESSAGE},
-    {"m.sticker", MX_EV_STICKER},
-    {"m.reaction", MX_EV_REACTION},
-    {"m.room.redaction", MX_EV_REDACTION},
-    {"m.room.encrypted", MX_EV_ENCRYPTED},
-    {"m.room.member", MX_EV_MEMBER},
-    {"m.room.name", MX_EV_NAME},
-    {"m.room.topic", MX_EV_TOPIC},
-    {"m.room.avatar", MX_EV_AVATAR},
-    {"m.room.canonical_alias", MX_EV_CANONICAL_ALIAS},
-    {"m.room.power_levels", MX_EV_POWER_LEVELS},
-    {"m.room.encryption", MX_EV_ENCRYPTION},
-    {"m.room.tombstone", MX_EV_TOMBSTONE},
-    {"m.room.create", MX_EV_CREATE},
-    {"m.room.join_rules", MX_EV_JOIN_RULES},
-    {"m.room.pinned_events", MX_EV_PINNED},
-    {"m.space.child", MX_EV_SPACE_CHILD},
-    {"m.space.parent", MX_EV_SPACE_PARENT},
-    {"m.typing", MX_EV_TYPING},
-    {"m.receipt", MX_EV_RECEIPT},
-    {"m.presence", MX_EV_PRESENCE},
-    {"m.direct", MX_EV_DIRECT},
+    {MX_W_M_ROOM_MESSAGE, MX_EV_MESSAGE},
+    {MX_W_M_STICKER, MX_EV_STICKER},
+    {MX_W_M_REACTION, MX_EV_REACTION},
+    {MX_W_M_ROOM_REDACTION, MX_EV_REDACTION},
+    {MX_W_M_ROOM_ENCRYPTED, MX_EV_ENCRYPTED},
+    {MX_W_M_ROOM_MEMBER, MX_EV_MEMBER},
+    {MX_W_M_ROOM_NAME, MX_EV_NAME},
+    {MX_W_M_ROOM_TOPIC, MX_EV_TOPIC},
+    {MX_W_M_ROOM_AVATAR, MX_EV_AVATAR},
+    {MX_W_M_ROOM_CANONICAL_ALIAS, MX_EV_CANONICAL_ALIAS},
+    {MX_W_M_ROOM_POWER_LEVELS, MX_EV_POWER_LEVELS},
+    {MX_W_M_ROOM_ENCRYPTION, MX_EV_ENCRYPTION},
+    {MX_W_M_ROOM_TOMBSTONE, MX_EV_TOMBSTONE},
+    {MX_W_M_ROOM_CREATE, MX_EV_CREATE},
+    {MX_W_M_ROOM_JOIN_RULES, MX_EV_JOIN_RULES},
+    {MX_W_M_ROOM_PINNED_EVENTS, MX_EV_PINNED},
+    {MX_W_M_SPACE_CHILD, MX_EV_SPACE_CHILD},
+    {MX_W_M_SPACE_PARENT, MX_EV_SPACE_PARENT},
+    {MX_W_M_TYPING, MX_EV_TYPING},
+    {MX_W_M_RECEIPT, MX_EV_RECEIPT},
+    {MX_W_M_PRESENCE, MX_EV_PRESENCE},
+    {MX_W_M_DIRECT, MX_EV_DIRECT},
 };
 
-static mx_event_kind kind_of(const char *type) {
+/* The kind of an event type; a known type is pointed at its word. */
+static mx_event_kind kind_of(const char **type) {
     /* Every known type starts with "m."; most traffic is m.room.message. */
-    if (!type || type[0] != 'm' || type[1] != '.') return MX_EV_OTHER;
-    for (size_t i = 0; i < sizeof KINDS / sizeof KINDS[0]; i++)
-        if (strcmp(type, KINDS[i].type) == 0) return KINDS[i].kind;
+    const char *t = *type;
+    if (!t || t[0] != 'm' || t[1] != '.') return MX_EV_OTHER;
+    for (size_t i = 0; i < sizeof KINDS / sizeof KINDS[0]; i++) {
+        if (strcmp(t, mx_words[KINDS[i].type]) == 0) {
+            *type = mx_words[KINDS[i].type];
+            return KINDS[i].kind;
+        }
+    }
     return MX_EV_OTHER;
 }
 
@@ -202,9 +209,9 @@ static int decode_message(mx_arena *arena, const content_members *cm, int is_rep
                           mx_message **out) {
     mx_message *m = mx_arena_alloc(arena, sizeof *m);
     if (!m) return -1;
-    m->msgtype = str_of(cm->msgtype);
+    m->msgtype = mx_word_msgtype(str_of(cm->msgtype));
     m->body = str_of(cm->body);
-    m->format = str_of(cm->format);
+    m->format = mx_word_format(str_of(cm->format));
     m->formatted_body = str_of(cm->formatted_body);
     m->url = str_of(cm->url);
     const cJSON *file = obj_of(cm->file);
@@ -217,7 +224,7 @@ static int decode_message(mx_arena *arena, const content_members *cm, int is_rep
     decode_info(obj_of(cm->info), m);
     m->mentions = obj_of(cm->mentions);
     *out = m;
-    if (m->formatted_body && m->format && strcmp(m->format, "org.matrix.custom.html") == 0) {
+    if (m->formatted_body && m->format == mx_words[MX_W_HTML_FORMAT]) {
         if (convert_html(arena, m) != 0) return -1;
         if (m->text_len > 0 || !m->body) return 0;
         /* HTML with no text at all (only a reply fallback, say): use the body. */
@@ -248,11 +255,11 @@ static void decode_relation(mx_event *ev, const cJSON *rel) {
         default: break;
         }
     }
-    ev->rel_type = str_of(rel_type);
+    ev->rel_type = mx_word_rel_type(str_of(rel_type));
     ev->relates_to = str_of(event_id);
     ev->in_reply_to = str_field(obj_of(reply), "event_id");
     ev->is_falling_back = cJSON_IsTrue(falling_back);
-    if (ev->rel_type && strcmp(ev->rel_type, "m.annotation") == 0) ev->reaction_key = str_of(key_node);
+    if (ev->rel_type == mx_words[MX_W_M_ANNOTATION]) ev->reaction_key = str_of(key_node);
     if (ev->rel_type && !ev->relates_to) ev->rel_type = NULL; /* a relation to nothing */
 }
 
@@ -308,7 +315,7 @@ static void decode_unsigned(mx_event *ev, const cJSON *unsig) {
     }
     ev->txn_id = str_of(txn);
     ev->redacted = obj_of(redacted_because) != NULL;
-    ev->prev_membership = str_field(obj_of(prev_content), "membership");
+    ev->prev_membership = mx_word_membership(str_field(obj_of(prev_content), "membership"));
 }
 
 int mx_decode_event(mx_arena *arena, const cJSON *node, mx_shape shape, mx_event *ev) {
@@ -338,7 +345,7 @@ int mx_decode_event(mx_arena *arena, const cJSON *node, mx_shape shape, mx_event
         }
     }
     ev->type = str_of(type);
-    ev->kind = kind_of(ev->type);
+    ev->kind = kind_of(&ev->type);
     ev->sender = str_of(sender);
     ev->event_id = str_of(event_id);
     ev->state_key = str_of(state_key);
@@ -349,7 +356,7 @@ int mx_decode_event(mx_arena *arena, const cJSON *node, mx_shape shape, mx_event
         content_members cm;
         scan_content(content, &cm);
         ev->content = content;
-        ev->msgtype = str_of(cm.msgtype);
+        ev->msgtype = mx_word_msgtype(str_of(cm.msgtype));
         ev->body = str_of(cm.body);
         decode_relation(ev, obj_of(cm.relates_to));
         switch (ev->kind) {
@@ -358,7 +365,7 @@ int mx_decode_event(mx_arena *arena, const cJSON *node, mx_shape shape, mx_event
             if (!ev->redacted &&
                 decode_message(arena, &cm, ev->in_reply_to != NULL, &ev->message) != 0)
                 return -1;
-            if (ev->rel_type && strcmp(ev->rel_type, "m.replace") == 0 &&
+            if (ev->rel_type == mx_words[MX_W_M_REPLACE] &&
                 cJSON_IsObject(cm.new_content)) {
                 content_members nc;
                 scan_content(cm.new_content, &nc);
@@ -373,7 +380,7 @@ int mx_decode_event(mx_arena *arena, const cJSON *node, mx_shape shape, mx_event
             ev->reason = str_of(cm.reason);
             break;
         case MX_EV_MEMBER:
-            ev->membership = str_of(cm.membership);
+            ev->membership = mx_word_membership(str_of(cm.membership));
             ev->reason = str_of(cm.reason);
             break;
         default:
@@ -445,7 +452,7 @@ static void decode_receipts(const cJSON *content, mx_room *room) {
                 if (!cJSON_IsObject(user) || !user->string) continue;
                 mx_receipt *r = &out[i++];
                 r->event_id = ev->string;
-                r->receipt_type = type->string;
+                r->receipt_type = mx_word_receipt_type(type->string);
                 r->user_id = user->string;
                 r->ts = uint_field(user, "ts");
                 r->thread_id = str_field(user, "thread_id");

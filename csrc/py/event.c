@@ -37,7 +37,7 @@ PyObject *mx_events_tuple(PyObject *owner, const mx_events *evs) {
     return t;
 }
 
-static const char *const KIND_NAMES[MX_EV_KIND_COUNT] = {
+const char *const mx_event_kind_names[MX_EV_KIND_COUNT] = {
     [MX_EV_OTHER] = "other",
     [MX_EV_MESSAGE] = "message",
     [MX_EV_STICKER] = "sticker",
@@ -66,7 +66,7 @@ static const char *const KIND_NAMES[MX_EV_KIND_COUNT] = {
 /* Getter for every `const char *` field of mx_event; closure = offset. */
 static PyObject *Event_str_field(EventObject *self, void *offset) {
     const char *s = *(const char *const *)((const char *)self->ev + (size_t)offset);
-    return mx_str_or_none(s);
+    return mx_text(mx_state_of_type(Py_TYPE(self)), s);
 }
 
 static PyObject *Event_ts(EventObject *self, void *c) {
@@ -76,7 +76,7 @@ static PyObject *Event_ts(EventObject *self, void *c) {
 
 static PyObject *Event_kind(EventObject *self, void *c) {
     (void)c;
-    return PyUnicode_FromString(KIND_NAMES[self->ev->kind]);
+    return Py_NewRef(mx_state_of_type(Py_TYPE(self))->kind_names[self->ev->kind]);
 }
 
 static PyObject *Event_redacted(EventObject *self, void *c) {

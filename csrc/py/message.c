@@ -23,7 +23,8 @@ PyObject *mx_Message_new(PyObject *owner, const mx_message *msg) {
 }
 
 static PyObject *Message_str(MessageObject *self, void *offset) {
-    return mx_str_or_none(*(const char *const *)((const char *)self->msg + (size_t)offset));
+    return mx_text(mx_state_of_type(Py_TYPE(self)),
+                   *(const char *const *)((const char *)self->msg + (size_t)offset));
 }
 
 static PyObject *Message_int(MessageObject *self, void *offset) {

@@ -101,6 +101,10 @@ static int core_exec(PyObject *m) {
     if (PyModule_AddObjectRef(m, "Receipt", (PyObject *)st->ReceiptType) < 0) return -1;
     if (mx_roomcache_register(m, st) < 0) return -1;
     if (PyModule_AddIntConstant(m, "MAX_UNDELIVERED", MX_MAX_UNDELIVERED) < 0) return -1;
+    for (int w = 0; w < MX_WORD_COUNT; w++)
+        if (!(st->words[w] = PyUnicode_InternFromString(mx_words[w]))) return -1;
+    for (int k = 0; k < MX_EV_KIND_COUNT; k++)
+        if (!(st->kind_names[k] = PyUnicode_InternFromString(mx_event_kind_names[k]))) return -1;
     return 0;
 }
 
@@ -137,6 +141,8 @@ static int core_clear(PyObject *m) {
     Py_CLEAR(st->RoomCacheType);
     Py_CLEAR(st->RoomInfoType);
     Py_CLEAR(st->MemberType);
+    for (int w = 0; w < MX_WORD_COUNT; w++) Py_CLEAR(st->words[w]);
+    for (int k = 0; k < MX_EV_KIND_COUNT; k++) Py_CLEAR(st->kind_names[k]);
     return 0;
 }
 

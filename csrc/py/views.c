@@ -3,6 +3,12 @@
 
 #include "py/pyjson.h"
 
+PyObject *mx_text(mx_state *st, const char *s) {
+    int w = mx_word_index(s);
+    if (w >= 0) return Py_NewRef(st->words[w]);
+    return mx_str_or_none(s);
+}
+
 PyObject *mx_int_or_none(int64_t v) {
     if (v < 0) Py_RETURN_NONE;
     return PyLong_FromLongLong((long long)v);

@@ -23,6 +23,10 @@ typedef struct {
 /* tp_dealloc of every view type. */
 void mx_view_dealloc(PyObject *self);
 
+/* A str for a record's string: the interned one when the decoder pointed it
+ * at one of the protocol's words (matrix/words.h), else a new one; None
+ * for NULL. */
+PyObject *mx_text(mx_state *st, const char *s);
 /* None for a negative value (unknown), else an int. */
 PyObject *mx_int_or_none(int64_t v);
 /* A tuple of str (bad UTF-8 replaced) from n C strings. */
