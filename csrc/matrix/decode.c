@@ -226,14 +226,15 @@ static int decode_message(mx_arena *arena, const content_members *cm, int is_rep
     *out = m;
     if (m->formatted_body && m->format == mx_words[MX_W_HTML_FORMAT]) {
         if (convert_html(arena, m) != 0) return -1;
-        if (m->text_len > 0 || !m->body) return 0;
         /* HTML with no text at all (only a reply fallback, say): use the body. */
+        if (m->text_len == 0 && m->body) m->text = NULL;
     }
-    if (m->body) {
+    if (!m->text && m->body) {
         size_t len = strlen(m->body);
         m->text = is_reply ? strip_reply_fallback(m->body, &len) : m->body;
         m->text_len = len;
     }
+    if (m->text) mx_utf8_measure(m->text, m->text_len, &m->text_info);
     return 0;
 }
 
@@ -358,6 +359,7 @@ int mx_decode_event(mx_arena *arena, const cJSON *node, mx_shape shape, mx_event
         ev->content = content;
         ev->msgtype = mx_word_msgtype(str_of(cm.msgtype));
         ev->body = str_of(cm.body);
+        if (ev->body) mx_utf8_measure(ev->body, strlen(ev->body), &ev->body_info);
         decode_relation(ev, obj_of(cm.relates_to));
         switch (ev->kind) {
         case MX_EV_MESSAGE:

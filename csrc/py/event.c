@@ -69,6 +69,12 @@ static PyObject *Event_str_field(EventObject *self, void *offset) {
     return mx_text(mx_state_of_type(Py_TYPE(self)), s);
 }
 
+static PyObject *Event_body(EventObject *self, void *c) {
+    (void)c;
+    if (!self->ev->body) Py_RETURN_NONE;
+    return mx_str_measured(self->ev->body, &self->ev->body_info);
+}
+
 static PyObject *Event_ts(EventObject *self, void *c) {
     (void)c;
     return PyLong_FromLongLong((long long)self->ev->origin_server_ts);
@@ -212,7 +218,7 @@ static PyGetSetDef Event_getset[] = {
     STR_FIELD("state_key", state_key, "None unless this is a state event."),
     STR_FIELD("transaction_id", txn_id, "Set only on events this device sent."),
     STR_FIELD("msgtype", msgtype, NULL),
-    STR_FIELD("body", body, NULL),
+    {"body", (getter)Event_body, NULL, NULL, NULL},
     STR_FIELD("invalid", invalid, "None, or why the event cannot be used."),
     {"origin_server_ts", (getter)Event_ts, NULL, "Milliseconds since the epoch.", NULL},
     {"kind", (getter)Event_kind, NULL,

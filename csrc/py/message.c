@@ -34,7 +34,7 @@ static PyObject *Message_int(MessageObject *self, void *offset) {
 static PyObject *Message_text(MessageObject *self, void *c) {
     (void)c;
     if (!self->msg->text) return PyUnicode_FromString("");
-    return PyUnicode_DecodeUTF8(self->msg->text, (Py_ssize_t)self->msg->text_len, "replace");
+    return mx_str_measured(self->msg->text, &self->msg->text_info);
 }
 
 static PyObject *Message_mention_spans(MessageObject *self, void *c) {
