@@ -205,8 +205,9 @@ static void decode_info(const cJSON *info, mx_message *m) {
     m->duration = uint_of(duration);
 }
 
+/* `body_info`: the measure of content.body when the caller has it. */
 static int decode_message(mx_arena *arena, const content_members *cm, int is_reply,
-                          mx_message **out) {
+                          const mx_utf8_info *body_info, mx_message **out) {
     mx_message *m = mx_arena_alloc(arena, sizeof *m);
     if (!m) return -1;
     m->msgtype = mx_word_msgtype(str_of(cm->msgtype));
@@ -234,7 +235,10 @@ static int decode_message(mx_arena *arena, const content_members *cm, int is_rep
         m->text = is_reply ? strip_reply_fallback(m->body, &len) : m->body;
         m->text_len = len;
     }
-    if (m->text) mx_utf8_measure(m->text, m->text_len, &m->text_info);
+    if (m->text == m->body && body_info && m->text_len == body_info->len)
+        m->text_info = *body_info; /* the body as it is: measured already */
+    else if (m->text)
+        mx_utf8_measure(m->text, m->text_len, &m->text_info);
     return 0;
 }
 
@@ -365,13 +369,14 @@ int mx_decode_event(mx_arena *arena, const cJSON *node, mx_shape shape, mx_event
         case MX_EV_MESSAGE:
         case MX_EV_STICKER:
             if (!ev->redacted &&
-                decode_message(arena, &cm, ev->in_reply_to != NULL, &ev->message) != 0)
+                decode_message(arena, &cm, ev->in_reply_to != NULL, ev->body ? &ev->body_info : NULL,
+                               &ev->message) != 0)
                 return -1;
             if (ev->rel_type == mx_words[MX_W_M_REPLACE] &&
                 cJSON_IsObject(cm.new_content)) {
                 content_members nc;
                 scan_content(cm.new_content, &nc);
-                if (decode_message(arena, &nc, 0, &ev->new_message) != 0) return -1;
+                if (decode_message(arena, &nc, 0, NULL, &ev->new_message) != 0) return -1;
             }
             break;
         case MX_EV_REDACTION:

@@ -11,7 +11,9 @@ void mx_utf8_measure(const char *str, size_t len, mx_utf8_info *out) {
     out->maxchar = 0;
     if (len > UINT32_MAX) return;
     const unsigned char *p = (const unsigned char *)str, *end = p + len;
-    uint32_t chars = 0, maxchar = 0;
+    /* Only the width matters to Python (ASCII, Latin-1, UCS-2, UCS-4), so
+     * ASCII characters need not raise maxchar one by one. */
+    uint32_t chars = 0, maxchar = 0x7F;
     while (p < end) {
         /* ASCII runs 8 bytes at a time. */
         if (end - p >= 8) {
@@ -20,7 +22,6 @@ void mx_utf8_measure(const char *str, size_t len, mx_utf8_info *out) {
             if (!(v & 0x8080808080808080ull)) {
                 p += 8;
                 chars += 8;
-                if (maxchar < 0x7F) maxchar = 0x7F;
                 continue;
             }
         }
@@ -28,9 +29,13 @@ void mx_utf8_measure(const char *str, size_t len, mx_utf8_info *out) {
         uint32_t cp;
         size_t left = (size_t)(end - p);
         if (c < 0x80) {
-            cp = c;
-            p++;
-        } else if (c >= 0xC2 && c <= 0xDF) {
+            do {
+                p++;
+                chars++;
+            } while (p < end && *p < 0x80);
+            continue;
+        }
+        if (c >= 0xC2 && c <= 0xDF) {
             if (left < 2 || !cont(p[1])) return;
             cp = ((c & 0x1Fu) << 6) | (p[1] & 0x3Fu);
             p += 2;
