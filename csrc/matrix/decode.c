@@ -406,7 +406,7 @@ int mx_decode_events(mx_arena *arena, const cJSON *array, mx_shape shape, mx_eve
     for (const cJSON *e = array->child; e; e = e->next) n++;
     if (n == 0) return 0;
     if (n > SIZE_MAX / sizeof(mx_event)) return -1;
-    mx_event *evs = mx_arena_alloc(arena, n * sizeof *evs);
+    mx_event *evs = mx_arena_alloc_raw(arena, n * sizeof *evs); /* each decode zeroes its own */
     if (!evs) return -1;
     size_t i = 0;
     for (const cJSON *e = array->child; e; e = e->next)
