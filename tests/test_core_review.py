@@ -400,8 +400,8 @@ print("hooks live:", calls[0])
 calls[0] = 0
 event = {"type": "m.room.message", "event_id": "$e", "sender": "@a:x",
          "origin_server_ts": 1, "content": {"msgtype": "m.text", "body": "hi"}}
-body = json.dumps({"next_batch": "n",
-                   "rooms": {"join": {"!r:x": {"timeline": {"events": [event]}}}}}).encode()
+room = {"timeline": {"events": [event]}}
+body = json.dumps({"next_batch": "n", "rooms": {"join": {"!r:x": room}}}).encode()
 (ev,) = _core.decode_sync(body).rooms[0].timeline
 print("decoded:", ev.body, ev.sender)
 print("through the hooks:", calls[0])
