@@ -402,17 +402,16 @@ int mx_decode_events(mx_arena *arena, const cJSON *array, mx_shape shape, mx_eve
     out->events = NULL;
     out->n = 0;
     if (!cJSON_IsArray(array)) return 0;
-    size_t n = 0;
-    for (const cJSON *e = array->child; e; e = e->next) n++;
+    size_t n = mx_json_size(array);
     if (n == 0) return 0;
     if (n > SIZE_MAX / sizeof(mx_event)) return -1;
     mx_event *evs = mx_arena_alloc_raw(arena, n * sizeof *evs); /* each decode zeroes its own */
     if (!evs) return -1;
     size_t i = 0;
-    for (const cJSON *e = array->child; e; e = e->next)
+    for (const cJSON *e = array->child; e && i < n; e = e->next)
         if (mx_decode_event(arena, e, shape, &evs[i++]) != 0) return -1;
     out->events = evs;
-    out->n = n;
+    out->n = i;
     return 0;
 }
 
@@ -441,14 +440,14 @@ static size_t count_receipts(const cJSON *content) {
     for (const cJSON *ev = content->child; ev; ev = ev->next)
         if (cJSON_IsObject(ev))
             for (const cJSON *type = ev->child; type; type = type->next)
-                if (cJSON_IsObject(type)) n += (size_t)cJSON_GetArraySize(type);
+                if (cJSON_IsObject(type)) n += mx_json_size(type);
     return n;
 }
 
 /* m.receipt content: {event_id: {receipt_type: {user_id: {ts, thread_id}}}},
- * appended to room->receipts, which has room for them (decode_ephemeral
- * sizes it once for all the room's receipt events). */
-static void decode_receipts(const cJSON *content, mx_room *room) {
+ * appended to room->receipts, which has room for `cap` in all
+ * (decode_ephemeral sizes it once for all the room's receipt events). */
+static void decode_receipts(const cJSON *content, mx_room *room, size_t cap) {
     mx_receipt *out = room->receipts;
     size_t i = room->n_receipts;
     for (const cJSON *ev = content->child; ev; ev = ev->next) {
@@ -457,6 +456,7 @@ static void decode_receipts(const cJSON *content, mx_room *room) {
             if (!cJSON_IsObject(type) || !type->string) continue;
             for (const cJSON *user = type->child; user; user = user->next) {
                 if (!cJSON_IsObject(user) || !user->string) continue;
+                if (i == cap) break; /* only if the sizes lied */
                 mx_receipt *r = &out[i++];
                 r->event_id = ev->string;
                 r->receipt_type = mx_word_receipt_type(type->string);
@@ -488,7 +488,7 @@ static int decode_ephemeral(mx_arena *arena, const cJSON *array, mx_room *room) 
             if (str_array(arena, get(ev->content, "user_ids"), &room->typing, &room->n_typing))
                 return -1;
         } else if (ev->kind == MX_EV_RECEIPT) {
-            decode_receipts(ev->content, room);
+            decode_receipts(ev->content, room, n_receipts);
         }
     }
     return 0;
@@ -525,12 +525,14 @@ static int decode_room(mx_arena *arena, const cJSON *r, mx_membership m, mx_room
 }
 
 static size_t count_members(const cJSON *obj) {
-    return cJSON_IsObject(obj) ? (size_t)cJSON_GetArraySize(obj) : 0;
+    return cJSON_IsObject(obj) ? mx_json_size(obj) : 0;
 }
 
-static int decode_section(mx_arena *arena, const cJSON *section, mx_membership m, mx_batch *b) {
+/* Appends the section's rooms to b->rooms, which has room for `cap`. */
+static int decode_section(mx_arena *arena, const cJSON *section, mx_membership m, mx_batch *b,
+                          size_t cap) {
     if (!cJSON_IsObject(section)) return 0;
-    for (const cJSON *r = section->child; r; r = r->next) {
+    for (const cJSON *r = section->child; r && b->n_rooms < cap; r = r->next) {
         if (!cJSON_IsObject(r) || !r->string) continue; /* a malformed room is skipped */
         if (decode_room(arena, r, m, &b->rooms[b->n_rooms++]) != 0) return -1;
     }
@@ -546,10 +548,10 @@ static int decode_batch(mx_batch *b, const cJSON *root) {
         count_members(join) + count_members(invite) + count_members(leave) + count_members(knock);
     if (total && !(b->rooms = mx_arena_alloc(a, total * sizeof *b->rooms))) return -1;
     const cJSON *devices = obj_field(root, "device_lists");
-    if (decode_section(a, join, MX_ROOM_JOIN, b) != 0 ||
-        decode_section(a, invite, MX_ROOM_INVITE, b) != 0 ||
-        decode_section(a, leave, MX_ROOM_LEAVE, b) != 0 ||
-        decode_section(a, knock, MX_ROOM_KNOCK, b) != 0 ||
+    if (decode_section(a, join, MX_ROOM_JOIN, b, total) != 0 ||
+        decode_section(a, invite, MX_ROOM_INVITE, b, total) != 0 ||
+        decode_section(a, leave, MX_ROOM_LEAVE, b, total) != 0 ||
+        decode_section(a, knock, MX_ROOM_KNOCK, b, total) != 0 ||
         mx_decode_events(a, get(obj_field(root, "account_data"), "events"), MX_SHAPE_BASIC,
                          &b->account_data) != 0 ||
         mx_decode_events(a, get(obj_field(root, "presence"), "events"), MX_SHAPE_BASIC,

@@ -28,6 +28,14 @@
  * in RoomCache.apply_*) take turns. The arena parser has no global state. */
 static pthread_mutex_t parse_lock = PTHREAD_MUTEX_INITIALIZER;
 
+size_t mx_json_size(const cJSON *c) {
+    if (!c || !(c->type & (cJSON_Array | cJSON_Object))) return 0;
+    if (c->valueint > 0) return (size_t)c->valueint;
+    size_t n = 0;
+    for (const cJSON *e = c->child; e; e = e->next) n++;
+    return n;
+}
+
 cJSON *mx_json_parse(const char *data, size_t len) {
     pthread_mutex_lock(&parse_lock);
     cJSON *root = cJSON_ParseWithLength(data, len);
@@ -289,6 +297,7 @@ static char *parse_number(mx_arena *arena, char *s, cJSON *n) {
 typedef struct {
     cJSON *node; /* an open object or array */
     cJSON *last; /* its last child so far */
+    size_t n;    /* its children so far */
 } open_container;
 
 cJSON *mx_json_parse_in_arena(const char *data, size_t len, mx_arena *arena) {
@@ -354,9 +363,10 @@ value:;
             top->node->child = n;
         }
         top->last = n;
+        top->n++;
     }
     if (n->type == cJSON_Object || n->type == cJSON_Array) {
-        stack[depth++] = (open_container){.node = n, .last = NULL};
+        stack[depth++] = (open_container){.node = n, .last = NULL, .n = 0};
         s = skip_ws(s + 1);
         if (*s == (n->type == cJSON_Object ? '}' : ']')) {
             s++;
@@ -381,6 +391,7 @@ after_value:
         if (*s != (object ? '}' : ']')) return NULL;
         s++;
         top->node->child->prev = top->last; /* cJSON's link to the last child */
+        top->node->valueint = top->n <= INT_MAX ? (int)top->n : 0; /* see mx_json_size */
         depth--;
         goto after_value;
     }
