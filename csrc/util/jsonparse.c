@@ -11,6 +11,7 @@
  * - takes its nodes from the arena in runs, not one hook call per node;
  * - reads integers and short decimals without strtod and localeconv;
  * - is a loop with an explicit stack instead of recursion.
+ * It also records each array's and object's item count (mx_json_size).
  * It is strict RFC 8259 (no trailing garbage, no leading zeros, JSON
  * whitespace only), nests at most MX_JSON_MAX_DEPTH deep like cJSON, and
  * does not validate UTF-8 (the Python views replace bad bytes). */
