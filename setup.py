@@ -24,17 +24,16 @@ class BuildWithHelpHook(build_py):
 compile_args = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-fvisibility=hidden"]
 link_args: list[str] = []
 
-# Sanitizer builds run the production arena path (MX_JSON_IN_ARENA=1): under
-# ASan the arena poisons a red zone after each allocation (csrc/util/arena.c).
-# MATRIDGE_ARENA=0 parses with one malloc per cJSON node instead.
-arena = [] if os.environ.get("MATRIDGE_ARENA", "1") != "0" else ["-DMX_JSON_IN_ARENA=0"]
+# Sanitizer builds run the production arena path: under ASan the arena puts
+# a poisoned red zone after each allocation, every JSON node included
+# (csrc/util/arena.c, csrc/util/jsonparse.c).
 if os.environ.get("MATRIDGE_SANITIZE") == "thread":
     flags = ["-fsanitize=thread", "-fno-omit-frame-pointer", "-g", "-O1"]
-    compile_args += [*flags, *arena]
+    compile_args += flags
     link_args += flags
 elif os.environ.get("MATRIDGE_SANITIZE"):
     flags = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g", "-O1"]
-    compile_args += [*flags, *arena]
+    compile_args += flags
     link_args += flags
 elif os.environ.get("MATRIDGE_DEBUG"):
     compile_args += ["-g", "-O0"]

@@ -4,16 +4,6 @@
 #include <string.h>
 
 #include "matrix/history.h"
-#include "util/jsonparse.h"
-
-/* As module init does: the JSON goes into arenas, as in production. Without
- * the hooks every parse would be refused (see mx_json_parse_in_arena). */
-int LLVMFuzzerInitialize(int *argc, char ***argv) {
-    (void)argc;
-    (void)argv;
-    mx_json_install_hooks();
-    return 0;
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1) return 0;

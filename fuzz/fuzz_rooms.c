@@ -29,13 +29,6 @@ static void touch_list(const mx_strlist *l) {
     for (size_t i = 0; i < l->n; i++) touch(l->items[i]);
 }
 
-int LLVMFuzzerInitialize(int *argc, char ***argv) {
-    (void)argc;
-    (void)argv;
-    mx_json_install_hooks(); /* as module init does: the arena path */
-    return 0;
-}
-
 static void apply_sync(mx_rooms *c, const char *data, size_t len) {
     mx_batch *b = NULL;
     const char *reason;

@@ -530,3 +530,35 @@ def test_decoding_releases_the_gil() -> None:
         sys.setswitchinterval(interval)
     assert len(batch.rooms[0].timeline) == 50000
     assert during > 0
+
+
+# Bodies of every str width, and bytes that are not UTF-8 (overlong forms,
+# surrogates, truncated sequences, code points above U+10FFFF), read back as
+# Python's own decoder reads them: the views build strs from the decoder's
+# measurements and must never disagree with it.
+UTF8_CASES: list[bytes] = [
+    b"plain ascii, longer than eight bytes",
+    "café naïve".encode(),
+    "ÿ at the top of latin-1".encode(),
+    "日本語 and Ā".encode(),
+    "emoji 🎉 and 👍 beside é and 日".encode(),
+    "\U0010ffff last".encode(),
+    b"overlong \xc0\xaf slash",
+    b"overlong three \xe0\x80\xaf",
+    b"overlong four \xf0\x80\x80\xaf",
+    b"surrogate \xed\xa0\x80 half",
+    b"too high \xf4\x90\x80\x80",
+    b"truncated \xe6\x97",
+    b"truncated at the end \xf0\x9f\x8e",
+    b"lone continuation \x80\xbf bytes",
+    b"\xff\xfe invalid lead bytes",
+]
+
+
+@pytest.mark.parametrize("raw", UTF8_CASES)
+def test_bodies_decode_as_python_decodes_them(raw: bytes) -> None:
+    body = sync_with_timeline(message("BODY")).replace(b'"BODY"', b'"' + raw + b'"')
+    (ev,) = _core.decode_sync(body).rooms[0].timeline
+    expected = raw.decode("utf-8", "replace")
+    assert ev.body == expected
+    assert msg(ev).text == expected

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "matrix/html.h"
+#include "matrix/words.h"
 #include "util/jsonparse.h"
 
 /* ---- small readers: wrong types read as absent ---------------------------- */
@@ -26,49 +27,113 @@ static const cJSON *obj_field(const cJSON *obj, const char *key) {
 
 /* A non-negative integer below 2^53, else -1 (huge, negative, fractional or
  * not a number). */
-static int64_t uint_field(const cJSON *obj, const char *key) {
-    const cJSON *v = get(obj, key);
+static int64_t uint_of(const cJSON *v) {
     if (!cJSON_IsNumber(v)) return -1;
     double d = v->valuedouble;
     if (!(d >= 0 && d < 9007199254740992.0) || d != (double)(int64_t)d) return -1;
     return (int64_t)d;
 }
 
+static int64_t uint_field(const cJSON *obj, const char *key) { return uint_of(get(obj, key)); }
+
+/* The type tests inline (cJSON_IsString is a call into the shared library):
+ * these run for every member of every event. */
+static const char *str_of(const cJSON *v) {
+    return v && (v->type & 0xFF) == cJSON_String ? v->valuestring : NULL;
+}
+
+static const cJSON *obj_of(const cJSON *v) {
+    return v && (v->type & 0xFF) == cJSON_Object ? v : NULL;
+}
+
+/* Events are read in one pass over their members (and their content's)
+ * rather than one cJSON_GetObjectItem scan per field: MEMBER keeps the
+ * first member of that name, as cJSON_GetObjectItem would find it. */
+#define MEMBER(slot, name)                                                  \
+    if (strcmp(key, name) == 0) {                                           \
+        if (!(slot)) (slot) = c;                                            \
+        continue;                                                           \
+    }
+
+/* The content members any event kind reads. */
+typedef struct {
+    const cJSON *msgtype, *body, *format, *formatted_body, *url, *file, *filename, *geo_uri,
+        *info, *mentions, *relates_to, *new_content, *redacts, *reason, *membership;
+} content_members;
+
+static void scan_content(const cJSON *content, content_members *m) {
+    memset(m, 0, sizeof *m);
+    for (const cJSON *c = content->child; c; c = c->next) {
+        const char *key = c->string;
+        if (!key) continue;
+        switch (key[0]) {
+        case 'b': MEMBER(m->body, "body"); break;
+        case 'f':
+            MEMBER(m->format, "format");
+            MEMBER(m->formatted_body, "formatted_body");
+            MEMBER(m->file, "file");
+            MEMBER(m->filename, "filename");
+            break;
+        case 'g': MEMBER(m->geo_uri, "geo_uri"); break;
+        case 'i': MEMBER(m->info, "info"); break;
+        case 'm':
+            MEMBER(m->msgtype, "msgtype");
+            MEMBER(m->relates_to, "m.relates_to");
+            MEMBER(m->mentions, "m.mentions");
+            MEMBER(m->new_content, "m.new_content");
+            MEMBER(m->membership, "membership");
+            break;
+        case 'r':
+            MEMBER(m->redacts, "redacts");
+            MEMBER(m->reason, "reason");
+            break;
+        case 'u': MEMBER(m->url, "url"); break;
+        default: break;
+        }
+    }
+}
+
 /* ---- event kinds ---------------------------------------------------------- */
 
 static const struct {
-    const char *type;
+    mx_word_id type;
     mx_event_kind kind;
 } KINDS[] = {
-    {"m.room.message", MX_EV_MESSAGE},
-    {"m.sticker", MX_EV_STICKER},
-    {"m.reaction", MX_EV_REACTION},
-    {"m.room.redaction", MX_EV_REDACTION},
-    {"m.room.encrypted", MX_EV_ENCRYPTED},
-    {"m.room.member", MX_EV_MEMBER},
-    {"m.room.name", MX_EV_NAME},
-    {"m.room.topic", MX_EV_TOPIC},
-    {"m.room.avatar", MX_EV_AVATAR},
-    {"m.room.canonical_alias", MX_EV_CANONICAL_ALIAS},
-    {"m.room.power_levels", MX_EV_POWER_LEVELS},
-    {"m.room.encryption", MX_EV_ENCRYPTION},
-    {"m.room.tombstone", MX_EV_TOMBSTONE},
-    {"m.room.create", MX_EV_CREATE},
-    {"m.room.join_rules", MX_EV_JOIN_RULES},
-    {"m.room.pinned_events", MX_EV_PINNED},
-    {"m.space.child", MX_EV_SPACE_CHILD},
-    {"m.space.parent", MX_EV_SPACE_PARENT},
-    {"m.typing", MX_EV_TYPING},
-    {"m.receipt", MX_EV_RECEIPT},
-    {"m.presence", MX_EV_PRESENCE},
-    {"m.direct", MX_EV_DIRECT},
+    {MX_W_M_ROOM_MESSAGE, MX_EV_MESSAGE},
+    {MX_W_M_STICKER, MX_EV_STICKER},
+    {MX_W_M_REACTION, MX_EV_REACTION},
+    {MX_W_M_ROOM_REDACTION, MX_EV_REDACTION},
+    {MX_W_M_ROOM_ENCRYPTED, MX_EV_ENCRYPTED},
+    {MX_W_M_ROOM_MEMBER, MX_EV_MEMBER},
+    {MX_W_M_ROOM_NAME, MX_EV_NAME},
+    {MX_W_M_ROOM_TOPIC, MX_EV_TOPIC},
+    {MX_W_M_ROOM_AVATAR, MX_EV_AVATAR},
+    {MX_W_M_ROOM_CANONICAL_ALIAS, MX_EV_CANONICAL_ALIAS},
+    {MX_W_M_ROOM_POWER_LEVELS, MX_EV_POWER_LEVELS},
+    {MX_W_M_ROOM_ENCRYPTION, MX_EV_ENCRYPTION},
+    {MX_W_M_ROOM_TOMBSTONE, MX_EV_TOMBSTONE},
+    {MX_W_M_ROOM_CREATE, MX_EV_CREATE},
+    {MX_W_M_ROOM_JOIN_RULES, MX_EV_JOIN_RULES},
+    {MX_W_M_ROOM_PINNED_EVENTS, MX_EV_PINNED},
+    {MX_W_M_SPACE_CHILD, MX_EV_SPACE_CHILD},
+    {MX_W_M_SPACE_PARENT, MX_EV_SPACE_PARENT},
+    {MX_W_M_TYPING, MX_EV_TYPING},
+    {MX_W_M_RECEIPT, MX_EV_RECEIPT},
+    {MX_W_M_PRESENCE, MX_EV_PRESENCE},
+    {MX_W_M_DIRECT, MX_EV_DIRECT},
 };
 
-static mx_event_kind kind_of(const char *type) {
+/* The kind of an event type; a known type is pointed at its word. */
+static mx_event_kind kind_of(const char **type) {
     /* Every known type starts with "m."; most traffic is m.room.message. */
-    if (!type || type[0] != 'm' || type[1] != '.') return MX_EV_OTHER;
-    for (size_t i = 0; i < sizeof KINDS / sizeof KINDS[0]; i++)
-        if (strcmp(type, KINDS[i].type) == 0) return KINDS[i].kind;
+    const char *t = *type;
+    if (!t || t[0] != 'm' || t[1] != '.') return MX_EV_OTHER;
+    for (size_t i = 0; i < sizeof KINDS / sizeof KINDS[0]; i++) {
+        if (strcmp(t, mx_words[KINDS[i].type]) == 0) {
+            *type = mx_words[KINDS[i].type];
+            return KINDS[i].kind;
+        }
+    }
     return MX_EV_OTHER;
 }
 
@@ -115,54 +180,91 @@ done:
     return rc;
 }
 
-static int decode_message(mx_arena *arena, const cJSON *content, int is_reply, mx_message **out) {
+/* content.info of media: one pass, absent numbers -1. */
+static void decode_info(const cJSON *info, mx_message *m) {
+    const cJSON *mimetype = NULL, *thumbnail = NULL, *size = NULL, *w = NULL, *h = NULL,
+                *duration = NULL;
+    for (const cJSON *c = info ? info->child : NULL; c; c = c->next) {
+        const char *key = c->string;
+        if (!key) continue;
+        switch (key[0]) {
+        case 'm': MEMBER(mimetype, "mimetype"); break;
+        case 't': MEMBER(thumbnail, "thumbnail_url"); break;
+        case 's': MEMBER(size, "size"); break;
+        case 'w': MEMBER(w, "w"); break;
+        case 'h': MEMBER(h, "h"); break;
+        case 'd': MEMBER(duration, "duration"); break;
+        default: break;
+        }
+    }
+    m->mimetype = str_of(mimetype);
+    m->thumbnail_url = str_of(thumbnail);
+    m->size = uint_of(size);
+    m->width = uint_of(w);
+    m->height = uint_of(h);
+    m->duration = uint_of(duration);
+}
+
+/* `body_info`: the measure of content.body when the caller has it. */
+static int decode_message(mx_arena *arena, const content_members *cm, int is_reply,
+                          const mx_utf8_info *body_info, mx_message **out) {
     mx_message *m = mx_arena_alloc(arena, sizeof *m);
     if (!m) return -1;
-    m->msgtype = str_field(content, "msgtype");
-    m->body = str_field(content, "body");
-    m->format = str_field(content, "format");
-    m->formatted_body = str_field(content, "formatted_body");
-    m->url = str_field(content, "url");
-    const cJSON *file = obj_field(content, "file");
+    m->msgtype = mx_word_msgtype(str_of(cm->msgtype));
+    m->body = str_of(cm->body);
+    m->format = mx_word_format(str_of(cm->format));
+    m->formatted_body = str_of(cm->formatted_body);
+    m->url = str_of(cm->url);
+    const cJSON *file = obj_of(cm->file);
     if (!m->url && file) {
         m->url = str_field(file, "url");
         m->encrypted_file = 1;
     }
-    m->filename = str_field(content, "filename");
-    m->geo_uri = str_field(content, "geo_uri");
-    const cJSON *info = obj_field(content, "info");
-    m->mimetype = str_field(info, "mimetype");
-    m->thumbnail_url = str_field(info, "thumbnail_url");
-    m->size = uint_field(info, "size");
-    m->width = uint_field(info, "w");
-    m->height = uint_field(info, "h");
-    m->duration = uint_field(info, "duration");
-    m->mentions = obj_field(content, "m.mentions");
+    m->filename = str_of(cm->filename);
+    m->geo_uri = str_of(cm->geo_uri);
+    decode_info(obj_of(cm->info), m);
+    m->mentions = obj_of(cm->mentions);
     *out = m;
-    if (m->formatted_body && m->format && strcmp(m->format, "org.matrix.custom.html") == 0) {
+    if (m->formatted_body && m->format == mx_words[MX_W_HTML_FORMAT]) {
         if (convert_html(arena, m) != 0) return -1;
-        if (m->text_len > 0 || !m->body) return 0;
         /* HTML with no text at all (only a reply fallback, say): use the body. */
+        if (m->text_len == 0 && m->body) m->text = NULL;
     }
-    if (m->body) {
+    if (!m->text && m->body) {
         size_t len = strlen(m->body);
         m->text = is_reply ? strip_reply_fallback(m->body, &len) : m->body;
         m->text_len = len;
     }
+    if (m->text == m->body && body_info && m->text_len == body_info->len)
+        m->text_info = *body_info; /* the body as it is: measured already */
+    else if (m->text)
+        mx_utf8_measure(m->text, m->text_len, &m->text_info);
     return 0;
 }
 
 /* ---- one event ------------------------------------------------------------ */
 
-static void decode_relation(mx_event *ev) {
-    const cJSON *rel = obj_field(ev->content, "m.relates_to");
+static void decode_relation(mx_event *ev, const cJSON *rel) {
     if (!rel) return;
-    ev->rel_type = str_field(rel, "rel_type");
-    ev->relates_to = str_field(rel, "event_id");
-    ev->in_reply_to = str_field(obj_field(rel, "m.in_reply_to"), "event_id");
-    ev->is_falling_back = cJSON_IsTrue(get(rel, "is_falling_back"));
-    if (ev->rel_type && strcmp(ev->rel_type, "m.annotation") == 0)
-        ev->reaction_key = str_field(rel, "key");
+    const cJSON *rel_type = NULL, *event_id = NULL, *reply = NULL, *falling_back = NULL,
+                *key_node = NULL;
+    for (const cJSON *c = rel->child; c; c = c->next) {
+        const char *key = c->string;
+        if (!key) continue;
+        switch (key[0]) {
+        case 'r': MEMBER(rel_type, "rel_type"); break;
+        case 'e': MEMBER(event_id, "event_id"); break;
+        case 'm': MEMBER(reply, "m.in_reply_to"); break;
+        case 'i': MEMBER(falling_back, "is_falling_back"); break;
+        case 'k': MEMBER(key_node, "key"); break;
+        default: break;
+        }
+    }
+    ev->rel_type = mx_word_rel_type(str_of(rel_type));
+    ev->relates_to = str_of(event_id);
+    ev->in_reply_to = str_field(obj_of(reply), "event_id");
+    ev->is_falling_back = cJSON_IsTrue(falling_back);
+    if (ev->rel_type == mx_words[MX_W_M_ANNOTATION]) ev->reaction_key = str_of(key_node);
     if (ev->rel_type && !ev->relates_to) ev->rel_type = NULL; /* a relation to nothing */
 }
 
@@ -202,6 +304,25 @@ static const char *check(const mx_event *ev, const cJSON *content, mx_shape shap
     return NULL;
 }
 
+/* unsigned: the transaction id, whether a redaction emptied the content,
+ * and the previous membership. */
+static void decode_unsigned(mx_event *ev, const cJSON *unsig) {
+    const cJSON *txn = NULL, *redacted_because = NULL, *prev_content = NULL;
+    for (const cJSON *c = unsig ? unsig->child : NULL; c; c = c->next) {
+        const char *key = c->string;
+        if (!key) continue;
+        switch (key[0]) {
+        case 't': MEMBER(txn, "transaction_id"); break;
+        case 'r': MEMBER(redacted_because, "redacted_because"); break;
+        case 'p': MEMBER(prev_content, "prev_content"); break;
+        default: break;
+        }
+    }
+    ev->txn_id = str_of(txn);
+    ev->redacted = obj_of(redacted_because) != NULL;
+    ev->prev_membership = mx_word_membership(str_field(obj_of(prev_content), "membership"));
+}
+
 int mx_decode_event(mx_arena *arena, const cJSON *node, mx_shape shape, mx_event *ev) {
     memset(ev, 0, sizeof *ev);
     ev->node = node;
@@ -209,44 +330,65 @@ int mx_decode_event(mx_arena *arena, const cJSON *node, mx_shape shape, mx_event
         ev->invalid = "the event is not a JSON object";
         return 0;
     }
-    ev->type = str_field(node, "type");
-    ev->kind = kind_of(ev->type);
-    ev->sender = str_field(node, "sender");
-    ev->event_id = str_field(node, "event_id");
-    ev->state_key = str_field(node, "state_key");
-    int64_t ts = uint_field(node, "origin_server_ts");
-    ev->origin_server_ts = ts < 0 ? 0 : ts;
-    const cJSON *content = get(node, "content");
-    const cJSON *unsig = obj_field(node, "unsigned");
-    ev->txn_id = str_field(unsig, "transaction_id");
-    ev->redacted = obj_field(unsig, "redacted_because") != NULL;
-    ev->prev_membership = str_field(obj_field(unsig, "prev_content"), "membership");
+    const cJSON *type = NULL, *sender = NULL, *event_id = NULL, *state_key = NULL, *ts = NULL,
+                *content = NULL, *unsig = NULL, *redacts = NULL;
+    for (const cJSON *c = node->child; c; c = c->next) {
+        const char *key = c->string;
+        if (!key) continue;
+        switch (key[0]) {
+        case 't': MEMBER(type, "type"); break;
+        case 's':
+            MEMBER(sender, "sender");
+            MEMBER(state_key, "state_key");
+            break;
+        case 'e': MEMBER(event_id, "event_id"); break;
+        case 'o': MEMBER(ts, "origin_server_ts"); break;
+        case 'c': MEMBER(content, "content"); break;
+        case 'u': MEMBER(unsig, "unsigned"); break;
+        case 'r': MEMBER(redacts, "redacts"); break;
+        default: break;
+        }
+    }
+    ev->type = str_of(type);
+    ev->kind = kind_of(&ev->type);
+    ev->sender = str_of(sender);
+    ev->event_id = str_of(event_id);
+    ev->state_key = str_of(state_key);
+    int64_t t = uint_of(ts);
+    ev->origin_server_ts = t < 0 ? 0 : t;
+    decode_unsigned(ev, obj_of(unsig));
     if (cJSON_IsObject(content)) {
+        content_members cm;
+        scan_content(content, &cm);
         ev->content = content;
-        ev->msgtype = str_field(content, "msgtype");
-        ev->body = str_field(content, "body");
-        decode_relation(ev);
+        ev->msgtype = mx_word_msgtype(str_of(cm.msgtype));
+        ev->body = str_of(cm.body);
+        if (ev->body) mx_utf8_measure(ev->body, strlen(ev->body), &ev->body_info);
+        decode_relation(ev, obj_of(cm.relates_to));
         switch (ev->kind) {
         case MX_EV_MESSAGE:
         case MX_EV_STICKER:
             if (!ev->redacted &&
-                decode_message(arena, content, ev->in_reply_to != NULL, &ev->message) != 0)
+                decode_message(arena, &cm, ev->in_reply_to != NULL, ev->body ? &ev->body_info : NULL,
+                               &ev->message) != 0)
                 return -1;
-            if (ev->rel_type && strcmp(ev->rel_type, "m.replace") == 0) {
-                const cJSON *nc = obj_field(content, "m.new_content");
-                if (nc && decode_message(arena, nc, 0, &ev->new_message) != 0) return -1;
+            if (ev->rel_type == mx_words[MX_W_M_REPLACE] &&
+                cJSON_IsObject(cm.new_content)) {
+                content_members nc;
+                scan_content(cm.new_content, &nc);
+                if (decode_message(arena, &nc, 0, NULL, &ev->new_message) != 0) return -1;
             }
             break;
         case MX_EV_REDACTION:
             /* Room v11 moved `redacts` into the content; older rooms have it
              * at the top level. */
-            ev->redacts = str_field(content, "redacts");
-            if (!ev->redacts) ev->redacts = str_field(node, "redacts");
-            ev->reason = str_field(content, "reason");
+            ev->redacts = str_of(cm.redacts);
+            if (!ev->redacts) ev->redacts = str_of(redacts);
+            ev->reason = str_of(cm.reason);
             break;
         case MX_EV_MEMBER:
-            ev->membership = str_field(content, "membership");
-            ev->reason = str_field(content, "reason");
+            ev->membership = mx_word_membership(str_of(cm.membership));
+            ev->reason = str_of(cm.reason);
             break;
         default:
             break;
@@ -260,17 +402,16 @@ int mx_decode_events(mx_arena *arena, const cJSON *array, mx_shape shape, mx_eve
     out->events = NULL;
     out->n = 0;
     if (!cJSON_IsArray(array)) return 0;
-    size_t n = 0;
-    for (const cJSON *e = array->child; e; e = e->next) n++;
+    size_t n = mx_json_size(array);
     if (n == 0) return 0;
     if (n > SIZE_MAX / sizeof(mx_event)) return -1;
-    mx_event *evs = mx_arena_alloc(arena, n * sizeof *evs);
+    mx_event *evs = mx_arena_alloc_raw(arena, n * sizeof *evs); /* each decode zeroes its own */
     if (!evs) return -1;
     size_t i = 0;
-    for (const cJSON *e = array->child; e; e = e->next)
+    for (const cJSON *e = array->child; e && i < n; e = e->next)
         if (mx_decode_event(arena, e, shape, &evs[i++]) != 0) return -1;
     out->events = evs;
-    out->n = n;
+    out->n = i;
     return 0;
 }
 
@@ -299,14 +440,14 @@ static size_t count_receipts(const cJSON *content) {
     for (const cJSON *ev = content->child; ev; ev = ev->next)
         if (cJSON_IsObject(ev))
             for (const cJSON *type = ev->child; type; type = type->next)
-                if (cJSON_IsObject(type)) n += (size_t)cJSON_GetArraySize(type);
+                if (cJSON_IsObject(type)) n += mx_json_size(type);
     return n;
 }
 
 /* m.receipt content: {event_id: {receipt_type: {user_id: {ts, thread_id}}}},
- * appended to room->receipts, which has room for them (decode_ephemeral
- * sizes it once for all the room's receipt events). */
-static void decode_receipts(const cJSON *content, mx_room *room) {
+ * appended to room->receipts, which has room for `cap` in all
+ * (decode_ephemeral sizes it once for all the room's receipt events). */
+static void decode_receipts(const cJSON *content, mx_room *room, size_t cap) {
     mx_receipt *out = room->receipts;
     size_t i = room->n_receipts;
     for (const cJSON *ev = content->child; ev; ev = ev->next) {
@@ -315,9 +456,10 @@ static void decode_receipts(const cJSON *content, mx_room *room) {
             if (!cJSON_IsObject(type) || !type->string) continue;
             for (const cJSON *user = type->child; user; user = user->next) {
                 if (!cJSON_IsObject(user) || !user->string) continue;
+                if (i == cap) break; /* only if the sizes lied */
                 mx_receipt *r = &out[i++];
                 r->event_id = ev->string;
-                r->receipt_type = type->string;
+                r->receipt_type = mx_word_receipt_type(type->string);
                 r->user_id = user->string;
                 r->ts = uint_field(user, "ts");
                 r->thread_id = str_field(user, "thread_id");
@@ -346,7 +488,7 @@ static int decode_ephemeral(mx_arena *arena, const cJSON *array, mx_room *room) 
             if (str_array(arena, get(ev->content, "user_ids"), &room->typing, &room->n_typing))
                 return -1;
         } else if (ev->kind == MX_EV_RECEIPT) {
-            decode_receipts(ev->content, room);
+            decode_receipts(ev->content, room, n_receipts);
         }
     }
     return 0;
@@ -383,12 +525,14 @@ static int decode_room(mx_arena *arena, const cJSON *r, mx_membership m, mx_room
 }
 
 static size_t count_members(const cJSON *obj) {
-    return cJSON_IsObject(obj) ? (size_t)cJSON_GetArraySize(obj) : 0;
+    return cJSON_IsObject(obj) ? mx_json_size(obj) : 0;
 }
 
-static int decode_section(mx_arena *arena, const cJSON *section, mx_membership m, mx_batch *b) {
+/* Appends the section's rooms to b->rooms, which has room for `cap`. */
+static int decode_section(mx_arena *arena, const cJSON *section, mx_membership m, mx_batch *b,
+                          size_t cap) {
     if (!cJSON_IsObject(section)) return 0;
-    for (const cJSON *r = section->child; r; r = r->next) {
+    for (const cJSON *r = section->child; r && b->n_rooms < cap; r = r->next) {
         if (!cJSON_IsObject(r) || !r->string) continue; /* a malformed room is skipped */
         if (decode_room(arena, r, m, &b->rooms[b->n_rooms++]) != 0) return -1;
     }
@@ -404,10 +548,10 @@ static int decode_batch(mx_batch *b, const cJSON *root) {
         count_members(join) + count_members(invite) + count_members(leave) + count_members(knock);
     if (total && !(b->rooms = mx_arena_alloc(a, total * sizeof *b->rooms))) return -1;
     const cJSON *devices = obj_field(root, "device_lists");
-    if (decode_section(a, join, MX_ROOM_JOIN, b) != 0 ||
-        decode_section(a, invite, MX_ROOM_INVITE, b) != 0 ||
-        decode_section(a, leave, MX_ROOM_LEAVE, b) != 0 ||
-        decode_section(a, knock, MX_ROOM_KNOCK, b) != 0 ||
+    if (decode_section(a, join, MX_ROOM_JOIN, b, total) != 0 ||
+        decode_section(a, invite, MX_ROOM_INVITE, b, total) != 0 ||
+        decode_section(a, leave, MX_ROOM_LEAVE, b, total) != 0 ||
+        decode_section(a, knock, MX_ROOM_KNOCK, b, total) != 0 ||
         mx_decode_events(a, get(obj_field(root, "account_data"), "events"), MX_SHAPE_BASIC,
                          &b->account_data) != 0 ||
         mx_decode_events(a, get(obj_field(root, "presence"), "events"), MX_SHAPE_BASIC,
@@ -445,11 +589,9 @@ int mx_decode_sync_body(const char *data, size_t len, mx_batch **out, const char
         *reason = "out of memory";
         return -1;
     }
-    int hijacked;
-    b->root = mx_json_parse_in_arena(data, len, &b->arena, &hijacked);
-    b->root_malloced = !MX_JSON_IN_ARENA;
+    b->root = mx_json_parse_in_arena(data, len, &b->arena);
     if (!b->root) {
-        *reason = hijacked ? MX_JSON_HOOKS_REPLACED : "it is not valid JSON";
+        *reason = "it is not valid JSON";
         mx_batch_free(b);
         return -1;
     }

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "util/arena.h"
+#include "util/utf8.h"
 
 typedef enum { MX_ROOM_JOIN, MX_ROOM_INVITE, MX_ROOM_LEAVE, MX_ROOM_KNOCK } mx_membership;
 
@@ -72,6 +73,7 @@ typedef struct {
     /* Plain text with XEP-0393 styling, reply fallback removed (arena). */
     const char *text;
     size_t text_len;
+    mx_utf8_info text_info;
     mx_mention_span *mention_spans; /* arena array */
     size_t n_mention_spans;
     const cJSON *mentions; /* m.mentions object, may be NULL */
@@ -87,6 +89,7 @@ typedef struct {
     const char *txn_id;     /* unsigned.transaction_id: only on our own sends */
     const char *msgtype;    /* content.msgtype, may be NULL */
     const char *body;       /* content.body, may be NULL */
+    mx_utf8_info body_info; /* of body, when there is one */
     int64_t origin_server_ts;
     const char *invalid;    /* NULL, or why the event cannot be used */
     mx_event_kind kind;
@@ -141,8 +144,8 @@ typedef struct {
 } mx_room;
 
 typedef struct mx_batch {
-    cJSON *root;      /* owned: in the arena, or (root_malloced) by cJSON */
-    int root_malloced; /* root must be freed with cJSON_Delete */
+    cJSON *root;       /* owned: in the arena, or (root_malloced) by cJSON */
+    int root_malloced; /* root came from mx_json_parse: free with cJSON_Delete */
     mx_arena arena; /* owns rooms, events, messages and converted text */
     const char *next_batch;
     mx_room *rooms; /* arena array */

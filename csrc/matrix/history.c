@@ -24,7 +24,6 @@ mx_history *mx_history_new(int backwards, const char *until_event_id, int64_t un
 }
 
 static void page_free(mx_page *p) {
-    if (p->root_malloced) cJSON_Delete(p->root);
     mx_arena_free(&p->arena);
     free(p);
 }
@@ -71,12 +70,10 @@ int mx_history_add_page(mx_history *h, const char *body, size_t len, const char 
         *reason = "out of memory";
         return -1;
     }
-    int hijacked;
-    p->root = mx_json_parse_in_arena(body, len, &p->arena, &hijacked);
-    p->root_malloced = !MX_JSON_IN_ARENA;
+    p->root = mx_json_parse_in_arena(body, len, &p->arena);
     const cJSON *chunk = cJSON_GetObjectItemCaseSensitive(p->root, "chunk");
     if (!p->root) {
-        *reason = hijacked ? MX_JSON_HOOKS_REPLACED : "it is not valid JSON";
+        *reason = "it is not valid JSON";
     } else if (!cJSON_IsObject(p->root) || !cJSON_IsArray(chunk)) {
         *reason = "it has no 'chunk' array";
     } else if (!(p->start = str_field(p->root, "start"))) {

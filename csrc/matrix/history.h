@@ -14,9 +14,8 @@
 
 /* One /messages response. */
 typedef struct mx_page {
-    mx_arena arena; /* owns the tree (unless root_malloced) and the records */
+    mx_arena arena; /* owns the tree and the records */
     cJSON *root;
-    int root_malloced;
     const char *start, *end; /* end NULL: nothing further in that direction */
     mx_events chunk;         /* in response order */
     mx_events state;         /* lazy-loaded member state for the senders */

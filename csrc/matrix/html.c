@@ -13,6 +13,7 @@
  * so nothing is ever scanned twice. */
 #include "matrix/html.h"
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -555,9 +556,12 @@ typedef struct {
     sbuf link_text; /* the words written inside, up to href_len + 1 bytes */
     int link_text_long;
 
-    element stack[MAX_DEPTH];
     int depth;
     unsigned open_tags[N_TAGS]; /* open elements per tag, for end tags */
+    /* Last, and not zeroed: push() sets each element as it opens, and only
+     * open ones are read. Zeroing all of it cost more than the conversion
+     * of a short message. */
+    element stack[MAX_DEPTH];
 } conv;
 
 static void put(conv *c, const char *s, size_t n) {
@@ -1288,11 +1292,12 @@ int mx_html_to_styled(const char *html, size_t len, mx_styled *out) {
     size_t clean_len;
     char *clean = sanitize(html, len, &clean_len); /* owned here */
     if (!clean) return -1;
-    conv *c = calloc(1, sizeof *c); /* owned here: too big for a thread stack */
+    conv *c = malloc(sizeof *c); /* owned here: too big for a thread stack */
     if (!c) {
         free(clean);
         return -1;
     }
+    memset(c, 0, offsetof(conv, stack));
     c->line_start = 1;
     c->link = -1;
     convert(c, clean, clean_len);

@@ -7,6 +7,9 @@
 
 extern PyType_Spec mx_Event_spec;
 
+/* Event.kind's values, by kind. */
+extern const char *const mx_event_kind_names[MX_EV_KIND_COUNT];
+
 /* An Event view of `ev`, kept alive by `owner` (one of this module's
  * objects owning the memory), and a tuple of such views. */
 PyObject *mx_Event_new(PyObject *owner, const mx_event *ev);

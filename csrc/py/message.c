@@ -23,7 +23,8 @@ PyObject *mx_Message_new(PyObject *owner, const mx_message *msg) {
 }
 
 static PyObject *Message_str(MessageObject *self, void *offset) {
-    return mx_str_or_none(*(const char *const *)((const char *)self->msg + (size_t)offset));
+    return mx_text(mx_state_of_type(Py_TYPE(self)),
+                   *(const char *const *)((const char *)self->msg + (size_t)offset));
 }
 
 static PyObject *Message_int(MessageObject *self, void *offset) {
@@ -33,7 +34,7 @@ static PyObject *Message_int(MessageObject *self, void *offset) {
 static PyObject *Message_text(MessageObject *self, void *c) {
     (void)c;
     if (!self->msg->text) return PyUnicode_FromString("");
-    return PyUnicode_DecodeUTF8(self->msg->text, (Py_ssize_t)self->msg->text_len, "replace");
+    return mx_str_measured(self->msg->text, &self->msg->text_info);
 }
 
 static PyObject *Message_mention_spans(MessageObject *self, void *c) {

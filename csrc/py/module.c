@@ -10,7 +10,6 @@
 #include "py/room.h"
 #include "py/syncbatch.h"
 #include "py/historyobj.h"
-#include "util/jsonparse.h"
 #include "py/roomcache.h"
 #include "py/html_py.h"
 
@@ -75,7 +74,6 @@ static PyObject *add_type(PyObject *m, PyType_Spec *spec) {
 
 static int core_exec(PyObject *m) {
     mx_state *st = PyModule_GetState(m);
-    mx_json_install_hooks(); /* before the engine thread can exist */
     mx_completion_register_kinds();
     st->MatrixError = PyErr_NewExceptionWithDoc(
         "matridge._core.MatrixError",
@@ -103,6 +101,10 @@ static int core_exec(PyObject *m) {
     if (PyModule_AddObjectRef(m, "Receipt", (PyObject *)st->ReceiptType) < 0) return -1;
     if (mx_roomcache_register(m, st) < 0) return -1;
     if (PyModule_AddIntConstant(m, "MAX_UNDELIVERED", MX_MAX_UNDELIVERED) < 0) return -1;
+    for (int w = 0; w < MX_WORD_COUNT; w++)
+        if (!(st->words[w] = PyUnicode_InternFromString(mx_words[w]))) return -1;
+    for (int k = 0; k < MX_EV_KIND_COUNT; k++)
+        if (!(st->kind_names[k] = PyUnicode_InternFromString(mx_event_kind_names[k]))) return -1;
     return 0;
 }
 
@@ -139,13 +141,15 @@ static int core_clear(PyObject *m) {
     Py_CLEAR(st->RoomCacheType);
     Py_CLEAR(st->RoomInfoType);
     Py_CLEAR(st->MemberType);
+    for (int w = 0; w < MX_WORD_COUNT; w++) Py_CLEAR(st->words[w]);
+    for (int k = 0; k < MX_EV_KIND_COUNT; k++) Py_CLEAR(st->kind_names[k]);
     return 0;
 }
 
 static void core_free(void *m) { core_clear((PyObject *)m); }
 
-/* One engine thread and one set of cJSON hooks serve the whole process:
- * a second interpreter's module would share them with objects of another
+/* One engine thread serves the whole process:
+ * a second interpreter's module would share it with objects of another
  * interpreter's types. Importing it there fails instead. */
 static PyModuleDef_Slot core_slots[] = {
     {Py_mod_exec, core_exec},

@@ -29,8 +29,8 @@ static PyObject *Room_room_id(RoomObject *self, void *c) {
 
 static PyObject *Room_membership(RoomObject *self, void *c) {
     (void)c;
-    static const char *names[] = {"join", "invite", "leave", "knock"};
-    return PyUnicode_FromString(names[self->room->membership]);
+    static const mx_word_id names[] = {MX_W_JOIN, MX_W_INVITE, MX_W_LEAVE, MX_W_KNOCK};
+    return Py_NewRef(mx_state_of_type(Py_TYPE(self))->words[names[self->room->membership]]);
 }
 
 static PyObject *Room_limited(RoomObject *self, void *c) {
@@ -79,7 +79,7 @@ static PyObject *Room_receipts(RoomObject *self, void *c) {
             return NULL;
         }
         PyTuple_SET_ITEM(t, (Py_ssize_t)i, item);
-        PyObject *fields[] = {mx_str_or_none(r->event_id), mx_str_or_none(r->receipt_type),
+        PyObject *fields[] = {mx_str_or_none(r->event_id), mx_text(st, r->receipt_type),
                               mx_str_or_none(r->user_id), mx_int_or_none(r->ts),
                               mx_str_or_none(r->thread_id)};
         int failed = 0;

@@ -1,7 +1,39 @@
 /* What the view types share (views.h). */
 #include "py/views.h"
 
+#include <string.h>
+
 #include "py/pyjson.h"
+
+PyObject *mx_text(mx_state *st, const char *s) {
+    int w = mx_word_index(s);
+    if (w >= 0) return Py_NewRef(st->words[w]);
+    return mx_str_or_none(s);
+}
+
+PyObject *mx_str_measured(const char *s, const mx_utf8_info *info) {
+    if (info->maxchar == 0) return PyUnicode_DecodeUTF8(s, (Py_ssize_t)info->len, "replace");
+    PyObject *u = PyUnicode_New((Py_ssize_t)info->chars, (Py_UCS4)info->maxchar);
+    if (!u) return NULL;
+    void *data = PyUnicode_DATA(u);
+    if (info->maxchar < 0x80) {
+        memcpy(data, s, info->len);
+        return u;
+    }
+    const unsigned char *p = (const unsigned char *)s, *end = p + info->len;
+    switch (PyUnicode_KIND(u)) {
+    case PyUnicode_1BYTE_KIND:
+        for (Py_UCS1 *o = data; p < end;) *o++ = (Py_UCS1)mx_utf8_next(&p);
+        break;
+    case PyUnicode_2BYTE_KIND:
+        for (Py_UCS2 *o = data; p < end;) *o++ = (Py_UCS2)mx_utf8_next(&p);
+        break;
+    default:
+        for (Py_UCS4 *o = data; p < end;) *o++ = mx_utf8_next(&p);
+        break;
+    }
+    return u;
+}
 
 PyObject *mx_int_or_none(int64_t v) {
     if (v < 0) Py_RETURN_NONE;

@@ -14,6 +14,9 @@
 #include <cjson/cJSON.h>
 #include <stdint.h>
 
+#include "util/utf8.h"
+#include <stdint.h>
+
 /* The layout every view starts with. */
 typedef struct {
     PyObject_HEAD
@@ -23,6 +26,13 @@ typedef struct {
 /* tp_dealloc of every view type. */
 void mx_view_dealloc(PyObject *self);
 
+/* A str for a record's string: the interned one when the decoder pointed it
+ * at one of the protocol's words (matrix/words.h), else a new one; None
+ * for NULL. */
+PyObject *mx_text(mx_state *st, const char *s);
+/* A str of s[0..info->len), made in one pass at the width the decoder
+ * measured (util/utf8.h); bytes that are not UTF-8 are replaced. */
+PyObject *mx_str_measured(const char *s, const mx_utf8_info *info);
 /* None for a negative value (unknown), else an int. */
 PyObject *mx_int_or_none(int64_t v);
 /* A tuple of str (bad UTF-8 replaced) from n C strings. */

@@ -5,6 +5,17 @@
 
 #include <stddef.h>
 
+/* Defined when AddressSanitizer instruments this build: the arena then puts
+ * a red zone after every allocation, and callers that carve many records
+ * out of one allocation take them one by one instead. */
+#if defined(__SANITIZE_ADDRESS__)
+#define MX_ARENA_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MX_ARENA_ASAN 1
+#endif
+#endif
+
 typedef struct mx_arena_block mx_arena_block;
 
 typedef struct {

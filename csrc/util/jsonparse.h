@@ -1,6 +1,7 @@
-/* Parsing JSON into an arena. cJSON allocates every node and string with
- * its own malloc; for a /sync body that is millions of calls, and as many
- * frees later. Parsing into the batch's arena makes both a few big blocks. */
+/* Parsing JSON. cJSON allocates every node and string with its own malloc;
+ * for a /sync body that is millions of calls, and as many frees later.
+ * Responses that are decoded into records are parsed by matridge's own
+ * parser into the records' arena instead (jsonparse.c says how). */
 #ifndef MATRIDGE_JSONPARSE_H
 #define MATRIDGE_JSONPARSE_H
 
@@ -9,32 +10,27 @@
 
 #include "util/arena.h"
 
-/* Sanitizer builds parse with plain malloc, so ASan sees every node. */
-#ifndef MX_JSON_IN_ARENA
-#define MX_JSON_IN_ARENA 1
-#endif
+/* How deep arrays and objects may nest: cJSON's own limit. */
+#define MX_JSON_MAX_DEPTH 1000
 
-/* Routes cJSON's allocations through matridge's hooks. Call once, before
- * any other thread uses cJSON (module init does). Outside
- * mx_json_parse_in_arena the hooks are plain malloc and free. */
-void mx_json_install_hooks(void);
-
-/* Parses `data` with plain malloc; the caller cJSON_Deletes the tree. NULL
- * when the data is not JSON (or memory ran out). Every parse in matridge
- * goes through here or mx_json_parse_in_arena: see parse_lock. */
+/* Parses `data` with cJSON and plain malloc; the caller cJSON_Deletes the
+ * tree. NULL when the data is not JSON (or memory ran out). */
 cJSON *mx_json_parse(const char *data, size_t len);
 
-/* Parses `data` with every node and string in `arena`. The tree is freed
- * with the arena; only when MX_JSON_IN_ARENA is 0 must the caller
- * cJSON_Delete it. NULL when the data is not JSON (or memory ran out), or
- * with *hijacked set to 1 when cJSON's allocation hooks are no longer
- * matridge's (another user of the shared libcjson installed its own): the
- * parse is refused rather than leak every tree. */
-cJSON *mx_json_parse_in_arena(const char *data, size_t len, mx_arena *arena, int *hijacked);
+/* Parses `data` into `arena`: a cJSON tree whose nodes, strings and keys
+ * all live in the arena and go with it (never cJSON_Delete it, nor change
+ * it with cJSON's functions). NULL when the data is not JSON (RFC 8259,
+ * nesting at most MX_JSON_MAX_DEPTH) or memory ran out; what the arena
+ * took by then is freed with it. Thread-safe, no lock.
+ *
+ * Each array and object of such a tree has its number of items in
+ * `valueint`, where cJSON leaves 0 for them: walking the list to count it
+ * first jumps over every item's subtree, a cache miss per item in a big
+ * body. */
+cJSON *mx_json_parse_in_arena(const char *data, size_t len, mx_arena *arena);
 
-/* What to say when *hijacked was set. */
-#define MX_JSON_HOOKS_REPLACED                                                                \
-    "cJSON's allocation hooks were replaced by another user of libcjson in this process; "   \
-    "matridge cannot parse into its arenas"
+/* The number of items of an array or object (0 for anything else): the
+ * count the arena parser recorded, else the list walked. */
+size_t mx_json_size(const cJSON *c);
 
 #endif
