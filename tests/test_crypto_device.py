@@ -10,6 +10,7 @@ token: the gateway's sync loop does not hand them to the device yet."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -309,8 +310,12 @@ async def test_a_device_whose_keys_do_not_check_out_is_left_out(
 
 
 async def test_a_room_key_from_nio_decrypts_its_megolm_event(
-    synapse: Synapse, ours_store: KeyStore, tmp_path: Path
+    synapse: Synapse,
+    ours_store: KeyStore,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG, logger="matridge")
     ours = await our_device(synapse, ours_store)
     await ours.device.upload_keys()
     async with nio_user(synapse, tmp_path) as peer:
@@ -344,6 +349,50 @@ async def test_a_room_key_from_nio_decrypts_its_megolm_event(
         )
         assert plain["content"]["body"] == "over megolm"
         assert plain["room_id"] == room
+
+        # Nothing secret in our log lines: no key, no plaintext.
+        logged = "\n".join(
+            r.getMessage() for r in caplog.records if r.name.startswith("matridge")
+        )
+        exported = record.session.export_at(0)
+        assert exported is not None
+        for secret in (exported, "over megolm", ours.device.curve25519):
+            assert secret not in logged
+
+
+async def test_a_batch_rolled_back_with_the_callers_token_comes_again_intact(
+    synapse: Synapse, ours_store: KeyStore, tmp_path: Path
+) -> None:
+    ours = await our_device(synapse, ours_store)
+    await ours.device.upload_keys()
+    async with nio_user(synapse, tmp_path) as peer:
+        room = encrypted_room(ours, peer)
+        await nio_sync(peer)
+        await peer.room_send(
+            room,
+            "m.room.message",
+            {"msgtype": "m.text", "body": "kept"},
+            ignore_unverified_devices=True,
+        )
+        events = ours.to_device()
+        await ours.device.track_senders(events)
+        # The sync loop's commit fails after the batch was processed: the
+        # keys and the token go together, so the batch is not lost.
+        with pytest.raises(RuntimeError), ours_store.transaction():
+            assert len(ours.device.process_to_device(events).room_keys) == 1
+            ours_store.save_sync_token("s1")
+            raise RuntimeError("the commit did not happen")
+        assert ours_store.sync_token() is None
+        peer_curve = peer.olm.account.identity_keys["curve25519"]
+        assert ours_store.olm_sessions(peer_curve) == []
+        # The same events again (the homeserver still has them) decrypt.
+        with ours_store.transaction():
+            result = ours.device.process_to_device(events)
+            ours_store.save_sync_token("s1")
+        assert result.refused == []
+        ((room_id, sender_key, session_id),) = result.room_keys
+        assert ours_store.inbound_group_session(room_id, sender_key, session_id)
+        assert ours_store.sync_token() == "s1"
 
 
 async def test_our_olm_message_is_decrypted_by_nio(
