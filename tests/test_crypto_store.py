@@ -345,3 +345,18 @@ def test_the_store_key_never_appears_in_reprs(path: Path, key: bytes) -> None:
         shown = repr(store) + repr(p.StoreCipher(key))
     assert key.hex() not in shown and p.b64encode(key) not in shown
     assert hashlib.sha256(b"juliet@capulet.lit").hexdigest()[:32] in repr(store)
+
+
+def test_json_values_are_sealed_kept_and_forgotten(path: Path, key: bytes) -> None:
+    with KeyStore.open(path, key) as store:
+        with pytest.raises(StoreError, match="transaction"):
+            store.put_json("withheld", {"code": "m.unverified"})
+        with store.transaction():
+            store.put_json("withheld", {"code": "m.unverified"})
+            store.put_json("gone", True)
+        with store.transaction():
+            store.put_json("gone", None)
+    assert b"m.unverified" not in b"".join(f.read_bytes() for f in store_files(path))
+    with KeyStore.open(path, key) as store:
+        assert store.get_json("withheld") == {"code": "m.unverified"}
+        assert store.get_json("gone") is None

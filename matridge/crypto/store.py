@@ -508,6 +508,22 @@ class KeyStore:
         )
         return {d: self._open_json(v, "devices", user_id, d) for d, v in rows}
 
+    # -- the device's bookkeeping -------------------------------------------------
+
+    def put_json(self, name: str, value: Any) -> None:
+        """A small JSON value of the device logic's, sealed (whether the
+        device keys are uploaded, withheld notices, cross-signing keys seen
+        in ``/keys/query``). ``None`` forgets it."""
+        self._writing()
+        if value is None:
+            self._db.execute("DELETE FROM meta WHERE name=?", ("json\0" + name,))
+            return
+        self._put_meta("json\0" + name, json.dumps(value).encode())
+
+    def get_json(self, name: str) -> Any:
+        value = self._get_meta("json\0" + name)
+        return json.loads(value) if value is not None else None
+
     # -- secrets ----------------------------------------------------------------------
 
     def save_secret(self, name: str, value: bytes) -> None:
