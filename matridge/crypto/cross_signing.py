@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from .. import logsafety
 from ..matrix import MatrixError
 from .device_keys import DeviceKeysError, checked_device_keys, ed25519_of
 from .primitives import (
@@ -248,6 +249,9 @@ async def verify_with_recovery(
 ) -> Status:
     """Imports the cross-signing keys from secret storage and signs our
     device. Nothing is stored or signed unless every step checks out."""
+    # Masked in every later log line, whichever library would print it.
+    logsafety.remember(recovery_key_or_passphrase)
+    logsafety.remember("".join(recovery_key_or_passphrase.split()))
     pub = await published(api, device)
     if pub.master is None:
         raise NoIdentity(
