@@ -7,9 +7,10 @@ owner's self-signing key."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import pytest
 
@@ -18,8 +19,10 @@ from matridge.crypto.cross_signing import (
     MEGOLM_BACKUP,
     SELF_SIGNING,
     USER_SIGNING,
+    CrossSigningError,
     IdentityExists,
     IdentityMismatch,
+    NeedsAuthentication,
     NoIdentity,
     State,
     create_identity,
@@ -27,10 +30,15 @@ from matridge.crypto.cross_signing import (
     verify_with_recovery,
 )
 from matridge.crypto.device import Device
-from matridge.crypto.primitives import SigningKey, encode_recovery_key, random_bytes
+from matridge.crypto.primitives import (
+    OlmAccount,
+    SigningKey,
+    encode_recovery_key,
+    random_bytes,
+)
 from matridge.crypto.secret_storage import NoSecretStorage, WrongSecretStorageKey
 from matridge.crypto.store import KeyStore
-from matridge.matrix import MatrixClient
+from matridge.matrix import MatrixClient, MatrixError, NetworkError
 from tests.conftest import new_matrix_user, unique
 from tests.harness.cross_signing_peer import (
     Identity,
@@ -234,3 +242,116 @@ async def test_an_existing_identity_is_never_replaced(
     assert not signed_for(synapse, o)
     # The user's secret storage is untouched too.
     assert get_account_data(o.element, "m.secret_storage.default_key")
+
+
+# ---- what a homeserver may answer that Synapse does not -----------------------
+
+
+class Meddling:
+    """The real client, with one endpoint's answer changed, or replaced
+    without the request reaching the server (``forward=False``)."""
+
+    def __init__(
+        self,
+        client: MatrixClient,
+        path: str,
+        change: Callable[[dict[str, Any]], dict[str, Any]],
+        *,
+        forward: bool = True,
+    ) -> None:
+        self._client = client
+        self._path = path
+        self._change = change
+        self._forward = forward
+        self.calls: list[str] = []
+
+    async def request(
+        self,
+        method: Literal["GET", "POST", "PUT", "DELETE"],
+        path: str,
+        *segments: str,
+        body: dict[str, Any] | None = None,
+        query: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        self.calls.append(path)
+        if path == self._path and not self._forward:
+            return self._change({})
+        res = await self._client.request(
+            method, path, *segments, body=body, query=query
+        )
+        return self._change(res) if path == self._path else res
+
+    async def get_account_data(
+        self, event_type: str, room_id: str | None = None
+    ) -> dict[str, Any]:
+        return await self._client.get_account_data(event_type, room_id)
+
+
+def uia_required(_res: dict[str, Any]) -> dict[str, Any]:
+    e = MatrixError("HTTP 401: user-interactive authentication")
+    e.status, e.errcode, e.error = 401, None, None
+    e.retry_after_ms, e.soft_logout = None, False
+    raise e
+
+
+async def test_a_homeserver_asking_for_interactive_auth_gets_words_for_the_user(
+    synapse: Synapse, store: KeyStore
+) -> None:
+    o = await owner(synapse, store)
+    api = Meddling(
+        o.client,
+        "/_matrix/client/v3/keys/device_signing/upload",
+        uia_required,
+        forward=False,
+    )
+    with pytest.raises(NeedsAuthentication, match=r"set up encryption .* in Element"):
+        await create_identity(api, o.device, o.store)
+    assert "/_matrix/client/v3/keys/signatures/upload" not in api.calls
+    assert (await status(o.client, o.device)).state is State.NO_IDENTITY
+    assert_nothing_imported(o)
+
+
+def answer_lost(_res: dict[str, Any]) -> dict[str, Any]:
+    raise NetworkError("connection reset after the upload was sent")
+
+
+async def test_an_identity_whose_upload_answer_was_lost_is_kept_on_the_retry(
+    synapse: Synapse, store: KeyStore
+) -> None:
+    o = await owner(synapse, store)
+    api = Meddling(
+        o.client, "/_matrix/client/v3/keys/device_signing/upload", answer_lost
+    )
+    with pytest.raises(NetworkError):
+        await create_identity(api, o.device, o.store)
+    published = master_key_of(o.element, o.device.user_id)
+    assert published is not None  # the server did take it
+    assert_nothing_imported(o)  # but it is not confirmed yet
+
+    retried = await create_identity(o.client, o.device, o.store)
+
+    assert retried.state is State.VERIFIED
+    assert master_key_of(o.element, o.device.user_id) == published
+    seed = store.secret(MASTER)
+    assert seed is not None and SigningKey.from_seed(seed).public_key == published
+    assert signed_for(synapse, o)
+
+
+async def test_a_device_key_the_device_does_not_have_is_never_signed(
+    synapse: Synapse, store: KeyStore
+) -> None:
+    o = await owner(synapse, store)
+    _, storage = element_like_account(o.element)
+    impostor = OlmAccount()
+
+    def swap_device(res: dict[str, Any]) -> dict[str, Any]:
+        user, dev = o.device.user_id, o.device.device_id
+        if dev in res.get("device_keys", {}).get(user, {}):
+            res["device_keys"][user][dev] = impostor.device_keys(user, dev)
+        return res
+
+    api = Meddling(o.client, "/_matrix/client/v3/keys/query", swap_device)
+    with pytest.raises(CrossSigningError, match="another Ed25519 key"):
+        await verify_with_recovery(api, o.device, o.store, storage.recovery_key)
+    assert "/_matrix/client/v3/keys/signatures/upload" not in api.calls
+    assert_nothing_imported(o)

@@ -48,6 +48,9 @@ USER_SIGNING = "m.cross_signing.user_signing"
 MEGOLM_BACKUP = "m.megolm_backup.v1"
 # The key store keeps the public identity its secrets belong to.
 PUBLIC_IDENTITY = "cross_signing_identity"
+# Prefix of the keys of an identity we uploaded but whose upload is not
+# confirmed yet; overwritten by the next attempt.
+PENDING = "pending\0"
 
 _WHAT = {
     MASTER: "master",
@@ -306,47 +309,51 @@ async def create_identity(
     if pub.device_keys is None:
         raise CrossSigningError("this gateway's device has not published its keys yet")
     if pub.master is not None:
-        if _ours(store, pub):
-            # Our own earlier attempt, whose answer was lost: finish it.
-            seed = store.secret(SELF_SIGNING)
-            assert seed is not None  # _ours checked it
-            await _sign_device(api, device, pub, SigningKey.from_seed(seed))
-            return await status(api, device)
-        raise IdentityExists(
-            "your Matrix account already has a cross-signing identity, and "
-            "the gateway never replaces it: give your recovery key (or "
-            "security passphrase) to verify this device instead"
-        )
+        # Ours already, or our own earlier upload whose answer was lost:
+        # finish it rather than refuse.
+        ours = _kept_identity(store, pub, "") or _kept_identity(store, pub, PENDING)
+        if ours is None:
+            raise IdentityExists(
+                "your Matrix account already has a cross-signing identity, "
+                "and the gateway never replaces it: give your recovery key "
+                "(or security passphrase) to verify this device instead"
+            )
+        _keep_identity(store, pub, ours)
+        await _sign_device(api, device, pub, ours[SELF_SIGNING])
+        return await status(api, device)
     user_id = device.user_id
-    master, ssk, usk = (
-        SigningKey.generate(),
-        SigningKey.generate(),
-        SigningKey.generate(),
-    )
-    master_obj = _key_object(user_id, "master", master)
+    keys = {
+        name: SigningKey.generate() for name in (MASTER, SELF_SIGNING, USER_SIGNING)
+    }
+    master = keys[MASTER]
     body = {
-        "master_key": master_obj,
+        "master_key": _key_object(user_id, MASTER, master),
         "self_signing_key": sign_json(
-            _key_object(user_id, "self_signing", ssk),
+            _key_object(user_id, SELF_SIGNING, keys[SELF_SIGNING]),
             master,
             user_id,
             master.public_key,
         ),
         "user_signing_key": sign_json(
-            _key_object(user_id, "user_signing", usk),
+            _key_object(user_id, USER_SIGNING, keys[USER_SIGNING]),
             master,
             user_id,
             master.public_key,
         ),
     }
-    new = Published(master.public_key, ssk.public_key, usk.public_key, pub.device_keys)
-    # Kept before publishing: a published identity whose private keys were
-    # lost could only be reset.
+    new = Published(
+        master.public_key,
+        keys[SELF_SIGNING].public_key,
+        keys[USER_SIGNING].public_key,
+        pub.device_keys,
+    )
+    # Kept as pending before publishing: if the answer is lost, the next
+    # call finds the published identity is this one and keeps it; if the
+    # server refuses, the user's secrets are untouched.
     with store.transaction():
-        store.save_secret(MASTER, master.seed)
-        store.save_secret(SELF_SIGNING, ssk.seed)
-        store.save_secret(USER_SIGNING, usk.seed)
-        store.put_json(PUBLIC_IDENTITY, _identity_json(new))
+        for name, key in keys.items():
+            store.save_secret(PENDING + name, key.seed)
+        store.put_json(PENDING + PUBLIC_IDENTITY, _identity_json(new))
     try:
         await api.request(
             "POST", "/_matrix/client/v3/keys/device_signing/upload", body=body
@@ -360,7 +367,8 @@ async def create_identity(
                 "in Element, then give the gateway your recovery key"
             ) from None
         raise
-    await _sign_device(api, device, new, ssk)
+    _keep_identity(store, new, keys)
+    await _sign_device(api, device, new, keys[SELF_SIGNING])
     log.info(
         "%s: cross-signing identity created, device %s signed",
         user_id,
@@ -369,21 +377,37 @@ async def create_identity(
     return await status(api, device)
 
 
-def _ours(store: KeyStore, pub: Published) -> bool:
-    kept = store.get_json(PUBLIC_IDENTITY)
-    return (
-        isinstance(kept, Mapping)
-        and kept.get("master") == pub.master
-        and kept.get("self_signing") == pub.self_signing
-        and pub.self_signing is not None
-        and store.secret(SELF_SIGNING) is not None
-    )
+def _kept_identity(
+    store: KeyStore, pub: Published, prefix: str
+) -> dict[str, SigningKey] | None:
+    """The private keys the store keeps (under ``prefix``) for the identity
+    the account publishes; None unless the store has all of them."""
+    kept = store.get_json(prefix + PUBLIC_IDENTITY)
+    if not isinstance(kept, Mapping) or kept != _identity_json(pub):
+        return None
+    keys: dict[str, SigningKey] = {}
+    for name in (MASTER, SELF_SIGNING, USER_SIGNING):
+        seed = store.secret(prefix + name)
+        if seed is None or SigningKey.from_seed(seed).public_key != pub.public(name):
+            return None
+        keys[name] = SigningKey.from_seed(seed)
+    return keys
 
 
-def _key_object(user_id: str, usage: str, key: SigningKey) -> dict[str, Any]:
+def _keep_identity(
+    store: KeyStore, pub: Published, keys: Mapping[str, SigningKey]
+) -> None:
+    with store.transaction():
+        for name, key in keys.items():
+            store.save_secret(name, key.seed)
+        store.put_json(PUBLIC_IDENTITY, _identity_json(pub))
+        store.put_json(PENDING + PUBLIC_IDENTITY, None)
+
+
+def _key_object(user_id: str, name: str, key: SigningKey) -> dict[str, Any]:
     return {
         "user_id": user_id,
-        "usage": [usage],
+        "usage": [_USAGE[name]],
         "keys": {f"ed25519:{key.public_key}": key.public_key},
     }
 
