@@ -275,6 +275,12 @@ async def verify_with_recovery(
                 "set up recovery again in one of your verified devices"
             )
         key = _signing_key(name, secret)
+        if pub.public(name) is None:
+            raise IdentityMismatch(
+                f"your account publishes no {_WHAT[name]} key signed by your "
+                "master key, so the one in your secret storage cannot be "
+                "checked: nothing was imported"
+            )
         if key.public_key != pub.public(name):
             raise IdentityMismatch(
                 f"the {_WHAT[name]} key in your secret storage does not match "

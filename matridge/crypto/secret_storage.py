@@ -135,9 +135,14 @@ async def unlock(api: AccountDataApi, user_text: str) -> UnlockedSecretStorage:
     return UnlockedSecretStorage(key_id, key, kind)
 
 
+_BASE58 = set("123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz")
+
+
 def _looks_like_recovery_key(text: str) -> bool:
+    """48 base58 characters starting with E: a recovery key's shape (its
+    0x8B 0x01 prefix), which a passphrase would hardly have."""
     compact = "".join(text.split())
-    return len(compact) == 48 and compact.startswith("E")
+    return len(compact) == 48 and compact[0] == "E" and set(compact) <= _BASE58
 
 
 async def _derive(
