@@ -13,7 +13,7 @@ from slidge.db.models import GatewayUser
 from slidge.group import LegacyBookmarks
 
 from .directs import Directs
-from .matrix import Event, MatrixClient, RoomInfo
+from .matrix import Event, MatrixClient, RoomInfo, SyncBatch
 from .outbound import Outbound
 from .server_ack import ServerAck
 from .state import AccountState
@@ -43,6 +43,8 @@ class MatrixSession(Protocol):
     def room_info(self, room_id: str) -> RoomInfo | None: ...
 
     async def load_room_state(self, room_id: str) -> RoomInfo: ...
+
+    async def initial_batch(self) -> SyncBatch | None: ...
 
     def is_own_echo(self, event: Event) -> bool: ...
 

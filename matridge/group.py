@@ -279,7 +279,12 @@ class MUC(MatrixChat, LegacyMUC[Participant]):
             # event in it is current, while the cache's own membership waits
             # for the next sync (a join a moment ago still reads "leave").
             me = info.members.get(self.account.user_id)
-            in_room = me is not None and me.membership in ("join", "invite")
+            if me is not None:
+                in_room = me.membership in ("join", "invite")
+            else:
+                # A sync's state may leave out the user's own member event
+                # (lazy loading): the section the room came in tells.
+                in_room = info.membership == "join"
         if not in_room:
             raise NotShown(
                 "You are not in this Matrix room: join it with the 'join' command "
@@ -500,11 +505,24 @@ class Bookmarks(HasAccount, LegacyBookmarks[MUC]):
                 "their messages arrive."
             )
             return
+        # At a first login, the first sync describes every joined room at
+        # once: the rooms are shown from it, not from one /state each.
+        initial = await self.account.initial_batch()
+        described = (
+            {r.room_id for r in initial.rooms if r.membership == "join"}
+            if initial is not None
+            else set()
+        )
         for room_id in room_ids:
             try:
                 # Direct chats are contacts, which the roster filled already.
                 if await self.account.directs.classify(room_id) is None:
-                    await self.show(room_id)
+                    info = (
+                        self.account.room_info(room_id)
+                        if room_id in described
+                        else None
+                    )
+                    await self.show(room_id, info)
             except XMPPError as e:
                 # One room that cannot be shown now must not cost the others;
                 # it appears when its next message arrives.

@@ -51,6 +51,10 @@ if TYPE_CHECKING:
 # delivered.
 SERVER_ACK_TIMEOUT = 60
 
+# How long the groups wait at a first login for the first sync, which
+# describes every room at once, before describing them one request each.
+INITIAL_SYNC_WAIT = 120
+
 
 class _SavedData:
     """The user's stored data in slidge, as the account state's Store."""
@@ -81,6 +85,7 @@ class Session(BaseSession[Roster, Bookmarks]):
         self._queue: asyncio.Queue[SyncBatch | None] = asyncio.Queue()
         self._consumer: asyncio.Task[None] | None = None
         self.sync_health = SyncHealth()  # read by the sync-status command
+        self._initial_batch: asyncio.Future[SyncBatch | None] | None = None
         self.server_ack = ServerAck(
             self._server_took_it,
             lambda: self.user.legacy_module_data,
@@ -127,13 +132,38 @@ class Session(BaseSession[Roster, Bookmarks]):
         since = self.user.legacy_module_data.get("since")
         self.sync_health = SyncHealth()
         self._queue = asyncio.Queue()
+        first: asyncio.Future[SyncBatch | None] = (
+            asyncio.get_running_loop().create_future()
+        )
+        if isinstance(since, str):
+            first.set_result(None)  # an incremental sync: no initial batch
+        self._initial_batch = first
+
+        def arrived(batch: SyncBatch) -> None:
+            if not first.done():
+                first.set_result(batch)
+            self._queue.put_nowait(batch)
+
         self.matrix.start_sync(
-            self._queue.put_nowait,
+            arrived,
             self._on_sync_error,
             since if isinstance(since, str) else None,
             config.SYNC_TIMEOUT_MS,
         )
         self._consumer = self.create_task(self._consume(), name=f"sync {self.user_id}")
+
+    async def initial_batch(self) -> SyncBatch | None:
+        """The first batch of an account's first sync, once it arrived (its
+        rooms' state is then in the room cache); None when the sync goes on
+        from a saved token, failed, or takes longer than INITIAL_SYNC_WAIT."""
+        if self._initial_batch is None:
+            return None
+        try:
+            async with asyncio.timeout(INITIAL_SYNC_WAIT):
+                return await asyncio.shield(self._initial_batch)
+        except TimeoutError:
+            self.log.info("The first sync is slow: rooms are described one by one")
+            return None
 
     async def logout(self) -> None:
         """Stops syncing; the Matrix session itself stays valid for re-login."""
@@ -208,6 +238,8 @@ class Session(BaseSession[Roster, Bookmarks]):
             + ". Register again with your password to reconnect."
         )
         self.send_gateway_status("Disconnected: Matrix session ended", show="dnd")
+        if self._initial_batch is not None and not self._initial_batch.done():
+            self._initial_batch.set_result(None)
         self._queue.put_nowait(None)
 
     async def _consume(self) -> None:

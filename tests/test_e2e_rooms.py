@@ -23,6 +23,7 @@ from slixmpp.plugins.xep_0004 import Form
 
 from matridge.ids import matrix_id_to_jid_local
 from tests.conftest import Person, new_matrix_user, unique
+from tests.harness.faultproxy import FaultProxy
 from tests.harness.matrix_user import MatrixUser
 from tests.harness.synapse import Synapse
 from tests.harness.xmpp_client import XmppClient, XmppError
@@ -645,3 +646,29 @@ async def test_granting_admin_from_xmpp_sets_the_power_level(
     )
     levels = club.friend.state(club.room_id, "m.room.power_levels")
     assert levels["users"][member.user_id] == 50
+
+
+async def test_a_first_login_describes_the_rooms_from_the_first_sync(
+    person: Person, synapse: Synapse, proxy: FaultProxy
+) -> None:
+    # Five named rooms, joined before the gateway ever saw the account: the
+    # first sync carries their state, so the gateway asks no /state for them.
+    friend = new_matrix_user(synapse, "host")
+    rooms = {}
+    for i in range(5):
+        name = f"Described {i}"
+        room_id = friend.create_room(name=name, invite=[person.matrix.user_id])
+        person.matrix.join(room_id)
+        rooms[room_id] = name
+    await register(person, synapse, homeserver=proxy.base_url)
+    for room_id in rooms:
+        await person.xmpp.wait_message(
+            invitation_to(person.room_jid(room_id)), timeout=60
+        )
+    for room_id, name in rooms.items():
+        info = await person.xmpp.disco_info(person.room_jid(room_id))
+        names = {identity[3] for identity in info["disco_info"]["identities"]}
+        assert name in names
+    asked = [urllib.parse.unquote(s.path) for s in proxy.requests()]
+    described = [p for p in asked if "/state" in p and any(r in p for r in rooms)]
+    assert described == []
