@@ -67,6 +67,8 @@ class ServerAck:
         self._token = token
         if self._marks or self._busy:
             self._start()
+        elif token == self._saved().get("since"):
+            self._token = None  # an idle long-poll: nothing new to save
         elif "since" not in self._saved():
             # The first token tells later batches from the initial sync.
             self.flush()

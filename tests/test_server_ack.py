@@ -55,6 +55,10 @@ async def test_the_first_token_is_saved_at_once_later_ones_soon() -> None:
     assert writes == [{"since": "t1"}]
     ack.flush()  # what the timer (or a logout) does
     assert writes == [{"since": "t1"}, {"since": "t3"}]
+    # An idle long-poll gives the same token back: nothing is written.
+    ack.batch_done("t3")
+    ack.flush()
+    assert writes == [{"since": "t1"}, {"since": "t3"}]
     assert server.asked == 0
 
 
