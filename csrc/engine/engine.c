@@ -369,6 +369,7 @@ static int start_transfer(mx_request *r) {
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, mx_on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, r->errbuf);
+    mx_sockets_hook_easy(&E.sockets, h);
     if (r->timeout_ms > 0) {
         curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, r->timeout_ms);
     } else {

@@ -5,7 +5,10 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -14,25 +17,77 @@
 /* Ready sockets taken per epoll_wait; more simply wait for the next call. */
 #define MX_EVENTS_PER_WAIT 256
 
+/* Records whether `fd` is in the epoll set. 0, or -1 when the table cannot
+ * grow (out of memory). */
+static int set_watched(mx_sockets *s, curl_socket_t fd, unsigned char on) {
+    size_t i = (size_t)fd;
+    if (i >= s->watched_len) {
+        if (!on) return 0;
+        size_t len = s->watched_len ? s->watched_len : 1024;
+        while (len <= i) len *= 2;
+        unsigned char *grown = realloc(s->watched, len);
+        if (!grown) return -1;
+        memset(grown + s->watched_len, 0, len - s->watched_len);
+        s->watched = grown;
+        s->watched_len = len;
+    }
+    s->watched[i] = on;
+    return 0;
+}
+
+static int is_watched(const mx_sockets *s, curl_socket_t fd) {
+    return (size_t)fd < s->watched_len && s->watched[fd];
+}
+
+static void unwatch(mx_sockets *s, curl_socket_t fd) {
+    if (!is_watched(s, fd)) return;
+    epoll_ctl(s->epfd, EPOLL_CTL_DEL, fd, NULL);
+    set_watched(s, fd, 0);
+}
+
 /* libcurl tells which of a socket's directions it waits for, or that it is
- * done with the socket (before it closes it). */
+ * done with the socket. */
 static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp) {
     (void)easy;
     (void)socketp;
     mx_sockets *s = userp;
     if (what == CURL_POLL_REMOVE) {
-        /* ENOENT/EBADF: never added, or closed already (epoll dropped it). */
-        epoll_ctl(s->epfd, EPOLL_CTL_DEL, fd, NULL);
+        unwatch(s, fd); /* nothing when closed already: the number may be another's */
         return 0;
     }
     struct epoll_event ev = {.data.fd = fd};
     if (what & CURL_POLL_IN) ev.events |= EPOLLIN;
     if (what & CURL_POLL_OUT) ev.events |= EPOLLOUT;
-    if (epoll_ctl(s->epfd, EPOLL_CTL_MOD, fd, &ev) != 0 && errno == ENOENT)
-        epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev);
-    /* Should both fail (out of memory, max_user_watches), the transfer hears
-     * nothing and ends at its own timeout or stall guard. */
+    /* Out of memory or over max_user_watches, the transfer hears nothing
+     * and ends at its own timeout or stall guard: returning -1 instead
+     * would make libcurl fail every transfer of the multi handle. */
+    if (set_watched(s, fd, 1) != 0) return 0;
+    if (epoll_ctl(s->epfd, EPOLL_CTL_MOD, fd, &ev) != 0 && errno == ENOENT &&
+        epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
+        set_watched(s, fd, 0);
     return 0;
+}
+
+static curl_socket_t open_socket(void *clientp, curlsocktype purpose,
+                                 struct curl_sockaddr *address) {
+    (void)purpose;
+    mx_sockets *s = clientp;
+    int fd = socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
+    if (fd < 0) return CURL_SOCKET_BAD;
+    set_watched(s, fd, 0); /* a number used before starts afresh */
+    return fd;
+}
+
+static int close_socket(void *clientp, curl_socket_t fd) {
+    unwatch(clientp, fd);
+    return close(fd);
+}
+
+void mx_sockets_hook_easy(mx_sockets *s, CURL *easy) {
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, s);
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, close_socket);
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, s);
 }
 
 /* libcurl's single timer: -1 removes it, 0 means "as soon as you can". */

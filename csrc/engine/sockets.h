@@ -19,6 +19,12 @@ typedef struct {
     int wakefd;       /* owned eventfd in that set; -1 before mx_sockets_open */
     int64_t curl_at;  /* when libcurl wants its timeout handled; INT64_MAX: never */
     int running;      /* transfers libcurl still has, as it last said */
+    /* Which descriptors are in the epoll set, by number (owned array): a
+     * socket libcurl has closed is never touched again, even when it later
+     * asks to stop watching it (libcurl 7.88 can, after the number was
+     * reused by another thread). */
+    unsigned char *watched;
+    size_t watched_len;
 } mx_sockets;
 
 #define MX_SOCKETS_INIT {.epfd = -1, .wakefd = -1, .curl_at = INT64_MAX}
@@ -26,6 +32,9 @@ typedef struct {
 /* Creates the epoll set and the eventfd and hooks them to `multi`.
  * 0, or -1 with errno set (whatever was created is closed again). */
 int mx_sockets_open(mx_sockets *s, CURLM *multi);
+/* Has libcurl open and close the sockets of `easy` through the engine, so
+ * that the epoll set never outlives a socket. */
+void mx_sockets_hook_easy(mx_sockets *s, CURL *easy);
 /* Any thread: makes the engine's current or next wait return at once. */
 void mx_sockets_wake(mx_sockets *s);
 /* Waits until a socket is ready, the eventfd is written, libcurl's timer
