@@ -37,7 +37,7 @@ from .idleserver import raise_open_files_limit
 SYNC_TIMEOUT_MS = 600_000
 SETTLE_S = 2.0  # after start-up: every loop back in its long-poll
 IDLE_S = 5.0
-TRAFFIC_PER_S = 50
+TRAFFIC_PER_S = 100
 TRAFFIC_S = 5.0
 STARTUP_TIMEOUT_S = 900.0
 ENGINE_THREAD = "mx-engine"  # pthread_setname_np in csrc/engine/engine.c

@@ -511,8 +511,9 @@ static mx_account *account_of(mx_deadline *d) {
 }
 
 /* Only Python's requests have ids Python knows: those attached (their own
- * list) and those waiting on a deadline. Neither grows with idle accounts,
- * whose long-polls are the engine's own requests. */
+ * list) and those waiting on a deadline (the heap, which also holds the
+ * accounts backing off). Idle accounts' long-polls are the engine's own
+ * requests and are in neither. */
 static void cancel_by_id(uint64_t id) {
     mx_request *found = NULL;
     for (mx_request *r = E.from_python; r && !found; r = r->next)
