@@ -85,7 +85,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     if unknown:
         raise SystemExit(f"unknown parts: {', '.join(sorted(unknown))}")
     size = syncgen.QUICK if args.quick else syncgen.FULL
-    idle_sizes = [50] if args.quick else [100, 1000]
+    idle_sizes = [50] if args.quick else [100, 1000, 10_000]
     nio_sizes = [n for n in idle_sizes if n <= args.nio_max]
     print(f"generating the /sync response ({size.label})", file=sys.stderr)
     path = syncgen.cached(args.seed, size, CACHE)
@@ -97,6 +97,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             "joined_rooms": size.joined_rooms,
             "timeline_events": size.timeline_events,
             "settle_s": idle_bench.SETTLE_S,
+            "idle_s": idle_bench.IDLE_S,
+            "traffic_per_s": idle_bench.TRAFFIC_PER_S,
+            "traffic_s": idle_bench.TRAFFIC_S,
         },
         "machine": machine.describe(),
     }
@@ -109,9 +112,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         results["stall"] = [r.__dict__ for r in stall_bench.run(path)]
     if "idle" in parts:
         print("idle-scale benchmark", file=sys.stderr)
-        results["idle"] = [
-            r.__dict__ for r in idle_bench.run(idle_sizes, nio_sizes, CACHE)
-        ]
+        results["idle"] = [r.__dict__ for r in idle_bench.run(idle_sizes, nio_sizes)]
     if "history" in parts:
         count, reps = (
             (history_bench.QUICK_EVENTS, 7)

@@ -2,11 +2,19 @@
  * multi handle, parses JSON answers, and steps each account's sync loop
  * (sync.c). What happens to an answer beyond that (decoding, pages, the
  * room cache, retries) is the request kind's (request.h): this file knows
- * no kind. See engine.h for the ownership rules. */
+ * no kind. See engine.h for the ownership rules.
+ *
+ * A turn of the loop does only what something asked for: libcurl is handed
+ * the sockets epoll found ready (sockets.c), the inboxes are emptied, the
+ * deadlines that came are taken from a heap (deadlines.c), and only the
+ * accounts that were poked, whose /sync ended or whose backoff ran out are
+ * stepped. Nothing walks every transfer or every account, so ten thousand
+ * idle long-polls add nothing to a turn. */
 #define _GNU_SOURCE
 #include "engine/engine.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -14,8 +22,10 @@
 #include <unistd.h>
 
 #include "util/jsonparse.h"
+#include "engine/deadlines.h"
 #include "engine/headers.h"
 #include "engine/files.h"
+#include "engine/sockets.h"
 #include "engine/sync.h"
 
 /* Error bodies are kept in memory whatever the request's cap; this bounds them. */
@@ -43,7 +53,7 @@ static struct {
     int start_error;
     pthread_t thread;
     CURLM *multi;
-    int efd;
+    int efd; /* completions: the asyncio loop watches it */
     atomic_uint_fast64_t next_id;
     atomic_int running_thread; /* set once the thread exists */
 
@@ -54,11 +64,15 @@ static struct {
     disposal *disposals;
     mx_request *done_head, *done_tail;
 
-    /* Engine-thread only. */
-    mx_request *waiting; /* queued or delayed, not yet started */
-    mx_request *running; /* attached to the multi handle */
-    account_item *syncing;
-} E = {.once = PTHREAD_ONCE_INIT, .efd = -1, .lock = PTHREAD_MUTEX_INITIALIZER};
+    /* Engine-thread only (sockets.wakefd is written by any thread). */
+    mx_sockets sockets;
+    mx_deadlines deadlines;  /* requests waiting to start, accounts backing off */
+    mx_request *from_python; /* Python's attached requests (prev/next), for cancel by id */
+    mx_account *due;         /* accounts to step on the next turn (due_next) */
+} E = {.once = PTHREAD_ONCE_INIT,
+       .efd = -1,
+       .lock = PTHREAD_MUTEX_INITIALIZER,
+       .sockets = MX_SOCKETS_INIT};
 
 int64_t mx_now_ms(void) {
     struct timespec ts;
@@ -161,9 +175,7 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata) {
 
 /* ---- inboxes (any thread) ----------------------------------------------- */
 
-static void wake_engine(void) {
-    if (E.multi) curl_multi_wakeup(E.multi);
-}
+static void wake_engine(void) { mx_sockets_wake(&E.sockets); }
 
 void mx_engine_submit(mx_request *r) {
     pthread_mutex_lock(&E.lock);
@@ -269,15 +281,34 @@ int mx_engine_wakeup_fd(void) { return E.efd; }
 
 /* ---- engine thread ------------------------------------------------------- */
 
-static int list_remove(mx_request **head, mx_request *r) {
-    for (mx_request **p = head; *p; p = &(*p)->next) {
-        if (*p == r) {
-            *p = r->next;
-            r->next = NULL;
-            return 1;
-        }
+/* Puts a request's easy handle on the multi handle; Python's requests also
+ * go on the list cancel_by_id searches. */
+static int attach(mx_request *r) {
+    if (curl_multi_add_handle(E.multi, r->easy) != CURLM_OK) return -1;
+    r->attached = 1;
+    r->prev = NULL;
+    r->next = NULL;
+    if (r->from_python) {
+        r->next = E.from_python;
+        if (E.from_python) E.from_python->prev = r;
+        E.from_python = r;
     }
     return 0;
+}
+
+/* Takes a request's easy handle off the multi handle (it is kept). */
+static void detach(mx_request *r) {
+    if (!r->attached) return;
+    curl_multi_remove_handle(E.multi, r->easy);
+    r->attached = 0;
+    if (r->from_python) {
+        if (r->prev)
+            r->prev->next = r->next;
+        else
+            E.from_python = r->next;
+        if (r->next) r->next->prev = r->prev;
+    }
+    r->prev = r->next = NULL;
 }
 
 static const char *const method_names[] = {"GET", "POST", "PUT", "DELETE"};
@@ -338,6 +369,7 @@ static int start_transfer(mx_request *r) {
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, mx_on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, r->errbuf);
+    mx_sockets_hook_easy(&E.sockets, h);
     if (r->timeout_ms > 0) {
         curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, r->timeout_ms);
     } else {
@@ -375,10 +407,7 @@ static int start_transfer(mx_request *r) {
     curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method_names[r->method]);
     if ((r->method == MX_POST || r->method == MX_PUT) && set_body(r, h) != 0) return -1;
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, r->headers);
-    if (curl_multi_add_handle(E.multi, h) != CURLM_OK) return -1;
-    r->next = E.running;
-    E.running = r;
-    return 0;
+    return attach(r);
 }
 
 /* Resets a finished transfer so that it can be sent again after `wait_ms`.
@@ -403,8 +432,11 @@ static int requeue(mx_request *r, long wait_ms) {
     r->status = MX_OK;
     r->http_status = 0;
     r->not_before_ms = mx_now_ms() + wait_ms;
-    r->next = E.waiting;
-    E.waiting = r;
+    if (mx_deadlines_set(&E.deadlines, &r->wait, r->not_before_ms) != 0) {
+        r->status = MX_ERR_NOMEM;
+        snprintf(r->errbuf, sizeof r->errbuf, "out of memory queueing the request again");
+        return -1;
+    }
     return 0;
 }
 
@@ -432,7 +464,7 @@ static void finish(mx_request *r) {
     long code = 0;
     curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
     r->http_status = code;
-    curl_multi_remove_handle(E.multi, r->easy);
+    detach(r);
     int keep_raw = k->raw_body && is_2xx(code);
     if (r->status == MX_OK && r->response.len > 0 && !keep_raw)
         r->json = mx_json_parse(r->response.data, r->response.len);
@@ -462,52 +494,95 @@ static void finish(mx_request *r) {
 }
 
 void mx_engine_cancel_request(mx_request *r) {
-    if (list_remove(&E.running, r))
-        curl_multi_remove_handle(E.multi, r->easy);
+    if (r->attached)
+        detach(r);
     else
-        list_remove(&E.waiting, r);
+        mx_deadlines_clear(&E.deadlines, &r->wait);
     r->status = MX_ERR_CANCELLED;
     mx_engine_complete(r);
 }
 
-static void cancel_by_id(uint64_t id) {
-    mx_request *lists[] = {E.running, E.waiting};
-    for (size_t i = 0; i < 2; i++) {
-        for (mx_request *r = lists[i]; r; r = r->next) {
-            if (r->id != id) continue;
-            if (r->kind->on_cancel) r->kind->on_cancel(r);
-            mx_engine_cancel_request(r);
-            return;
-        }
-    }
+static mx_request *request_of(mx_deadline *d) {
+    return (mx_request *)((char *)d - offsetof(mx_request, wait));
 }
 
-static void drive_sync_loops(void) {
+static mx_account *account_of(mx_deadline *d) {
+    return (mx_account *)((char *)d - offsetof(mx_account, sync_wake));
+}
+
+/* Only Python's requests have ids Python knows: those attached (their own
+ * list) and those waiting on a deadline (the heap, which also holds the
+ * accounts backing off). Idle accounts' long-polls are the engine's own
+ * requests and are in neither. */
+static void cancel_by_id(uint64_t id) {
+    mx_request *found = NULL;
+    for (mx_request *r = E.from_python; r && !found; r = r->next)
+        if (r->id == id) found = r;
+    for (size_t i = 0; i < E.deadlines.len && !found; i++) {
+        mx_deadline *d = E.deadlines.items[i];
+        if (d->owner == MX_DEADLINE_REQUEST && request_of(d)->id == id) found = request_of(d);
+    }
+    if (!found) return;
+    if (found->kind->on_cancel) found->kind->on_cancel(found);
+    mx_engine_cancel_request(found);
+}
+
+void mx_engine_wake_account(mx_account *a) {
+    if (!a->sync_registered || a->sync_due) return;
+    a->sync_due = 1;
+    a->due_next = E.due;
+    E.due = a;
+}
+
+/* Starts a request now, or queues it until its not_before_ms. */
+static void schedule(mx_request *r, int64_t now) {
+    r->wait.owner = MX_DEADLINE_REQUEST;
+    if (r->not_before_ms > now) {
+        if (mx_deadlines_set(&E.deadlines, &r->wait, r->not_before_ms) == 0) return;
+    } else if (mx_engine_start_transfer(r) == 0) {
+        return;
+    }
+    r->status = MX_ERR_NOMEM;
+    snprintf(r->errbuf, sizeof r->errbuf, "could not set up the transfer");
+    mx_engine_complete(r);
+}
+
+/* Steps the accounts that asked for it, then has the engine wake each again
+ * when its backoff ends (if it is backing off). */
+static void step_due_accounts(void) {
+    mx_account *due = E.due;
+    E.due = NULL; /* accounts woken while stepping go to the next turn */
     int64_t now = mx_now_ms();
-    for (account_item **p = &E.syncing; *p;) {
-        mx_account *a = (*p)->account;
+    while (due) {
+        mx_account *a = due;
+        due = a->due_next;
+        a->due_next = NULL;
+        a->sync_due = 0;
         if (mx_sync_step(a, now)) {
-            account_item *gone = *p;
-            *p = gone->next;
+            mx_deadlines_clear(&E.deadlines, &a->sync_wake);
             a->sync_registered = 0;
-            mx_account_decref(a);
-            free(gone);
+            mx_account_decref(a); /* the engine's reference */
             continue;
         }
-        p = &(*p)->next;
+        int64_t at = mx_sync_wake_at(a);
+        if (at == INT64_MAX) {
+            mx_deadlines_clear(&E.deadlines, &a->sync_wake);
+        } else if (mx_deadlines_set(&E.deadlines, &a->sync_wake, at) != 0) {
+            mx_engine_wake_account(a); /* out of memory: look again next turn */
+        }
     }
 }
 
-static long next_deadline_wait(void) {
-    int64_t now = mx_now_ms(), best = now + 1000;
-    for (mx_request *r = E.waiting; r; r = r->next)
-        if (r->not_before_ms < best) best = r->not_before_ms;
-    for (account_item *it = E.syncing; it; it = it->next) {
-        int64_t at = mx_sync_wake_at(it->account);
-        if (at < best) best = at;
+/* Takes the deadlines that have come: requests start, accounts are stepped. */
+static void take_due_deadlines(void) {
+    int64_t now = mx_now_ms();
+    mx_deadline *d;
+    while ((d = mx_deadlines_pop_due(&E.deadlines, now))) {
+        if (d->owner == MX_DEADLINE_ACCOUNT)
+            mx_engine_wake_account(account_of(d));
+        else
+            schedule(request_of(d), now);
     }
-    long wait = (long)(best - now);
-    return wait < 0 ? 0 : wait;
 }
 
 static void take_inboxes(void) {
@@ -528,11 +603,21 @@ static void take_inboxes(void) {
         d->free_fn(d->p);
         free(d);
     }
+    /* The inbox is a stack: reversed, requests start in submission order. */
+    mx_request *in_order = NULL;
     while (sub) {
         mx_request *r = sub;
         sub = sub->next;
-        r->next = E.waiting;
-        E.waiting = r;
+        r->next = in_order;
+        in_order = r;
+    }
+    int64_t now = mx_now_ms();
+    while (in_order) {
+        mx_request *r = in_order;
+        in_order = in_order->next;
+        r->next = NULL;
+        r->from_python = 1;
+        schedule(r, now);
     }
     while (cancels) {
         cancel_item *c = cancels;
@@ -543,68 +628,60 @@ static void take_inboxes(void) {
     while (pokes) {
         account_item *p = pokes;
         pokes = p->next;
-        pthread_mutex_lock(&p->account->lock);
-        int wanted = p->account->sync_wanted;
-        pthread_mutex_unlock(&p->account->lock);
-        if (wanted && !p->account->sync_registered) {
-            p->account->sync_registered = 1;
-            p->next = E.syncing; /* the poke's reference becomes the list's */
-            E.syncing = p;
+        mx_account *a = p->account;
+        free(p);
+        pthread_mutex_lock(&a->lock);
+        int wanted = a->sync_wanted;
+        pthread_mutex_unlock(&a->lock);
+        if (wanted && !a->sync_registered) {
+            a->sync_registered = 1; /* the poke's reference becomes the engine's */
+            a->sync_wake.owner = MX_DEADLINE_ACCOUNT;
+            mx_engine_wake_account(a);
+            continue;
+        }
+        if (a->sync_registered) {
+            mx_engine_wake_account(a); /* started again, stopped or acknowledged */
         } else {
             /* Stopped before the engine ever saw it start (start_sync then
              * stop_sync between two turns): the loop never ran, but Python
              * holds references for it that only SYNC_STOPPED releases. */
-            if (!wanted && !p->account->sync_registered) mx_sync_report_stopped(p->account);
-            mx_account_decref(p->account);
-            free(p);
+            mx_sync_report_stopped(a);
         }
+        mx_account_decref(a);
     }
 }
 
-static void start_due(void) {
-    int64_t now = mx_now_ms();
-    for (mx_request **p = &E.waiting; *p;) {
-        mx_request *r = *p;
-        if (r->not_before_ms > now) {
-            p = &r->next;
-            continue;
+/* Hands every transfer libcurl has finished to finish(). */
+static void take_finished(void) {
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(E.multi, &left))) {
+        if (msg->msg != CURLMSG_DONE) continue;
+        mx_request *r = NULL;
+        CURLcode rc = msg->data.result;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+        /* Our own callbacks' verdicts (too large, file error) win over curl's. */
+        if (r->status != MX_OK && r->verdict[0]) {
+            snprintf(r->errbuf, sizeof r->errbuf, "%s", r->verdict);
+        } else if (rc != CURLE_OK && r->status == MX_OK) {
+            r->status = MX_ERR_NETWORK;
+            if (!r->errbuf[0]) snprintf(r->errbuf, sizeof r->errbuf, "%s", curl_easy_strerror(rc));
         }
-        *p = r->next;
-        if (mx_engine_start_transfer(r) != 0) {
-            r->status = MX_ERR_NOMEM;
-            snprintf(r->errbuf, sizeof r->errbuf, "could not set up the transfer");
-            mx_engine_complete(r);
-        }
+        finish(r); /* detaches it: msg is not used after this */
     }
 }
 
 static void *engine_main(void *arg) {
     (void)arg;
+    pthread_setname_np(pthread_self(), "mx-engine"); /* for bench/ and debuggers */
     for (;;) {
         take_inboxes();
-        drive_sync_loops();
-        start_due();
-        int still = 0;
-        curl_multi_perform(E.multi, &still);
-        CURLMsg *msg;
-        int left;
-        while ((msg = curl_multi_info_read(E.multi, &left))) {
-            if (msg->msg != CURLMSG_DONE) continue;
-            mx_request *r = NULL;
-            CURLcode rc = msg->data.result;
-            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
-            list_remove(&E.running, r);
-            /* Our own callbacks' verdicts (too large, file error) win over curl's. */
-            if (r->status != MX_OK && r->verdict[0]) {
-                snprintf(r->errbuf, sizeof r->errbuf, "%s", r->verdict);
-            } else if (rc != CURLE_OK && r->status == MX_OK) {
-                r->status = MX_ERR_NETWORK;
-                if (!r->errbuf[0])
-                    snprintf(r->errbuf, sizeof r->errbuf, "%s", curl_easy_strerror(rc));
-            }
-            finish(r);
-        }
-        curl_multi_poll(E.multi, NULL, 0, (int)next_deadline_wait(), NULL);
+        take_due_deadlines();
+        step_due_accounts();
+        /* Accounts woken while stepping (out of memory) want another turn now. */
+        int64_t until = E.due ? 0 : mx_deadlines_next(&E.deadlines);
+        mx_sockets_wait(&E.sockets, until);
+        take_finished();
     }
     return NULL;
 }
@@ -622,6 +699,10 @@ static void engine_init_once(void) {
     E.multi = curl_multi_init();
     if (!E.multi) {
         E.start_error = ENOMEM;
+        return;
+    }
+    if (mx_sockets_open(&E.sockets, E.multi) != 0) {
+        E.start_error = errno;
         return;
     }
     int rc = pthread_create(&E.thread, NULL, engine_main, NULL);

@@ -1,5 +1,7 @@
 /* The I/O engine: one thread per process, one libcurl multi handle shared by
- * every Matrix account.
+ * every Matrix account, driven through libcurl's socket interface and one
+ * epoll set (sockets.h), so that a wake-up costs what is ready, not what is
+ * open.
  *
  * Threads and ownership:
  *  - Python (holding the GIL) builds an mx_request and hands it over with
@@ -48,7 +50,10 @@ struct mx_account {
     int undelivered; /* batches pushed but not acknowledged by Python */
 
     /* Engine-thread only (sync.c). */
-    int sync_registered; /* in the engine's account list */
+    int sync_registered; /* the engine steps its loop (and holds a reference) */
+    int sync_due;        /* on the engine's list of accounts to step next */
+    mx_account *due_next;
+    mx_deadline sync_wake; /* queued while backing off, until next_sync_ms */
     mx_request *sync_inflight;
     int backoff_ms;
     int64_t next_sync_ms;
@@ -79,6 +84,10 @@ int mx_engine_start_transfer(mx_request *r);
 void mx_engine_cancel_request(mx_request *r);
 /* Hands a finished request to the loop thread. */
 void mx_engine_complete(mx_request *r);
+/* Has the engine step a syncing account's loop on its next turn (its
+ * request ended); the engine steps no account otherwise, except on a poke
+ * or when its backoff ends. */
+void mx_engine_wake_account(mx_account *a);
 
 /* Starts the engine thread once per process. Returns 0 or -1 (errno set). */
 int mx_engine_start(void);

@@ -27,6 +27,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "engine/deadlines.h"
+
 /* Largest response body accepted; bigger ones fail that request only. */
 #define MX_MAX_RESPONSE (256u * 1024u * 1024u)
 /* Bounded retries of a request answered 429. */
@@ -136,6 +138,12 @@ struct mx_request {
     int used_fallback;
     int64_t not_before_ms; /* monotonic time before which it must not start */
     mx_request *next;
+
+    /* The engine's bookkeeping (engine.c), engine thread only. */
+    int attached;     /* its easy handle is on the multi handle */
+    int from_python;  /* came through mx_engine_submit: Python may cancel it by id */
+    mx_request *prev; /* with next: the engine's list of Python's attached requests */
+    mx_deadline wait; /* queued until not_before_ms */
 };
 
 /* Request lifetime. mx_request_new returns NULL on allocation failure. */

@@ -128,8 +128,13 @@ int mx_sync_step(mx_account *a, int64_t now) {
     return 0;
 }
 
-int64_t mx_sync_wake_at(const mx_account *a) {
-    return a->sync_inflight ? INT64_MAX : a->next_sync_ms;
+int64_t mx_sync_wake_at(mx_account *a) {
+    if (a->sync_inflight) return INT64_MAX;
+    pthread_mutex_lock(&a->lock);
+    int held = a->undelivered >= MX_MAX_UNDELIVERED;
+    pthread_mutex_unlock(&a->lock);
+    /* Held: Python's sync_ack pokes the engine; no deadline to keep. */
+    return held ? INT64_MAX : a->next_sync_ms;
 }
 
 /* Decodes a 2xx body and records the new token. 0, or -1 with r->status set. */
@@ -194,6 +199,8 @@ static void sync_finished(mx_request *r) {
         back_off(a, now);
     }
     /* Errors are reported too (Python shows status), but only fatal ones end the loop. */
+    /* Before r goes: its reference may be what keeps the account alive. */
+    mx_engine_wake_account(a); /* the next /sync, a backoff, or the end */
     mx_engine_complete(r);
 }
 

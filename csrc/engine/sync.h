@@ -26,9 +26,10 @@ extern mx_request_kind mx_kind_sync;
 extern mx_request_kind mx_kind_sync_stopped;
 /* The start_sync call a sync request serves (its generation). */
 unsigned mx_sync_generation_of(const mx_request *r);
-/* When the account next needs the engine's attention without any I/O
- * (backoff end), or INT64_MAX. */
-int64_t mx_sync_wake_at(const mx_account *a);
+/* When the account next needs the engine's attention without any I/O or
+ * poke (its backoff ends), or INT64_MAX: a /sync is in flight, or the loop
+ * is held until Python acknowledges a batch. */
+int64_t mx_sync_wake_at(mx_account *a);
 /* Tells the loop thread that the account's sync loop is over, so that it
  * drops the references the loop held (SYNC_STOPPED). Harmless when the loop
  * was restarted or already reported: delivery checks. */
