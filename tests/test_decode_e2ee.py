@@ -18,6 +18,7 @@ from matridge.matrix import (
     SyncBatch,
     decode_event,
     decrypted_event,
+    sync_filter_for,
 )
 from tests.api_helpers import logged_in
 from tests.harness.synapse import Synapse
@@ -512,7 +513,8 @@ async def test_to_device_and_encrypted_events_arrive_whole(synapse: Synapse) -> 
     me.invite(room, friend.user_id)
     friend.join(room)
     rec = Recorder()
-    rec.start(client)
+    # The session's own filter: it must let to-device events through.
+    rec.start(client, sync_filter=sync_filter_for(me.user_id))
     try:
         await rec.batch()
         client.sync_ack()
