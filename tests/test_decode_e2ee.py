@@ -7,11 +7,15 @@ through a real Synapse and the engine's sync loop."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
+import nio
 import pytest
 
 from matridge import _core
+from matridge.crypto.primitives import random_bytes
+from matridge.crypto.store import KeyStore
 from matridge.matrix import (
     Event,
     MatrixClient,
@@ -22,6 +26,7 @@ from matridge.matrix import (
 )
 from tests.api_helpers import logged_in
 from tests.harness.synapse import Synapse
+from tests.test_crypto_device import encrypted_room, nio_sync, nio_user, our_device
 from tests.test_sync import Recorder
 
 MEGOLM = "m.megolm.v1.aes-sha2"
@@ -575,3 +580,83 @@ async def test_to_device_and_encrypted_events_arrive_whole(synapse: Synapse) -> 
     )
     assert clear.in_reply_to == "$original:example.org"
     assert clear.message is not None and clear.message.text == "the answer"
+
+
+@pytestmark_asyncio
+async def test_the_engines_batches_feed_the_device_and_a_megolm_message_decodes(
+    synapse: Synapse, tmp_path: Path
+) -> None:
+    """The whole path with a real other device (matrix-nio): the key counts
+    of a batch go to Device.replenish, its to-device events (as their
+    source) to Device.process_to_device, and the Megolm event of the
+    timeline, decrypted with the room key they brought, decodes through
+    decrypted_event into the view a clear message gets."""
+    store = KeyStore.open(tmp_path / "keys.sqlite", random_bytes(32))
+    try:
+        ours = await our_device(synapse, store)
+        await ours.device.upload_keys()
+        async with nio_user(synapse, tmp_path) as peer:
+            room = encrypted_room(ours, peer)
+            await nio_sync(peer)
+            client = ours.client
+            rec = Recorder()
+            rec.start(client, sync_filter=sync_filter_for(ours.device.user_id))
+            try:
+                first = await rec.batch()
+                client.sync_ack()
+                counts = await ours.device.replenish(
+                    first.one_time_key_counts, first.unused_fallback_key_types
+                )
+                assert counts["signed_curve25519"] == ours.device.one_time_key_target
+                sent = await peer.room_send(
+                    room,
+                    "m.room.message",
+                    {
+                        "msgtype": "m.text",
+                        "body": "over megolm",
+                        "format": "org.matrix.custom.html",
+                        "formatted_body": "<b>over</b> megolm",
+                    },
+                    ignore_unverified_devices=True,
+                )
+                assert isinstance(sent, nio.RoomSendResponse), sent
+                to_device: list[dict[str, Any]] = []
+                found: list[Event] = []
+
+                def seen(batch: SyncBatch) -> bool:
+                    to_device.extend(ev.source for ev in batch.to_device)
+                    found.extend(
+                        ev
+                        for r in batch.rooms
+                        for ev in r.timeline
+                        if ev.event_id == sent.event_id
+                    )
+                    return bool(to_device and found)
+
+                await batch_where(rec, client, seen)
+            finally:
+                client.stop_sync()
+            await ours.device.track_senders(to_device)
+            result = ours.device.process_to_device(to_device)
+            assert result.refused == []
+            (outer,) = found
+            assert outer.encrypted and outer.algorithm == MEGOLM
+            assert isinstance(outer.ciphertext, str) and outer.session_id is not None
+            assert outer.sender_key is not None
+            assert result.room_keys == [(room, outer.sender_key, outer.session_id)]
+            record = store.inbound_group_session(
+                room, outer.sender_key, outer.session_id
+            )
+            assert record is not None
+            plaintext = json.loads(record.session.decrypt(outer.ciphertext).plaintext)
+            clear = decrypted_event(outer, plaintext, room)
+            assert clear.invalid is None and clear.decrypted and not clear.encrypted
+            assert (clear.event_id, clear.sender, clear.kind) == (
+                sent.event_id,
+                peer.user_id,
+                "message",
+            )
+            assert clear.body == "over megolm"
+            assert clear.message is not None and clear.message.text == "*over* megolm"
+    finally:
+        store.close()
