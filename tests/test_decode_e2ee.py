@@ -127,6 +127,13 @@ def test_fallback_types_that_are_not_a_list_read_as_unknown(types: Any) -> None:
     assert batch.unused_fallback_key_types is None
 
 
+def test_with_duplicate_algorithms_the_first_count_wins() -> None:
+    data = (
+        b'{"next_batch": "s", "device_one_time_keys_count": {"a": 1, "a": 2, "b": 3}}'
+    )
+    assert _core.decode_sync(data).one_time_key_counts == {"a": 1, "b": 3}
+
+
 def test_fallback_types_keep_only_strings() -> None:
     batch = _core.decode_sync(
         sync_body(device_unused_fallback_key_types=["signed_curve25519", 1, None])

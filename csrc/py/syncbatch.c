@@ -88,7 +88,13 @@ static PyObject *SyncBatch_one_time_key_counts(SyncBatchObject *self, void *c) {
     if (!d) return NULL;
     for (size_t i = 0; i < self->batch->n_one_time_key_counts; i++) {
         const mx_key_count *k = &self->batch->one_time_key_counts[i];
-        if (mx_put_text_key(d, k->algorithm, PyLong_FromLongLong((long long)k->count)) < 0) {
+        PyObject *key = mx_str_or_none(k->algorithm);
+        PyObject *count = key ? PyLong_FromLongLong((long long)k->count) : NULL;
+        /* With duplicate keys the first wins, as everywhere in the decoder. */
+        int rc = count ? PyDict_SetDefaultRef(d, key, count, NULL) : -1;
+        Py_XDECREF(key);
+        Py_XDECREF(count);
+        if (rc < 0) {
             Py_DECREF(d);
             return NULL;
         }
