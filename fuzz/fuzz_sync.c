@@ -41,6 +41,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         for (size_t k = 0; k < r->n_heroes; k++) touch(r->heroes[k]);
     }
     walk_events(&b->account_data), walk_events(&b->presence), walk_events(&b->to_device);
+    for (size_t k = 0; k < b->n_one_time_key_counts; k++)
+        touch(b->one_time_key_counts[k].algorithm), sink += (size_t)b->one_time_key_counts[k].count;
+    for (size_t k = 0; k < b->n_fallback_key_types; k++) touch(b->fallback_key_types[k]);
     mx_batch_free(b);
     return 0;
 }

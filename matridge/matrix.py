@@ -147,6 +147,34 @@ def parse_mxc(uri: str) -> tuple[str, str]:
     return server, media_id
 
 
+def decode_event(data: bytes | bytearray | memoryview, room_id: str) -> Event:
+    """One event's JSON decoded into the Event view a timeline event gets
+    (message, styled text, relations, media info), parsed and decoded with
+    the GIL released; ``decrypted`` is True on it. For the event the gateway
+    assembles after decrypting an ``m.room.encrypted`` one. An event whose
+    ``room_id`` names another room comes back ``invalid``; data that is not
+    a JSON object raises ValueError."""
+    return _core.decode_event(data, room_id)
+
+
+# The outer (encrypted) event's fields a decrypted event keeps: the
+# plaintext brings only type and content (and a room_id to check).
+_OUTER_FIELDS = ("event_id", "sender", "origin_server_ts", "unsigned")
+
+
+def decrypted_event(outer: Event, plaintext: dict[str, Any], room_id: str) -> Event:
+    """The Event for a decrypted Megolm payload: the plaintext's ``type``,
+    ``content`` and ``room_id`` with the outer event's ids, sender, time and
+    ``unsigned``. A plaintext ``room_id`` other than ``room_id`` makes the
+    event invalid (a replay from another room)."""
+    source = outer.source
+    event: dict[str, Any] = {k: source[k] for k in _OUTER_FIELDS if k in source}
+    event["type"] = plaintext.get("type")
+    event["content"] = plaintext.get("content")
+    event["room_id"] = plaintext.get("room_id", room_id)
+    return decode_event(json.dumps(event, separators=(",", ":")).encode(), room_id)
+
+
 def _str_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 

@@ -539,6 +539,39 @@ static int decode_section(mx_arena *arena, const cJSON *section, mx_membership m
     return 0;
 }
 
+/* device_one_time_keys_count: {algorithm: count}; counts that are not
+ * non-negative integers are left out rather than guessed. */
+static int key_counts(mx_arena *arena, const cJSON *obj, mx_batch *b) {
+    size_t n = count_members(obj);
+    if (n == 0) return 0;
+    mx_key_count *counts = mx_arena_alloc(arena, n * sizeof *counts);
+    if (!counts) return -1;
+    size_t i = 0;
+    for (const cJSON *c = obj->child; c && i < n; c = c->next) {
+        int64_t count = uint_of(c);
+        if (!c->string || count < 0) continue;
+        counts[i].algorithm = c->string;
+        counts[i++].count = count;
+    }
+    b->one_time_key_counts = counts;
+    b->n_one_time_key_counts = i;
+    return 0;
+}
+
+/* The end-to-end encryption fields of the top level (to-device events are
+ * decoded with the other event lists). */
+static int decode_device_keys(mx_batch *b, const cJSON *root) {
+    mx_arena *a = &b->arena;
+    const cJSON *devices = obj_field(root, "device_lists");
+    const cJSON *fallback = get(root, "device_unused_fallback_key_types");
+    b->has_fallback_key_types = cJSON_IsArray(fallback);
+    if (str_array(a, get(devices, "changed"), &b->devices_changed, &b->n_devices_changed) != 0 ||
+        str_array(a, get(devices, "left"), &b->devices_left, &b->n_devices_left) != 0 ||
+        str_array(a, fallback, &b->fallback_key_types, &b->n_fallback_key_types) != 0)
+        return -1;
+    return key_counts(a, obj_field(root, "device_one_time_keys_count"), b);
+}
+
 static int decode_batch(mx_batch *b, const cJSON *root) {
     mx_arena *a = &b->arena;
     const cJSON *rooms = obj_field(root, "rooms");
@@ -547,7 +580,6 @@ static int decode_batch(mx_batch *b, const cJSON *root) {
     size_t total =
         count_members(join) + count_members(invite) + count_members(leave) + count_members(knock);
     if (total && !(b->rooms = mx_arena_alloc(a, total * sizeof *b->rooms))) return -1;
-    const cJSON *devices = obj_field(root, "device_lists");
     if (decode_section(a, join, MX_ROOM_JOIN, b, total) != 0 ||
         decode_section(a, invite, MX_ROOM_INVITE, b, total) != 0 ||
         decode_section(a, leave, MX_ROOM_LEAVE, b, total) != 0 ||
@@ -557,11 +589,9 @@ static int decode_batch(mx_batch *b, const cJSON *root) {
         mx_decode_events(a, get(obj_field(root, "presence"), "events"), MX_SHAPE_BASIC,
                          &b->presence) != 0 ||
         mx_decode_events(a, get(obj_field(root, "to_device"), "events"), MX_SHAPE_BASIC,
-                         &b->to_device) != 0 ||
-        str_array(a, get(devices, "changed"), &b->devices_changed, &b->n_devices_changed) != 0 ||
-        str_array(a, get(devices, "left"), &b->devices_left, &b->n_devices_left) != 0)
+                         &b->to_device) != 0)
         return -1;
-    return 0;
+    return decode_device_keys(b, root);
 }
 
 /* Checks the top level of `b->root` and decodes it. */
@@ -623,6 +653,49 @@ int mx_decode_one_event(cJSON *root, mx_batch **out) {
     b->root_malloced = 1;
     *out = b;
     return 0;
+}
+
+int mx_decode_event_body(const char *data, size_t len, const char *room_id, mx_batch **out,
+                         const char **reason) {
+    *out = NULL;
+    *reason = "out of memory";
+    mx_batch *b = calloc(1, sizeof *b);
+    if (!b) return -1;
+    mx_room *room = NULL;
+    mx_event *ev = NULL;
+    b->root = mx_json_parse_in_arena(data, len, &b->arena);
+    if (!b->root) {
+        /* The arena parser returns NULL for bad JSON and for no memory:
+         * bad JSON is by far the likelier. */
+        *reason = "it is not valid JSON";
+        goto fail;
+    }
+    if (!cJSON_IsObject(b->root)) {
+        *reason = "it is not a JSON object";
+        goto fail;
+    }
+    room = mx_arena_alloc(&b->arena, sizeof *room);
+    ev = mx_arena_alloc(&b->arena, sizeof *ev);
+    if (!room || !ev || !(room->room_id = mx_arena_strndup(&b->arena, room_id, strlen(room_id))) ||
+        mx_decode_event(&b->arena, b->root, MX_SHAPE_ROOM, ev) != 0)
+        goto fail;
+    ev->decrypted = 1;
+    /* A plaintext claiming another room must not be shown in this one. */
+    const char *claimed = str_field(b->root, "room_id");
+    if (!ev->invalid && claimed && strcmp(claimed, room_id) != 0)
+        ev->invalid = "the event names another room";
+    room->membership = MX_ROOM_JOIN;
+    room->notification_count = room->highlight_count = -1;
+    room->joined_member_count = room->invited_member_count = -1;
+    room->timeline.events = ev;
+    room->timeline.n = 1;
+    b->rooms = room;
+    b->n_rooms = 1;
+    *out = b;
+    return 0;
+fail:
+    mx_batch_free(b);
+    return -1;
 }
 
 void mx_batch_free(mx_batch *b) {

@@ -101,6 +101,7 @@ typedef struct {
     const char *in_reply_to;  /* m.in_reply_to.event_id */
     const char *reaction_key; /* m.annotation key */
     int is_falling_back;
+    int decrypted; /* built by the gateway from a decrypted m.room.encrypted */
 
     const char *redacts; /* m.room.redaction target (content or top level) */
     const char *reason;  /* redaction or membership reason */
@@ -143,6 +144,13 @@ typedef struct {
     int64_t joined_member_count, invited_member_count; /* -1 when absent */
 } mx_room;
 
+/* One entry of device_one_time_keys_count: unused one-time keys the server
+ * holds for this device, per key algorithm. */
+typedef struct {
+    const char *algorithm;
+    int64_t count;
+} mx_key_count;
+
 typedef struct mx_batch {
     cJSON *root;       /* owned: in the arena, or (root_malloced) by cJSON */
     int root_malloced; /* root came from mx_json_parse: free with cJSON_Delete */
@@ -155,6 +163,13 @@ typedef struct mx_batch {
     mx_events to_device;
     const char **devices_changed, **devices_left; /* arena arrays */
     size_t n_devices_changed, n_devices_left;
+    mx_key_count *one_time_key_counts; /* arena array */
+    size_t n_one_time_key_counts;
+    /* device_unused_fallback_key_types (arena array), and whether the server
+     * sent it at all: absent means "unknown", not "none unused". */
+    const char **fallback_key_types;
+    size_t n_fallback_key_types;
+    int has_fallback_key_types;
     /* Set for batches of an engine sync loop: the start_sync call they
      * serve, and (loop thread, GIL) whether Python acknowledged it. */
     unsigned sync_generation;
@@ -174,6 +189,16 @@ const char *mx_batch_next_token(const mx_batch *b);
  * as its only room's only timeline event. Takes ownership of `root` on
  * success (0); -1 on ENOMEM, leaving root to the caller. */
 int mx_decode_one_event(cJSON *root, mx_batch **out);
+
+/* A batch holding one room event given as JSON text: the event the gateway
+ * assembles after decrypting an m.room.encrypted one (the plaintext's type
+ * and content with the outer event's ids), decoded as a timeline event of
+ * `room_id` and marked decrypted. The JSON is parsed into the batch's arena.
+ * 0 with *out set, or -1 with *reason set to a static explanation (not
+ * JSON, not an object, out of memory). An event naming another room than
+ * `room_id` is decoded as invalid. */
+int mx_decode_event_body(const char *data, size_t len, const char *room_id, mx_batch **out,
+                         const char **reason);
 
 /* Decodes a JSON array of events (or NULL / a non-array: no events) into
  * arena records. Never fails on bad events (they are marked invalid with a

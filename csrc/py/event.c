@@ -113,6 +113,11 @@ static PyObject *Event_encrypted(EventObject *self, void *c) {
     return PyBool_FromLong(self->ev->kind == MX_EV_ENCRYPTED);
 }
 
+static PyObject *Event_decrypted(EventObject *self, void *c) {
+    (void)c;
+    return PyBool_FromLong(self->ev->decrypted);
+}
+
 static PyObject *Event_message(EventObject *self, void *c) {
     (void)c;
     return mx_Message_new(self->owner, self->ev->message);
@@ -184,6 +189,15 @@ static PyObject *Event_content_of(EventObject *self, void *closure) {
     return mx_json_to_py(self->ev->content);
 }
 
+/* m.room.encrypted ciphertext: a str for Megolm, an object keyed by the
+ * recipient's Curve25519 key for Olm (to-device). */
+static PyObject *Event_ciphertext(EventObject *self, void *closure) {
+    const cJSON *v = content_item(self, closure);
+    if (cJSON_IsString(v)) return mx_str_or_none(v->valuestring);
+    if (cJSON_IsObject(v)) return mx_json_to_py(v);
+    Py_RETURN_NONE;
+}
+
 static PyObject *Event_avatar_url(EventObject *self, void *c) {
     (void)c;
     static const content_field member = {MX_EV_MEMBER, "avatar_url"}, room = {MX_EV_AVATAR, "url"};
@@ -212,7 +226,12 @@ static const content_field
     F_PRESENCE = {MX_EV_PRESENCE, "presence"}, F_STATUS = {MX_EV_PRESENCE, "status_msg"},
     F_LAST_ACTIVE = {MX_EV_PRESENCE, "last_active_ago"},
     F_CURRENTLY_ACTIVE = {MX_EV_PRESENCE, "currently_active"},
-    F_DIRECT = {MX_EV_DIRECT, NULL};
+    F_DIRECT = {MX_EV_DIRECT, NULL},
+    F_ENC_ALGORITHM = {MX_EV_ENCRYPTED, "algorithm"},
+    F_SENDER_KEY = {MX_EV_ENCRYPTED, "sender_key"},
+    F_SESSION_ID = {MX_EV_ENCRYPTED, "session_id"},
+    F_CIPHERTEXT = {MX_EV_ENCRYPTED, "ciphertext"},
+    F_DEVICE_ID = {MX_EV_ENCRYPTED, "device_id"};
 
 #define STR_FIELD(name, field, doc) \
     {name, (getter)Event_str_field, NULL, doc, (void *)offsetof(mx_event, field)}
@@ -234,8 +253,10 @@ static PyGetSetDef Event_getset[] = {
      NULL},
     {"is_state", (getter)Event_is_state, NULL, "True when the event has a state_key.", NULL},
     {"redacted", (getter)Event_redacted, NULL, "True when the content was redacted away.", NULL},
-    {"encrypted", (getter)Event_encrypted, NULL,
-     "True for m.room.encrypted (not decrypted by the gateway).", NULL},
+    {"encrypted", (getter)Event_encrypted, NULL, "True for m.room.encrypted (the ciphertext).",
+     NULL},
+    {"decrypted", (getter)Event_decrypted, NULL,
+     "True for an event decode_event made from a decrypted m.room.encrypted.", NULL},
     {"content", (getter)Event_content, NULL, "The content as a new dict.", NULL},
     {"source", (getter)Event_source, NULL, "The whole event as a new dict.", NULL},
     /* relations */
@@ -271,6 +292,14 @@ static PyGetSetDef Event_getset[] = {
     CONTENT("pinned", Event_content_strs, F_PINNED, "m.room.pinned_events."),
     CONTENT("child_via", Event_content_strs, F_CHILD_VIA, "m.space.child via."),
     CONTENT("parent_via", Event_content_strs, F_PARENT_VIA, "m.space.parent via."),
+    /* m.room.encrypted, in a room or to-device */
+    CONTENT("algorithm", Event_content_str, F_ENC_ALGORITHM,
+            "m.megolm.v1.aes-sha2 or m.olm.v1.curve25519-aes-sha2."),
+    CONTENT("sender_key", Event_content_str, F_SENDER_KEY, "The sender's Curve25519 key."),
+    CONTENT("session_id", Event_content_str, F_SESSION_ID, "The Megolm session."),
+    CONTENT("ciphertext", Event_ciphertext, F_CIPHERTEXT,
+            "A str (Megolm), or a dict by recipient Curve25519 key (Olm)."),
+    CONTENT("device_id", Event_content_str, F_DEVICE_ID, "The sending device (deprecated)."),
     /* presence and account data */
     CONTENT("presence", Event_content_str, F_PRESENCE, "online, offline or unavailable."),
     CONTENT("status_msg", Event_content_str, F_STATUS, NULL),

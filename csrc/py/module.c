@@ -53,6 +53,9 @@ static PyMethodDef core_methods[] = {
     {"decode_sync", mx_core_decode_sync, METH_O,
      "decode_sync($module, data, /)\n--\n\n"
      "A SyncBatch from a /sync body, decoded with the GIL released."},
+    {"decode_event", (PyCFunction)(void (*)(void))mx_core_decode_event, METH_FASTCALL,
+     "decode_event($module, data, room_id, /)\n--\n\n"
+     "An Event from one decrypted event's JSON, decoded with the GIL released."},
     {"history_from_pages", (PyCFunction)(void (*)(void))mx_core_history_from_pages,
      METH_VARARGS | METH_KEYWORDS,
      "history_from_pages($module, /, pages, *, backwards=True, until_event_id=None,\n"

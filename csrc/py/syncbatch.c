@@ -82,6 +82,32 @@ static PyObject *SyncBatch_devices_left(SyncBatchObject *self, void *c) {
     return mx_str_tuple(self->batch->devices_left, self->batch->n_devices_left);
 }
 
+static PyObject *SyncBatch_one_time_key_counts(SyncBatchObject *self, void *c) {
+    (void)c;
+    PyObject *d = PyDict_New();
+    if (!d) return NULL;
+    for (size_t i = 0; i < self->batch->n_one_time_key_counts; i++) {
+        const mx_key_count *k = &self->batch->one_time_key_counts[i];
+        PyObject *key = mx_str_or_none(k->algorithm);
+        PyObject *count = key ? PyLong_FromLongLong((long long)k->count) : NULL;
+        /* With duplicate keys the first wins, as everywhere in the decoder. */
+        int rc = count ? PyDict_SetDefaultRef(d, key, count, NULL) : -1;
+        Py_XDECREF(key);
+        Py_XDECREF(count);
+        if (rc < 0) {
+            Py_DECREF(d);
+            return NULL;
+        }
+    }
+    return d;
+}
+
+static PyObject *SyncBatch_fallback_key_types(SyncBatchObject *self, void *c) {
+    (void)c;
+    if (!self->batch->has_fallback_key_types) Py_RETURN_NONE;
+    return mx_str_tuple(self->batch->fallback_key_types, self->batch->n_fallback_key_types);
+}
+
 #define BATCH_EVENTS(name, field, doc) \
     {name, (getter)SyncBatch_events, NULL, doc, (void *)offsetof(mx_batch, field)}
 
@@ -95,6 +121,10 @@ static PyGetSetDef SyncBatch_getset[] = {
      "Users whose devices changed.", NULL},
     {"device_lists_left", (getter)SyncBatch_devices_left, NULL,
      "Users we no longer share an encrypted room with.", NULL},
+    {"one_time_key_counts", (getter)SyncBatch_one_time_key_counts, NULL,
+     "device_one_time_keys_count: unused one-time keys on the server, per algorithm.", NULL},
+    {"unused_fallback_key_types", (getter)SyncBatch_fallback_key_types, NULL,
+     "device_unused_fallback_key_types, or None when the server did not say.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -129,4 +159,33 @@ PyObject *mx_core_decode_sync(PyObject *module, PyObject *arg) {
         return NULL;
     }
     return mx_SyncBatch_new(st, batch);
+}
+
+PyObject *mx_core_decode_event(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "decode_event() takes 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    mx_state *st = PyModule_GetState(module);
+    const char *room_id = mx_str_arg(args[1], "room_id");
+    if (!room_id) return NULL;
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) return NULL;
+    mx_batch *batch = NULL;
+    const char *reason = NULL;
+    /* room_id is borrowed from args[1], which the caller keeps alive; the
+     * buffer stays exported, hence unchanged, until released below. */
+    Py_BEGIN_ALLOW_THREADS
+    mx_decode_event_body(view.buf, (size_t)view.len, room_id, &batch, &reason);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    if (!batch) {
+        PyErr_Format(PyExc_ValueError, "cannot decode this event: %s", reason);
+        return NULL;
+    }
+    PyObject *owner = mx_SyncBatch_new(st, batch);
+    if (!owner) return NULL;
+    PyObject *ev = mx_Event_new(owner, &batch->rooms[0].timeline.events[0]);
+    Py_DECREF(owner); /* the event view holds it now */
+    return ev;
 }
