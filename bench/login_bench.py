@@ -1,0 +1,179 @@
+"""First-login benchmark: an account in many rooms with much history.
+
+Set-up, once per run and shared by both gateways (each logs in as a new
+device of the same account, from an empty gateway home): a friend creates
+R rooms and invites the account, which joins each; then E events in all
+(E / R per room, plain text) are sent by several clients at once, one
+keep-alive connection per thread.
+
+Timed, per gateway, from the moment the XMPP client submits the
+registration form: the gateway logs in to Matrix and does its first sync of
+the whole account; the XMPP client joins the first room's MUC as soon as the
+gateway accepts the join, while the friend sends a live message there every
+LIVE_EVERY_S. The result is the time until the first of those live messages
+reaches the XMPP client (without a <delay>, so not as history), and the time
+until the gateway's "logged in" presence. The gateway's peak RSS (VmHWM) over
+the whole process life, and its CPU time over the timed window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from . import gateways as gw
+
+FULL_ROOMS, FULL_EVENTS = 200, 20_000
+QUICK_ROOMS, QUICK_EVENTS = 20, 1000
+SEED_THREADS = 6
+LIVE_EVERY_S = 0.25
+TIMEOUT_S = 600.0
+
+
+@dataclass(frozen=True)
+class BigAccount:
+    name: str
+    password: str
+    friend: str
+    rooms: list[str]
+    events: int
+    seed_s: float
+
+
+def seed(synapse: Any, rooms: int, events: int) -> BigAccount:
+    """The account and its rooms; run once, before any gateway."""
+    t0 = time.perf_counter()
+    name = f"big{uuid.uuid4().hex[:6]}"
+    password = "pw-" + uuid.uuid4().hex
+    fname = f"bigfriend{uuid.uuid4().hex[:6]}"
+    synapse.register_user(name, password)
+    synapse.register_user(fname, "pw")
+    me_id = gw.MatrixConn.login(synapse.base_url, name, password).user_id
+
+    def make_rooms(indices: list[int]) -> list[str]:
+        friend = gw.MatrixConn.login(synapse.base_url, fname, "pw")
+        me = gw.MatrixConn.login(synapse.base_url, name, password)
+        made = []
+        for i in indices:
+            room_id = friend.create_room([me_id], f"Room {i:03d}")
+            me.join(room_id)
+            made.append(room_id)
+        friend.close()
+        me.close()
+        return made
+
+    def fill(room_ids: list[str], per_room: int) -> None:
+        friend = gw.MatrixConn.login(synapse.base_url, fname, "pw")
+        me = gw.MatrixConn.login(synapse.base_url, name, password)
+        for room_id in room_ids:
+            for j in range(per_room):
+                # One in ten from the account itself, like a real history.
+                sender = me if j % 10 == 0 else friend
+                sender.send_text(room_id, f"history {j} of {room_id[:8]} lorem ipsum")
+        friend.close()
+        me.close()
+
+    chunks = [list(range(k, rooms, SEED_THREADS)) for k in range(SEED_THREADS)]
+    with ThreadPoolExecutor(SEED_THREADS) as pool:
+        room_ids = [r for made in pool.map(make_rooms, chunks) for r in made]
+        made_s = time.perf_counter() - t0
+        per_room = events // rooms
+        parts = [room_ids[k::SEED_THREADS] for k in range(SEED_THREADS)]
+        list(pool.map(lambda p: fill(p, per_room), parts))
+    seed_s = time.perf_counter() - t0
+    print(
+        f"  login: {rooms} rooms in {made_s:.0f} s, {per_room * rooms} events in "
+        f"{seed_s:.0f} s in all",
+        file=sys.stderr,
+        flush=True,
+    )
+    return BigAccount(name, password, fname, room_ids, per_room * rooms, seed_s)
+
+
+async def run(
+    synapse: Any, prosody: Any, gateway: Any, kind: gw.GatewayKind, acct: BigAccount
+) -> dict[str, Any]:
+    from matridge.ids import matrix_id_to_jid_local
+    from tests.harness.xmpp_client import XmppClient, XmppError
+
+    pid = gateway.proc.pid
+    await gw.settle(pid)
+    rss0 = gw.rss_mib(pid)
+    room_id = acct.rooms[0]
+    room_jid = f"{matrix_id_to_jid_local(room_id)}@{gateway.jid}"
+    friend = gw.MatrixConn.login(synapse.base_url, acct.friend, "pw")
+    xmpp = await XmppClient.connect_to(
+        f"{acct.name}-{kind.key}@{prosody.domain}", "any", "127.0.0.1", prosody.c2s_port
+    )
+    first: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+
+    def on_message(msg: Any) -> None:
+        if (
+            msg["type"] == "groupchat"
+            and msg["from"].bare == room_jid
+            and str(msg["body"]).startswith("live ")
+            and msg.xml.find("{urn:xmpp:delay}delay") is None
+            and not first.done()
+        ):
+            first.set_result(time.perf_counter())
+
+    xmpp.add_event_handler("message", on_message)
+    stop = asyncio.Event()
+
+    async def live_sender() -> None:
+        k = 0
+        while not stop.is_set():
+            k += 1
+            await asyncio.to_thread(friend.send_text, room_id, f"live {k}")
+            await asyncio.sleep(LIVE_EVERY_S)
+
+    async def join_when_accepted() -> None:
+        while True:
+            try:
+                await xmpp.join_muc(room_jid, acct.name, timeout=TIMEOUT_S)
+                return
+            except (XmppError, TimeoutError):
+                await asyncio.sleep(0.5)
+
+    cpu0 = gw.cpu_s(pid)
+    t0 = time.perf_counter()
+    sender = asyncio.create_task(live_sender())
+    try:
+        await gw.register(xmpp, gateway.jid, synapse.base_url, acct.name, acct.password)
+        ready_s = time.perf_counter() - t0
+        await asyncio.wait_for(join_when_accepted(), TIMEOUT_S)
+        joined_s = time.perf_counter() - t0
+        first_s = await asyncio.wait_for(first, TIMEOUT_S) - t0
+    finally:
+        stop.set()
+        await sender
+        friend.close()
+    cpu_window = gw.cpu_s(pid) - cpu0
+    settle_s = await gw.settle(pid, limit_s=300)
+    result = {
+        "rooms": len(acct.rooms),
+        "events": acct.events,
+        "ready_s": ready_s,
+        "joined_s": joined_s,
+        "first_live_s": first_s,
+        "cpu_s": cpu_window,
+        "settled_after_s": first_s + settle_s,
+        "rss_before_mib": rss0,
+        "rss_after_mib": gw.rss_mib(pid),
+        "peak_mib": gw.peak_mib(pid),
+    }
+    await xmpp.disconnect_and_wait()
+    print(
+        f"  login [{kind.key}]: logged in after {ready_s:.1f} s, MUC joined after "
+        f"{joined_s:.1f} s, first live message after {first_s:.1f} s; "
+        f"{cpu_window:.1f} s CPU, peak {result['peak_mib']:.0f} MiB "
+        f"(RSS {rss0:.0f} MiB before)",
+        file=sys.stderr,
+        flush=True,
+    )
+    return result
