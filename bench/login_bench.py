@@ -1,29 +1,37 @@
 """First-login benchmark: an account in many rooms with much history.
 
-Set-up, once per run and shared by both gateways (each logs in as a new
-device of the same account, from an empty gateway home): a friend creates
-R rooms and invites the account, which joins each; then E events in all
-(E / R per room, plain text) are sent by several clients at once, one
-keep-alive connection per thread.
+Set-up, shared by both gateways (each logs in as a new device of the same
+account, from an empty gateway home): a friend creates R rooms and invites
+the account, which joins each; then E events in all (E / R per room, plain
+text) are sent by several clients at once, one keep-alive connection per
+thread. Synapse persists a few dozen events a second here, so this is done
+once and kept: the homeserver's database, signing key and secrets go to
+build/bench/login-fixture-<R>r-<E>e/, and each later run starts its Synapse
+from a copy of them (see :func:`fixture`).
 
 Timed, per gateway, from the moment the XMPP client submits the
 registration form: the gateway logs in to Matrix and does its first sync of
 the whole account; the XMPP client joins the first room's MUC as soon as the
 gateway accepts the join, while the friend sends a live message there every
 LIVE_EVERY_S. The result is the time until the first of those live messages
-reaches the XMPP client (without a <delay>, so not as history), and the time
-until the gateway's "logged in" presence. The gateway's peak RSS (VmHWM) over
-the whole process life, and its CPU time over the timed window.
+reaches the XMPP client (the join asks for no history; slidge stamps MUC
+messages with their Matrix time, so a <delay> does not tell history apart),
+and the time until the gateway's "logged in" presence. The gateway's peak
+RSS (VmHWM) over the whole process life, and its CPU time over the timed
+window.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
 import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from . import gateways as gw
@@ -43,6 +51,55 @@ class BigAccount:
     rooms: list[str]
     events: int
     seed_s: float
+
+
+SYNAPSE_FILES = ("homeserver.db", "signing.key")
+
+
+def fixture(cache: Path, rooms: int, events: int) -> Path:
+    """The directory of a saved homeserver holding the big account (made
+    now if missing): its files, and fixture.json (secrets, account)."""
+    from tests.harness.synapse import Synapse
+
+    final = cache.resolve() / f"login-fixture-{rooms}r-{events}e"
+    if (final / "fixture.json").exists():
+        return final
+    making = final.parent / f"{final.name}.making"
+    shutil.rmtree(making, ignore_errors=True)
+    synapse = Synapse(making / "synapse")
+    with synapse:
+        acct = seed(synapse, rooms, events)
+    # Stopped cleanly: the WAL is checkpointed into homeserver.db.
+    for name in SYNAPSE_FILES:
+        shutil.copy2(making / "synapse" / name, making / name)
+    meta = {
+        "registration_shared_secret": synapse.registration_shared_secret,
+        "macaroon_secret_key": synapse._macaroon_secret,
+        "form_secret": synapse._form_secret,
+        "account": asdict(acct),
+    }
+    (making / "fixture.json").write_text(json.dumps(meta))
+    shutil.rmtree(making / "synapse")
+    shutil.rmtree(final, ignore_errors=True)
+    making.rename(final)
+    return final
+
+
+def synapse_from(fixture_dir: Path, workdir: Path) -> tuple[Any, BigAccount]:
+    """A (not yet started) Synapse on a copy of the fixture, and its account."""
+    from tests.harness.synapse import Synapse
+
+    meta = json.loads((fixture_dir / "fixture.json").read_text())
+    workdir.mkdir(parents=True, exist_ok=True)
+    for name in SYNAPSE_FILES:
+        shutil.copy2(fixture_dir / name, workdir / name)
+    synapse = Synapse(
+        workdir,
+        registration_shared_secret=meta["registration_shared_secret"],
+        macaroon_secret_key=meta["macaroon_secret_key"],
+        form_secret=meta["form_secret"],
+    )
+    return synapse, BigAccount(**meta["account"])
 
 
 def seed(synapse: Any, rooms: int, events: int) -> BigAccount:
@@ -117,7 +174,6 @@ async def run(
             msg["type"] == "groupchat"
             and msg["from"].bare == room_jid
             and str(msg["body"]).startswith("live ")
-            and msg.xml.find("{urn:xmpp:delay}delay") is None
             and not first.done()
         ):
             first.set_result(time.perf_counter())
