@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import hostile_bench
+from . import gateway_report, hostile_bench
 
 Row = dict[str, Any]
 
@@ -113,6 +113,8 @@ def targets(results: dict[str, Any]) -> list[list[str]]:
         )
     rows += history_targets(results)
     rows += backfill_targets(results)
+    if "gateways" in results:
+        rows += gateway_report.targets(results["gateways"])
     return rows
 
 
@@ -508,6 +510,8 @@ def markdown(results: dict[str, Any], image: str) -> str:
         parts += ["", *history_section(results)]
     if results.get("backfill"):
         parts += ["", *backfill_section(results["backfill"])]
+    if results.get("gateways"):
+        parts += ["", *gateway_report.section(results["gateways"])]
     if results.get("hostile"):
         parts += [
             "",
