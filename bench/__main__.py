@@ -74,7 +74,12 @@ def main(argv: list[str]) -> None:
                     p: _stamp(last["machine"]) for p in PARTS if p in last
                 }
                 measured = {**earlier, **results["measured"]}
+                gateways = _merge_gateways(
+                    last.get("gateways"), results.get("gateways")
+                )
                 results = {**last, **results, "measured": measured}
+                if gateways is not None:
+                    results["gateways"] = gateways
         CACHE.mkdir(parents=True, exist_ok=True)
         raw.write_text(json.dumps(results, indent=1))
     image = DOCS / "benchmarks.png"
@@ -82,6 +87,16 @@ def main(argv: list[str]) -> None:
     gateway_report.plot(results.get("gateways"), DOCS / gateway_report.IMAGE)
     (DOCS / "benchmarks.md").write_text(report.markdown(results, image.name))
     print(f"wrote {DOCS / 'benchmarks.md'} and {image}", file=sys.stderr)
+
+
+def _merge_gateways(
+    last: dict[str, Any] | None, new: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """A gateway run of some scenarios (--scenarios) keeps the last run's
+    others, when both ran the same sizes."""
+    if new is None or last is None or last.get("sizes") != new.get("sizes"):
+        return new
+    return {**last, **new}
 
 
 def _stamp(machine_info: dict[str, str]) -> str:
