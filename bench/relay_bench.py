@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from . import gateways as gw
+from .procstat import ROOT
 
 FULL_MESSAGES = 1000
 QUICK_MESSAGES = 100
@@ -330,8 +331,8 @@ def main() -> None:
     args = ap.parse_args()
     kind = gw.ours() if args.gateway == "ours" else gw.upstream()
     count = QUICK_MESSAGES if args.quick else FULL_MESSAGES
-    out = gw.ROOT / "build" / "bench" / f"relay-profile-{kind.key}.txt"
-    with tempfile.TemporaryDirectory(dir=gw.ROOT / "build") as tmp:
+    out = ROOT / "build" / "bench" / f"relay-profile-{kind.key}.txt"
+    with tempfile.TemporaryDirectory(dir=ROOT / "build") as tmp:
         with (
             Synapse(Path(tmp) / "synapse") as synapse,
             Prosody(Path(tmp) / "prosody", privilege=False) as prosody,
