@@ -172,11 +172,12 @@ def _rows(
     return out
 
 
-def section(g: dict[str, Any]) -> list[str]:
+def section(g: dict[str, Any], stamp: str | None = None) -> list[str]:
     size = g["sizes"]
     parts = [
         "## Gateways: matridge and upstream matridge",
         "",
+        *([f"Measured {stamp} (date UTC, matridge commit).", ""] if stamp else []),
         "The whole path a gateway's users and admins feel, for this tree's "
         "matridge and for the gateway an admin would otherwise install, "
         "upstream matridge "

@@ -511,7 +511,8 @@ def markdown(results: dict[str, Any], image: str) -> str:
     if results.get("backfill"):
         parts += ["", *backfill_section(results["backfill"])]
     if results.get("gateways"):
-        parts += ["", *gateway_report.section(results["gateways"])]
+        stamp = results.get("measured", {}).get("gateways")
+        parts += ["", *gateway_report.section(results["gateways"], stamp)]
     if results.get("hostile"):
         parts += [
             "",
