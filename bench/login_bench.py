@@ -210,7 +210,7 @@ async def run(
         await sender
         friend.close()
     cpu_window = gw.cpu_s(pid) - cpu0
-    settle_s = await gw.settle(pid, limit_s=300)
+    settle_s = await gw.settle(pid, limit_s=120)
     result = {
         "rooms": len(acct.rooms),
         "events": acct.events,
