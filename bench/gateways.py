@@ -307,6 +307,9 @@ class BodyWatcher:
             self._waiters[body] = fut
         return fut
 
+    def forget(self, body: str) -> None:
+        self._waiters.pop(body, None)
+
     def _arrived(self, body: str, t: float) -> None:
         fut = self._waiters.pop(body, None)
         if fut is not None and not fut.done():
