@@ -233,3 +233,50 @@ async def run(
         flush=True,
     )
     return result
+
+
+def main() -> None:
+    """``python -m bench.login_bench [--quick] [--profile] [--gateway G]``:
+    one gateway's first login of the big account alone; with --profile, our
+    gateway sampled by py-spy over it (build/bench/login-profile-G.txt,
+    summarised on stdout)."""
+    import argparse
+    import os
+    import tempfile
+
+    from tests.harness.prosody import Prosody
+
+    from .procstat import ROOT
+    from .relay_bench import _start_profiler, _stop_profiler, profile_summary
+
+    ap = argparse.ArgumentParser(prog="python -m bench.login_bench")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--gateway", choices=("ours", "upstream"), default="ours")
+    args = ap.parse_args()
+    kind = gw.ours() if args.gateway == "ours" else gw.upstream()
+    rooms, events = (
+        (QUICK_ROOMS, QUICK_EVENTS) if args.quick else (FULL_ROOMS, FULL_EVENTS)
+    )
+    cache = ROOT / "build" / "bench"
+    made = fixture(cache, rooms, events)
+    out = cache / f"login-profile-{kind.key}.txt"
+    with tempfile.TemporaryDirectory(dir=cache) as tmp:
+        server, acct = synapse_from(made, Path(tmp) / "synapse")
+        with (
+            server as synapse,
+            Prosody(Path(tmp) / "prosody", privilege=False) as prosody,
+            gw.make_gateway(Path(tmp) / "gw", prosody, kind) as gateway,
+        ):
+            spy = _start_profiler(gateway.proc.pid, out) if args.profile else None
+            result = asyncio.run(run(synapse, prosody, gateway, kind, acct))
+            if spy is not None:
+                _stop_profiler(spy)
+    if args.profile:
+        result["profile"] = profile_summary(out)
+    print(json.dumps(result, indent=1), flush=True)
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
