@@ -96,7 +96,7 @@ def _merge_gateways(
     others, when both ran the same sizes."""
     if new is None or last is None or last.get("sizes") != new.get("sizes"):
         return new
-    return {**last, **new}
+    return {**last, **new, "when": {**last.get("when", {}), **new.get("when", {})}}
 
 
 def _stamp(machine_info: dict[str, str]) -> str:

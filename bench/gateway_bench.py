@@ -20,7 +20,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from . import backfill_bench, login_bench, relay_bench, users_bench
+from . import backfill_bench, login_bench, machine, relay_bench, users_bench
 from . import gateways as gw
 
 SCENARIOS = ("relay", "backfill", "login", "users")
@@ -91,6 +91,11 @@ def run(
                 *extra: Callable[[gw.GatewayKind], str],
             ) -> dict[str, Any]:
                 out: dict[str, Any] = {}
+                info = machine.describe()
+                # A later run of other scenarios keeps this one: say when.
+                results.setdefault("when", {})[scenario] = (
+                    f"{info['Date (UTC)']}, {info['matridge']}"
+                )
                 for kind in kinds:
                     args = [f(kind) for f in extra]
                     home = tmp / f"{scenario}-{kind.key}"

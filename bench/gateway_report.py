@@ -184,7 +184,7 @@ def section(g: dict[str, Any], stamp: str | None = None) -> list[str]:
     parts = [
         "## Gateways: matridge and upstream matridge",
         "",
-        *([f"Measured {stamp} (date UTC, matridge commit).", ""] if stamp else []),
+        *_when(g, stamp),
         "The whole path a gateway's users and admins feel, for this tree's "
         "matridge and for the gateway an admin would otherwise install, "
         "upstream matridge "
@@ -294,9 +294,10 @@ def section(g: dict[str, Any], stamp: str | None = None) -> list[str]:
             "### First login of a big account",
             "",
             f"An account in {size['login_rooms']} rooms holding "
-            f"{size['login_events']:,} events in all (made once per run, "
-            f"{lg.get('seed_s', 0):.0f} s, by several clients at once; "
-            "`bench/login_bench.py`), logged in as a new device by each "
+            f"{size['login_events']:,} events in all (made once by several "
+            f"clients at once, which took {lg.get('seed_s', 0):.0f} s, and kept as a "
+            "saved homeserver in build/bench that each run's Synapse starts "
+            "from; `bench/login_bench.py`), logged in as a new device by each "
             "gateway from an empty home. Timed from the registration form's "
             "submission: the gateway's *logged in* presence, the MUC join of "
             "the first room (retried until the gateway accepts it), and the "
@@ -372,6 +373,17 @@ def section(g: dict[str, Any], stamp: str | None = None) -> list[str]:
             ),
         ]
     return parts
+
+
+def _when(g: dict[str, Any], stamp: str | None) -> list[str]:
+    """When (date UTC, matridge commit) each scenario was measured."""
+    when: dict[str, str] = g.get("when", {})
+    if len(set(when.values())) > 1:
+        each = "; ".join(f"{s} {w}" for s, w in when.items())
+        return [f"Measured (date UTC, matridge commit): {each}.", ""]
+    if when or stamp:
+        return [f"Measured {next(iter(when.values()), stamp)} (date UTC, commit).", ""]
+    return []
 
 
 def _relay_rows(g: dict[str, Any]) -> list[list[str]]:
