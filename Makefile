@@ -71,8 +71,23 @@ $(VENV)/.bench-installed: $(VENV)/.installed
 	$(PIP) install -q -e ".[bench]"
 	@touch $@
 
+# Upstream matridge 0.5.0 (pure Python, matrix-nio), the gateway-level peer,
+# in a venv of its own on the same slidge and Python. Its python-olm
+# requirement is left out: libolm is deprecated, has no Python 3.13 wheel,
+# and matridge 0.5.0 never imports it (its encryption goes through
+# matrix-nio[e2e], i.e. vodozemac).
+UPSTREAM_VENV := .venv-upstream
+UPSTREAM_DEPS := "slidge==0.5.3" "matrix-nio[e2e]>=0.26,<0.27" \
+	"beautifulsoup4>=4.12.2,<5" "async-lru>=2.0.3,<3" "slidge-style-parser>=0.1.6"
+$(UPSTREAM_VENV)/.installed: | python-check
+	@[ -x $(UPSTREAM_VENV)/bin/python ] || $(PYTHON) -m venv $(UPSTREAM_VENV)
+	$(UPSTREAM_VENV)/bin/pip install -q --upgrade pip
+	$(UPSTREAM_VENV)/bin/pip install -q $(UPSTREAM_DEPS)
+	$(UPSTREAM_VENV)/bin/pip install -q --no-deps "matridge==0.5.0"
+	@touch $@
+
 .PHONY: bench
-bench: build $(VENV)/.bench-installed
+bench: build $(VENV)/.bench-installed $(UPSTREAM_VENV)/.installed
 	$(PY) -m bench $(if $(BENCH_QUICK),--quick)
 
 docs: $(VENV)/.installed

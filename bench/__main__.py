@@ -6,6 +6,8 @@
     python -m bench --only history
     python -m bench --only backfill
     python -m bench --only hostile
+    python -m bench --only gateways   # matridge and upstream matridge, end to end
+    python -m bench --only gateways --scenarios relay,login
 
 The raw results also go to build/bench/results.json (``--only`` replaces its
 parts there when the sizes match); ``--render`` rewrites the page from that
@@ -22,6 +24,8 @@ from typing import Any
 from . import (
     backfill_bench,
     decode_bench,
+    gateway_bench,
+    gateway_report,
     history_bench,
     hostile_bench,
     idle_bench,
@@ -34,7 +38,7 @@ from .procstat import ROOT
 
 CACHE = ROOT / "build" / "bench"
 DOCS = ROOT / "docs"
-PARTS = ("decode", "stall", "idle", "history", "backfill", "hostile")
+PARTS = ("decode", "stall", "idle", "history", "backfill", "hostile", "gateways")
 
 
 def main(argv: list[str]) -> None:
@@ -47,6 +51,11 @@ def main(argv: list[str]) -> None:
         type=int,
         default=1000,
         help="largest account count for matrix-nio in the idle benchmark",
+    )
+    ap.add_argument(
+        "--scenarios",
+        default=",".join(gateway_bench.SCENARIOS),
+        help="the gateway part's scenarios (comma-separated)",
     )
     ap.add_argument("--render", action="store_true", help="only rewrite the page")
     args = ap.parse_args(argv)
@@ -65,13 +74,29 @@ def main(argv: list[str]) -> None:
                     p: _stamp(last["machine"]) for p in PARTS if p in last
                 }
                 measured = {**earlier, **results["measured"]}
+                gateways = _merge_gateways(
+                    last.get("gateways"), results.get("gateways")
+                )
                 results = {**last, **results, "measured": measured}
+                if gateways is not None:
+                    results["gateways"] = gateways
         CACHE.mkdir(parents=True, exist_ok=True)
         raw.write_text(json.dumps(results, indent=1))
     image = DOCS / "benchmarks.png"
     report.plot(results, image)
+    gateway_report.plot(results.get("gateways"), DOCS / gateway_report.IMAGE)
     (DOCS / "benchmarks.md").write_text(report.markdown(results, image.name))
     print(f"wrote {DOCS / 'benchmarks.md'} and {image}", file=sys.stderr)
+
+
+def _merge_gateways(
+    last: dict[str, Any] | None, new: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """A gateway run of some scenarios (--scenarios) keeps the last run's
+    others, when both ran the same sizes."""
+    if new is None or last is None or last.get("sizes") != new.get("sizes"):
+        return new
+    return {**last, **new, "when": {**last.get("when", {}), **new.get("when", {})}}
 
 
 def _stamp(machine_info: dict[str, str]) -> str:
@@ -135,6 +160,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         print("hostile-room benchmark", file=sys.stderr)
         sizes = (1024,) if args.quick else hostile_bench.SIZES
         results["hostile"] = [r.__dict__ for r in hostile_bench.run(sizes=sizes)]
+    if "gateways" in parts:
+        print("gateway benchmarks (matridge and upstream matridge)", file=sys.stderr)
+        results["gateways"] = gateway_bench.run(
+            args.quick,
+            args.seed,
+            CACHE,
+            tuple(s for s in args.scenarios.split(",") if s),
+        )
     return results
 
 

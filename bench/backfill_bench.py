@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .gateways import is_ready
 from .history_bench import WORDS, _Account
 
 FULL_EVENTS = 1000
@@ -172,7 +173,7 @@ def _tags(messages: list[Any]) -> set[str]:
 async def _one_run(
     synapse: Any, prosody: Any, gateway: Any, count: int, seed: int
 ) -> tuple[BackfillRun, float]:
-    from matridge.util import matrix_id_to_jid_local
+    from matridge.ids import matrix_id_to_jid_local
     from tests.harness.xmpp_client import XmppClient
 
     name = f"bench{uuid.uuid4().hex[:8]}"
@@ -211,10 +212,8 @@ async def _one_run(
             "device": "backfill bench",
         }
         await xmpp.register_with(gateway.jid, form, timeout=60)
-        await xmpp.wait_presence(
-            lambda p: p["from"].bare == gateway.jid and "Connected as" in p["status"],
-            timeout=60,
-        )
+        # Either gateway's "logged in" status (the upstream one's differs).
+        await xmpp.wait_presence(is_ready(gateway.jid), timeout=60)
         pid = gateway.proc.pid
         await _settle(pid)
         room_jid = f"{matrix_id_to_jid_local(room_id)}@{gateway.jid}"
@@ -293,6 +292,13 @@ def run(count: int, runs: int, seed: int, work_dir: Path) -> BackfillResult:
             ) as gateway,
         ):
             done = asyncio.run(_runs(synapse, prosody, gateway, count, runs, seed))
+    return summarize(count, runs, done)
+
+
+def summarize(
+    count: int, runs: int, done: list[tuple[BackfillRun, float]]
+) -> BackfillResult:
+    """Medians over the runs."""
     per_run = [r for r, _ in done]
 
     def med(field: str) -> float:

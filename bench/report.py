@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import hostile_bench
+from . import gateway_report, hostile_bench
 
 Row = dict[str, Any]
 
@@ -108,6 +108,8 @@ def targets(results: dict[str, Any]) -> list[list[str]]:
     rows.append(idle_target(results))
     rows += history_targets(results)
     rows += backfill_targets(results)
+    if "gateways" in results:
+        rows += gateway_report.targets(results["gateways"])
     return rows
 
 
@@ -586,6 +588,9 @@ def markdown(results: dict[str, Any], image: str) -> str:
         parts += ["", *history_section(results)]
     if results.get("backfill"):
         parts += ["", *backfill_section(results["backfill"])]
+    if results.get("gateways"):
+        stamp = results.get("measured", {}).get("gateways")
+        parts += ["", *gateway_report.section(results["gateways"], stamp)]
     if results.get("hostile"):
         parts += [
             "",
