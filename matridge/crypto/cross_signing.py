@@ -23,10 +23,11 @@ import enum
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from .. import logsafety
 from ..matrix import MatrixError
+from .device import KeysApi
 from .device_keys import DeviceKeysError, checked_device_keys, ed25519_of
 from .primitives import (
     CryptoError,
@@ -85,17 +86,9 @@ class NeedsAuthentication(CrossSigningError):
     """The homeserver wants user-interactive authentication first."""
 
 
-class CrossSigningApi(Protocol):
-    """The MatrixClient calls cross-signing needs."""
-
-    async def request(
-        self,
-        method: Literal["GET", "POST", "PUT", "DELETE"],
-        path: str,
-        *segments: str,
-        body: dict[str, Any] | None = None,
-        query: dict[str, str] | None = None,
-    ) -> dict[str, Any]: ...
+class CrossSigningApi(KeysApi, Protocol):
+    """The MatrixClient calls cross-signing needs: the device's, and account
+    data (secret storage)."""
 
     async def get_account_data(
         self, event_type: str, room_id: str | None = None
