@@ -385,6 +385,12 @@ def main() -> None:
     if args.profile:
         summary["profile"] = profile_summary(out)
         summary["profile_file"] = str(out)
+        if kind.key == "ours" and not args.quick:
+            # The "after" profile of docs/benchmarks.md's profile section.
+            from .machine import _commit
+            from .profile_report import save_after
+
+            save_after(summary["profile"], summary["m2x_single"], _commit())
     print(json.dumps(summary, indent=1), flush=True)
     os._exit(0)  # daemon long-poll threads may still sit in a socket
 

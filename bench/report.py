@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import gateway_report, hostile_bench
+from . import gateway_report, hostile_bench, profile_report
 
 Row = dict[str, Any]
 
@@ -591,6 +591,7 @@ def markdown(results: dict[str, Any], image: str) -> str:
     if results.get("gateways"):
         stamp = results.get("measured", {}).get("gateways")
         parts += ["", *gateway_report.section(results["gateways"], stamp)]
+        parts += ["", *profile_report.section()]
     if results.get("hostile"):
         parts += [
             "",
