@@ -45,7 +45,8 @@ def section() -> list[str]:
         "## The plugin's part of a relayed message: profile before and after",
         "",
         "py-spy samples of our gateway while it relays messages one by one "
-        "(its busy time, not idle waits). Before issue 17's changes half of "
+        "(its busy time, not idle waits: 250 samples a second, over the whole "
+        "relay scenario of 1000 messages each way). Before issue 17's changes half of "
         "that time was SQLite commits: one per batch for the sync token, one "
         "per message in slidge's archive, each waiting for the disk. After: "
         "slidge's database in WAL mode with `synchronous=NORMAL` "
