@@ -50,13 +50,21 @@ SYNC_FILTER = json.dumps(
 )
 
 
-def sync_filter_for(user_id: str | None) -> str:
+# The first sync's timelines are history that the gateway remembers but does
+# not show (backfill brings a room's history): a short one, since a homeserver
+# takes seconds to serve 100 events of each of hundreds of rooms.
+INITIAL_TIMELINE_LIMIT = 10
+
+
+def sync_filter_for(user_id: str | None, initial: bool = False) -> str:
     """SYNC_FILTER without the account's own presence: a change of it would
-    end the long-poll, and the next /sync would set the account online again."""
-    if user_id is None:
-        return SYNC_FILTER
+    end the long-poll, and the next /sync would set the account online again.
+    `initial`: the first sync's, with INITIAL_TIMELINE_LIMIT."""
     body = json.loads(SYNC_FILTER)
-    body["presence"]["not_senders"] = [user_id]
+    if user_id is not None:
+        body["presence"]["not_senders"] = [user_id]
+    if initial:
+        body["room"]["timeline"]["limit"] = INITIAL_TIMELINE_LIMIT
     return json.dumps(body, separators=(",", ":"))
 
 
@@ -728,9 +736,11 @@ class MatrixClient:
         fetching after ``MAX_UNDELIVERED`` batches. `on_error` gets every
         failure and whether it ended the loop (a revoked token)."""
         _attach(asyncio.get_running_loop())
+        initial = None
         if sync_filter is None:
             sync_filter = sync_filter_for(self.user_id)
-        self._c.start_sync(on_batch, on_error, since, sync_filter, timeout_ms)
+            initial = sync_filter_for(self.user_id, initial=True)
+        self._c.start_sync(on_batch, on_error, since, sync_filter, timeout_ms, initial)
 
     def stop_sync(self) -> None:
         self._c.stop_sync()

@@ -672,3 +672,29 @@ async def test_a_first_login_describes_the_rooms_from_the_first_sync(
     asked = [urllib.parse.unquote(s.path) for s in proxy.requests()]
     described = [p for p in asked if "/state" in p and any(r in p for r in rooms)]
     assert described == []
+
+
+async def test_the_first_sync_asks_for_short_timelines_and_later_ones_for_full(
+    person: Person, synapse: Synapse, proxy: FaultProxy
+) -> None:
+    # The first sync's timelines are history the gateway does not show:
+    # asking for 10 events a room instead of 100 makes a homeserver answer
+    # an account in hundreds of rooms in a fraction of the time.
+    await register(person, synapse, homeserver=proxy.base_url)
+    friend = new_matrix_user(synapse, "talker")
+    room_id = friend.create_room(name="Later", invite=[person.matrix.user_id])
+    person.matrix.join(room_id)
+    await person.xmpp.wait_message(invitation_to(person.room_jid(room_id)), timeout=60)
+
+    def timeline_limits(since: bool) -> set[int]:
+        limits = set()
+        syncs = [s for s in proxy.requests() if "/v3/sync" in s.path]
+        for seen in syncs:
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(seen.path).query)
+            if ("since" in query) == since:
+                room_filter = json.loads(query["filter"][0])["room"]
+                limits.add(room_filter["timeline"]["limit"])
+        return limits
+
+    assert timeline_limits(since=False) == {10}
+    assert timeline_limits(since=True) == {100}

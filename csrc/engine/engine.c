@@ -120,6 +120,7 @@ void mx_account_decref(mx_account *a) {
     mx_request_free(a->stop_note);
     free(a->since);
     free(a->filter);
+    free(a->initial_filter);
     mx_rooms_decref(a->rooms);
     pthread_mutex_destroy(&a->lock);
     free(a);

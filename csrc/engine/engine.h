@@ -46,6 +46,9 @@ struct mx_account {
     unsigned sync_generation; /* bumped by every start_sync */
     char *since;  /* owned, latest token the engine fetched from */
     char *filter; /* owned, filter JSON or id, may be NULL */
+    /* owned, may be NULL: the filter of the first sync (no since yet), whose
+     * timelines are history the gateway does not show */
+    char *initial_filter;
     long sync_timeout_ms;
     int undelivered; /* batches pushed but not acknowledged by Python */
 

@@ -40,8 +40,9 @@ static mx_request *make_sync_request(mx_account *a) {
     pthread_mutex_lock(&a->lock);
     char timeout[24];
     snprintf(timeout, sizeof timeout, "%ld", a->sync_timeout_ms);
+    const char *filter = !a->since && a->initial_filter ? a->initial_filter : a->filter;
     const mx_query query[] = {
-        {"timeout", timeout}, {"since", a->since}, {"filter", a->filter}, {NULL, NULL}};
+        {"timeout", timeout}, {"since", a->since}, {"filter", filter}, {NULL, NULL}};
     /* Owned by the request from mx_request_new on. */
     char *url = mx_url_build(a->homeserver, "/_matrix/client/v3/sync", NULL, query);
     char *token = a->token ? strdup(a->token) : NULL;

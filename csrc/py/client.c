@@ -89,12 +89,13 @@ static PyObject *Client_cancel(ClientObject *self, PyObject *arg) {
 }
 
 static PyObject *Client_start_sync(ClientObject *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"on_batch", "on_error", "since", "filter", "timeout_ms", NULL};
+    static char *kwlist[] = {"on_batch", "on_error",   "since",          "filter",
+                             "timeout_ms", "initial_filter", NULL};
     PyObject *on_batch, *on_error;
-    const char *since = NULL, *filter = NULL;
+    const char *since = NULL, *filter = NULL, *initial = NULL;
     long timeout_ms = 30000;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|zzl:start_sync", kwlist, &on_batch,
-                                     &on_error, &since, &filter, &timeout_ms))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|zzlz:start_sync", kwlist, &on_batch,
+                                     &on_error, &since, &filter, &timeout_ms, &initial))
         return NULL;
     if (!PyCallable_Check(on_batch) || !PyCallable_Check(on_error)) {
         PyErr_SetString(PyExc_TypeError, "on_batch and on_error must be callable");
@@ -105,10 +106,13 @@ static PyObject *Client_start_sync(ClientObject *self, PyObject *args, PyObject 
         return NULL;
     }
     mx_account *a = self->account;
+    /* Owned here until handed to the account below. */
     char *s = since ? strdup(since) : NULL, *f = filter ? strdup(filter) : NULL;
-    if ((since && !s) || (filter && !f) || mx_sync_prepare_stop_note(a) != 0) {
+    char *i = initial ? strdup(initial) : NULL;
+    if ((since && !s) || (filter && !f) || (initial && !i) || mx_sync_prepare_stop_note(a) != 0) {
         free(s);
         free(f);
+        free(i);
         return PyErr_NoMemory();
     }
     Py_XSETREF(self->on_batch, Py_NewRef(on_batch));
@@ -116,8 +120,10 @@ static PyObject *Client_start_sync(ClientObject *self, PyObject *args, PyObject 
     pthread_mutex_lock(&a->lock);
     free(a->since);
     free(a->filter);
+    free(a->initial_filter);
     a->since = s;
     a->filter = f;
+    a->initial_filter = i;
     a->sync_timeout_ms = timeout_ms;
     a->undelivered = 0;
     self->unacked = 0;
@@ -197,10 +203,12 @@ static PyMethodDef Client_methods[] = {
     {"cancel", (PyCFunction)Client_cancel, METH_O,
      "cancel($self, request_id, /)\n--\n\nCancels a request by the id its call returned."},
     {"start_sync", (PyCFunction)(void (*)(void))Client_start_sync, METH_VARARGS | METH_KEYWORDS,
-     "start_sync($self, /, on_batch, on_error, since=None, filter=None, timeout_ms=30000)\n"
+     "start_sync($self, /, on_batch, on_error, since=None, filter=None, timeout_ms=30000, "
+     "initial_filter=None)\n"
      "--\n\n"
      "Starts (or restarts) the engine-driven /sync loop: on_batch(batch) gets each\n"
-     "batch, on_error(exception, fatal) each failure, on the asyncio loop."},
+     "batch, on_error(exception, fatal) each failure, on the asyncio loop. Without\n"
+     "since, the first sync uses initial_filter (when given) instead of filter."},
     {"stop_sync", (PyCFunction)Client_stop_sync, METH_NOARGS,
      "stop_sync($self, /)\n--\n\nStops the sync loop; no batch is delivered after this."},
     {"sync_ack", (PyCFunction)(void (*)(void))Client_sync_ack, METH_VARARGS | METH_KEYWORDS,
