@@ -19,7 +19,7 @@ the inbound and outbound paths.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from slixmpp.exceptions import XMPPError
 
 from . import config, logsafety
 from .crypto import cross_signing
-from .crypto.device import Device, ForwardedRoomKey
+from .crypto.device import Device, ForwardedRoomKey, ToDeviceMessage
 from .crypto.device_keys import ONE_TIME_KEY_ALGORITHM
 from .crypto.primitives import CryptoError
 from .crypto.rooms import RoomCrypto, RotationSettings, Undecryptable
@@ -51,6 +51,9 @@ _PENDING = "pending\0"
 
 ENCRYPTION_EVENT = "m.room.encryption"
 
+# Handles one to-device message that carries no room key.
+ToDeviceHandler = Callable[[ToDeviceMessage], Awaitable[None]]
+
 
 class Encryption:
     """The end-to-end encryption of one account's session."""
@@ -63,6 +66,7 @@ class Encryption:
             device, share_with_unverified=config.SHARE_KEYS_WITH_UNVERIFIED_DEVICES
         )
         self._one_time_key_target = device.one_time_key_target
+        self._handlers: dict[str, ToDeviceHandler] = {}
         self._members: dict[str, list[str]] = {}
         self._rotation: dict[str, RotationSettings] = {}
         # Why an event shown as a placeholder could not be read.
@@ -135,6 +139,8 @@ class Encryption:
             # Committed here, so before the batch's token can be saved.
             result = self.device.process_to_device(events)
             late = self._arrived(result.room_keys)
+            for message in result.messages:
+                await self._dispatch(message)
             if result.wedged:
                 try:
                     await self.device.unwedge(result.wedged)
@@ -150,6 +156,25 @@ class Encryption:
             except (MatrixError, NetworkError) as e:
                 log.info("One-time keys not replenished (next batch retries): %s", e)
         return late
+
+    def on_to_device(self, kind: str, handler: ToDeviceHandler) -> None:
+        """Hands the to-device messages of type ``kind`` (or, for a ``kind``
+        ending in ".", of every type it begins) to ``handler``."""
+        self._handlers[kind] = handler
+
+    async def _dispatch(self, message: ToDeviceMessage) -> None:
+        handler = self._handlers.get(message.type)
+        if handler is None:
+            prefix = message.type[: message.type.rfind(".") + 1]
+            handler = self._handlers.get(prefix)
+        if handler is None:
+            log.info("to-device %s from %s not handled", message.type, message.sender)
+            return
+        try:
+            await handler(message)
+        except Exception:
+            # One message's failure never costs the batch the others.
+            log.exception("to-device %s from %s failed", message.type, message.sender)
 
     def _arrived(
         self, keys: Iterable[tuple[str, str, str]]
