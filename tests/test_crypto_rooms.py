@@ -225,7 +225,9 @@ async def test_a_withheld_key_is_the_reason_the_user_reads(
         crypto.decrypt(ROOM, "$e", 1, {"algorithm": "m.megolm.v1.aes-sha2"})
 
 
-async def test_rotation_settings_come_from_the_room_and_bad_values_are_defaults() -> None:
+async def test_rotation_settings_come_from_the_room_and_bad_values_are_defaults() -> (
+    None
+):
     assert RotationSettings.from_content(
         {"rotation_period_ms": 1000, "rotation_period_msgs": 5}
     ) == RotationSettings(1000, 5)
