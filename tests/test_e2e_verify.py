@@ -21,6 +21,7 @@ from tests.harness.cross_signing_peer import (
     element_like_account,
     master_key_of,
 )
+from tests.harness.faultproxy import FaultProxy
 from tests.harness.gateway import Gateway
 from tests.harness.synapse import Synapse
 from tests.harness.xmpp_client import XmppError
@@ -226,3 +227,28 @@ async def test_a_wrong_passphrase_never_brings_a_new_identity(
     assert master_key(person, synapse) == identity.master.public_key
     assert not signed(person, synapse)
     assert_not_in_log(gateway, "not my passphrase", "also not it at all")
+
+
+async def test_an_unreachable_homeserver_is_told_and_verifies_later(
+    person: Person, synapse: Synapse, proxy: FaultProxy
+) -> None:
+    _, storage = element_like_account(person.matrix)
+    await register(person, synapse, homeserver=proxy.base_url)
+    await person.xmpp.wait_message(from_gateway(person, "'verify'"), timeout=60)
+
+    proxy.set_down(True)
+    try:
+        with pytest.raises(XmppError) as err:
+            await person.xmpp.run_command(person.gateway_jid, VERIFY)
+        answer = await chat(
+            person, f"verify {storage.recovery_key}", "homeserver is unreachable"
+        )
+    finally:
+        proxy.set_down(False)
+
+    assert "homeserver is unreachable" in err.value.text
+    assert answer.startswith("Could not verify this gateway's device")
+    assert not signed(person, synapse)
+    # Back online, the same key works.
+    await chat(person, f"verify {storage.recovery_key}", "is verified")
+    assert signed(person, synapse)
