@@ -333,13 +333,15 @@ class Verify(Command):  # type: ignore[type-arg]
         # slidge split the message at single spaces: joined back, it is
         # exactly what the user typed. Masked before anything can log it.
         text = " ".join(args)
-        logsafety.remember(text)
+        creating = text.strip().casefold() == verification.CREATE
+        if not creating:
+            logsafety.remember(text)
         ad_hoc = verification.run_from_ad_hoc()
         try:
             s = _session(session)
             if not args:
                 return await verification.status(s, ad_hoc)
-            if text.strip().casefold() == verification.CREATE:
+            if creating:
                 return await verification.create_identity(s)
             return await verification.verify(s, text, ad_hoc)
         except XMPPError as e:

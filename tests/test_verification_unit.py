@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from slixmpp import JID
 
+from matridge import logsafety
 from matridge.commands import Verify
 from matridge.verification import Refused, run_from_ad_hoc, status
 
@@ -44,3 +45,10 @@ async def test_the_chat_command_answers_failures_in_words(
 
 async def test_a_call_from_outside_slidges_ad_hoc_handler_counts_as_chat() -> None:
     assert run_from_ad_hoc() is False
+
+
+async def test_the_secret_is_masked_but_the_word_create_is_not() -> None:
+    command = Verify(SimpleNamespace())  # type: ignore[arg-type]
+    await command.run(session_without_encryption(), USER, "create")
+    await command.run(session_without_encryption(), USER, "my", "own", "phrase")
+    assert logsafety.redact("create_room my own phrase") == "create_room <redacted>"
