@@ -93,9 +93,20 @@ def encryption_of(session: Session) -> Encryption:
     return session.encryption
 
 
+async def current_status(encryption: Encryption) -> Status:
+    try:
+        return await encryption.status()
+    except CryptoError as e:
+        # What the homeserver publishes does not check out.
+        raise Refused(
+            "service-unavailable",
+            f"The gateway cannot tell whether its device is verified: {e}.",
+        ) from None
+
+
 async def status(session: Session, ad_hoc: bool) -> str | FormSession[Session]:
     """The device's status; in an ad-hoc command, the form that acts on it."""
-    current = await encryption_of(session).status()
+    current = await current_status(encryption_of(session))
     if current.state is State.VERIFIED:
         return current.sentence
     if current.state is State.UNSIGNED:
@@ -168,7 +179,7 @@ async def verify(session: Session, secret: str, ad_hoc: bool) -> str:
 async def create_identity(session: Session) -> str:
     """Creates an identity for an account that has none; never replaces one."""
     encryption = encryption_of(session)
-    current = await encryption.status()
+    current = await current_status(encryption)
     if current.state is State.VERIFIED:
         return f"Nothing was changed. {current.sentence}"
     try:

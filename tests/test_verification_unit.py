@@ -12,6 +12,7 @@ from slixmpp import JID
 
 from matridge import logsafety
 from matridge.commands import Verify
+from matridge.crypto.cross_signing import CrossSigningError
 from matridge.verification import Refused, run_from_ad_hoc, status
 
 pytestmark = pytest.mark.asyncio
@@ -52,3 +53,25 @@ async def test_the_secret_is_masked_but_the_word_create_is_not() -> None:
     await command.run(session_without_encryption(), USER, "create")
     await command.run(session_without_encryption(), USER, "my", "own", "phrase")
     assert logsafety.redact("create_room my own phrase") == "create_room <redacted>"
+
+
+class UncheckableEncryption:
+    """An Encryption whose homeserver publishes keys that do not check out."""
+
+    async def status(self) -> Any:
+        raise CrossSigningError("the homeserver's master key is malformed")
+
+
+@pytest.mark.parametrize("args", [(), ("create",)])
+async def test_keys_that_do_not_check_out_are_said_in_words(
+    args: tuple[str, ...],
+) -> None:
+    session = SimpleNamespace(
+        matrix=SimpleNamespace(), encryption=UncheckableEncryption()
+    )
+    command = Verify(SimpleNamespace())  # type: ignore[arg-type]
+    answer = await command.run(session, USER, *args)
+    assert answer == (
+        "The gateway cannot tell whether its device is verified: the "
+        "homeserver's master key is malformed."
+    )
