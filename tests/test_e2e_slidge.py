@@ -13,7 +13,14 @@ import pytest
 import sqlalchemy
 
 from matridge import MUC, Bookmarks, Contact, Gateway, Participant, Roster, Session
-from matridge.commands import CreateRoom, JoinRoom, LeaveRoom, ListRooms, SyncStatus
+from matridge.commands import (
+    CreateRoom,
+    JoinRoom,
+    LeaveRoom,
+    ListRooms,
+    SyncStatus,
+    Verify,
+)
 from tests.conftest import Person, new_person
 from tests.harness.faultproxy import Fault, FaultProxy
 from tests.harness.gateway import Gateway as GatewayProcess
@@ -48,7 +55,7 @@ async def test_the_gateway_lists_matridges_commands(
     await register(person, synapse)
     iq = await person.xmpp.disco_items(person.gateway_jid, node=NS_COMMANDS)
     nodes = {item[1] for item in iq["disco_items"]["items"]}
-    for command in (ListRooms, JoinRoom, LeaveRoom, CreateRoom, SyncStatus):
+    for command in (ListRooms, JoinRoom, LeaveRoom, CreateRoom, SyncStatus, Verify):
         assert command.NODE in nodes
     # And as chat commands: 'help' names them.
     person.xmpp.send_chat(person.gateway_jid, "help")
@@ -56,7 +63,7 @@ async def test_the_gateway_lists_matridges_commands(
         lambda m: m["from"].bare == person.gateway_jid and "sync-status" in m["body"],
         timeout=30,
     )
-    for word in ("rooms", "join", "leave", "create-room", "logout"):
+    for word in ("rooms", "join", "leave", "create-room", "logout", "verify"):
         assert word in helped["body"]
 
 
