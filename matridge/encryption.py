@@ -31,7 +31,7 @@ from .crypto.device import Device, ForwardedRoomKey, ToDeviceMessage
 from .crypto.device_keys import ONE_TIME_KEY_ALGORITHM
 from .crypto.primitives import CryptoError
 from .crypto.rooms import RoomCrypto, RotationSettings, Undecryptable
-from .crypto.store import KeyStore, decode_store_key, new_store_key
+from .crypto.store import KeyStore, decode_store_key, new_store_key, remove_store
 from .errors import matrix_errors
 from .matrix import (
     Event,
@@ -100,6 +100,10 @@ class Encryption:
         device's keys."""
         key_text = saved.get(STORE_KEY)
         if not isinstance(key_text, str):
+            # One left by a registration whose data is gone cannot open
+            # without its key, and its device is not this one.
+            if remove_store(store_file):
+                log.warning("Removed a key store whose key is gone: %s", store_file)
             key_text = new_store_key()
             save({STORE_KEY: key_text})
         logsafety.remember(key_text)

@@ -8,6 +8,7 @@ import asyncio
 import inspect
 import sqlite3
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy
@@ -21,7 +22,8 @@ from matridge.commands import (
     SyncStatus,
     Verify,
 )
-from tests.conftest import Person, new_person
+from matridge.crypto.store import store_path
+from tests.conftest import Person, new_matrix_user, new_person
 from tests.harness.faultproxy import Fault, FaultProxy
 from tests.harness.gateway import Gateway as GatewayProcess
 from tests.harness.matrix_user import MatrixUser
@@ -86,6 +88,49 @@ async def test_unregistering_logs_the_matrix_device_out(
             f"the gateway's device {device} is still logged in"
         )
         await asyncio.sleep(0.5)
+
+
+MEGOLM = "m.megolm.v1.aes-sha2"
+
+
+def key_store_of(gateway: GatewayProcess, person: Person) -> Path:
+    return store_path(gateway.home, person.xmpp.boundjid.bare)
+
+
+async def test_unregistering_deletes_the_key_store_and_a_new_registration_encrypts(
+    person: Person, synapse: Synapse, gateway: GatewayProcess
+) -> None:
+    await register(person, synapse)
+    store = key_store_of(gateway, person)
+    assert store.exists()
+    await person.xmpp.plugin["xep_0077"].cancel_registration(
+        jid=person.gateway_jid, timeout=30
+    )
+    deadline = asyncio.get_running_loop().time() + 30
+    while store.exists():
+        assert asyncio.get_running_loop().time() < deadline, "the key store is left"
+        await asyncio.sleep(0.5)
+
+    # Registered again: a new device, a new store, and encryption works.
+    await register(person, synapse)
+    friend = new_matrix_user(synapse, "friend")
+    room_id = friend.create_room(name="Secret", invite=[person.matrix.user_id])
+    friend.send_state(room_id, "m.room.encryption", {"algorithm": MEGOLM})
+    person.matrix.join(room_id)
+    room_jid = person.room_jid(room_id)
+    await person.xmpp.join_muc(room_jid, person.name)
+    person.xmpp.send_groupchat(room_jid, "still private")
+    deadline = asyncio.get_running_loop().time() + 30
+    while not (
+        [
+            e
+            for e in friend.messages(room_id)
+            if e["sender"] == person.matrix.user_id and e["type"] == "m.room.encrypted"
+        ]
+    ):
+        assert asyncio.get_running_loop().time() < deadline, "nothing was sent"
+        await asyncio.sleep(0.5)
+    assert store.exists()
 
 
 # ---- a failing task of one user ---------------------------------------------
