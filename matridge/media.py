@@ -8,6 +8,10 @@ attachment's URL is fetched into a temporary file, uploaded to the Matrix
 media repository and sent as an ``m.image``/``m.video``/``m.audio``/``m.file``
 (or ``m.sticker``) event. Both ways honour ``MEDIA_MAX_BYTES``; nothing is
 lost silently: what cannot be carried becomes a text that says why.
+
+Encrypted attachments (a ``file`` object instead of ``url``) take the same
+path with one more step, in :mod:`.encrypted_media`: the downloaded
+ciphertext is checked and decrypted before it is shown.
 """
 
 from __future__ import annotations
@@ -32,6 +36,13 @@ from slidge.util.types import Avatar, LegacyAttachment, MessageReference
 from slixmpp.exceptions import XMPPError
 
 from . import config
+from .encrypted_media import (
+    AttachmentKey,
+    HashMismatch,
+    MalformedFile,
+    decrypt_file,
+    file_key,
+)
 from .errors import describe, upload_refused
 from .fetchguard import MAX_REDIRECTS, RefusedAddress, check_url, guarded_session
 from .matrix import Event, MatrixClient, MatrixError, Message, NetworkError
@@ -174,11 +185,29 @@ def fetch_failed_text(name: str, reason: str) -> str:
     return f"[{name}: could not be fetched from Matrix: {reason}]"
 
 
-def encrypted_file_text(name: str) -> str:
+def undecryptable_text(name: str, reason: str) -> str:
     return (
-        f"🔒 {name}: this file is end-to-end encrypted, and this gateway cannot "
-        "decrypt it yet. See it in a Matrix client."
+        f"🔒 {name}: this end-to-end encrypted file could not be decrypted: "
+        f"{reason}. See it in a Matrix client."
     )
+
+
+# Why an encrypted file is not shown, in words (the user reads them).
+HASH_MISMATCH_REASON = "its hash does not match"
+
+
+def encrypted_file_of(event: Event, content: Message) -> object:
+    """The ``file`` object behind `content` in `event`: in its content, or
+    in its ``m.new_content`` when `content` is an edit's new content."""
+    source = event.content
+    candidates = [source.get("file")]
+    new_content = source.get("m.new_content")
+    if isinstance(new_content, dict):
+        candidates.append(new_content.get("file"))
+    for file in candidates:
+        if isinstance(file, dict) and file.get("url") == content.url:
+            return file
+    return candidates[0]
 
 
 async def send_matrix_media(
@@ -190,10 +219,14 @@ async def send_matrix_media(
     archive_only: bool,
     reply_to: MessageReference | None,
     thread: str | None,
+    content_event: Event | None = None,
     **send_kwargs: Any,
 ) -> None:
     """Sends the file of a Matrix message (or sticker) event to XMPP from
     `sender`, with its caption; a text saying why when the file cannot go.
+    An encrypted file (``file`` instead of ``url``) is downloaded, checked
+    against its hash and decrypted first. `content_event` is the event whose
+    content `content` is, when not `event` (its latest edit, in history).
     `send_kwargs` go to slidge's send_* calls as they are (``carbon=``)."""
     matrix: MatrixClient = sender.session.matrix
     name = safe_file_name(content.filename or content.body)
@@ -218,9 +251,16 @@ async def send_matrix_media(
         sender.send_text(text, legacy_msg_id=event.event_id, **common)
 
     cap = config.MEDIA_MAX_BYTES
+    key: AttachmentKey | None = None
     if content.encrypted_file:
-        instead(encrypted_file_text(name))
-        return
+        try:
+            key = file_key(encrypted_file_of(content_event or event, content))
+        except MalformedFile as e:
+            log.warning(
+                "Not showing the encrypted file of event %s: %s", event.event_id, e
+            )
+            instead(undecryptable_text(name, str(e)))
+            return
     if not content.url:
         instead(fetch_failed_text(name, "the event has no file URL"))
         return
@@ -229,8 +269,10 @@ async def send_matrix_media(
         return
     async with _temp_dir() as tmp:
         path = tmp / name
+        # safe_file_name never starts with a dot: no clash with the file.
+        download_path = path if key is None else tmp / ".ciphertext"
         try:
-            media = await matrix.download(content.url, cap, path=path)
+            media = await matrix.download(content.url, cap, path=download_path)
         except MatrixTooLargeError:
             instead(over_cap_text(name, content.size, cap))
             return
@@ -240,10 +282,33 @@ async def send_matrix_media(
             )
             instead(fetch_failed_text(name, describe(e)))
             return
+        if key is not None:
+            try:
+                await decrypt_file(download_path, path, key, media.size)
+            except HashMismatch:
+                log.warning(
+                    "Not showing the encrypted file %s of event %s: the "
+                    "ciphertext's SHA-256 is not the event's",
+                    content.url,
+                    event.event_id,
+                )
+                instead(undecryptable_text(name, HASH_MISMATCH_REASON))
+                return
+            except OSError as e:
+                log.warning(
+                    "Could not decrypt %s of event %s: %s",
+                    content.url,
+                    event.event_id,
+                    e,
+                )
+                instead(undecryptable_text(name, "the gateway could not store it"))
+                return
         attachment = LegacyAttachment(
             path=path,
             name=name,
-            content_type=content.mimetype or media.content_type,
+            # The server knows ciphertext only: its type says nothing.
+            content_type=content.mimetype
+            or (media.content_type if key is None else mimetypes.guess_type(name)[0]),
             size=media.size,
             is_sticker=event.kind == "sticker",
         )
