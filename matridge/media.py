@@ -11,7 +11,8 @@ lost silently: what cannot be carried becomes a text that says why.
 
 Encrypted attachments (a ``file`` object instead of ``url``) take the same
 path with one more step, in :mod:`.encrypted_media`: the downloaded
-ciphertext is checked and decrypted before it is shown.
+ciphertext is checked and decrypted before it is shown, and a file for an
+encrypted room is encrypted before it is uploaded.
 """
 
 from __future__ import annotations
@@ -37,10 +38,13 @@ from slixmpp.exceptions import XMPPError
 
 from . import config
 from .encrypted_media import (
+    CIPHERTEXT_TYPE,
     AttachmentKey,
     HashMismatch,
     MalformedFile,
     decrypt_file,
+    encrypt_file,
+    encrypted_file_object,
     file_key,
 )
 from .errors import describe, upload_refused
@@ -453,18 +457,35 @@ async def _save(resp: aiohttp.ClientResponse, path: Path, cap: int) -> None:
         await asyncio.to_thread(out.close)
 
 
+@dataclass(frozen=True)
+class Uploaded:
+    """Where a file went in the media repository: ``mxc``, holding the file
+    itself, or its ciphertext when ``key`` is set (an encrypted room)."""
+
+    mxc: str
+    key: AttachmentKey | None = None
+
+    def content_fields(self) -> dict[str, Any]:
+        """What names the file in an event's content: ``url``, or the
+        ``file`` object (and no ``url``) for ciphertext."""
+        if self.key is None:
+            return {"url": self.mxc}
+        return {"file": encrypted_file_object(self.mxc, self.key)}
+
+
 def file_content(
-    msgtype: str, mxc: str, file: LocalFile, caption: str | None
+    msgtype: str, uploaded: Uploaded, file: LocalFile, caption: str | None
 ) -> dict[str, Any]:
     """The content of a file event; a caption goes in ``body`` next to
-    ``filename``, as the spec's media captions say."""
+    ``filename``, as the spec's media captions say. ``info`` describes the
+    file itself (its plaintext, when encrypted)."""
     info: dict[str, Any] = {"mimetype": file.mimetype, "size": file.size}
     if file.width is not None and file.height is not None:
         info["w"], info["h"] = file.width, file.height
     content: dict[str, Any] = {
         "body": caption or file.name,
         "filename": file.name,
-        "url": mxc,
+        **uploaded.content_fields(),
         "info": info,
     }
     if msgtype != "m.sticker":
@@ -472,12 +493,39 @@ def file_content(
     return content
 
 
-async def _upload(session: MatrixSession, file: LocalFile) -> str:
+async def room_is_encrypted(session: MatrixSession, room_id: str) -> bool:
+    """Whether files for this room must be encrypted: the engine's room
+    cache knows, or else the room's state is loaded (never a guess)."""
+    info = session.room_info(room_id)
+    if info is None:
+        info = await session.load_room_state(room_id)
+    return info.encrypted
+
+
+async def upload_media(
+    session: MatrixSession, file: LocalFile, *, encrypt: bool
+) -> Uploaded:
+    """Uploads `file` to the media repository; with `encrypt`, as ciphertext
+    under a fresh key (without its name or type: the server learns nothing
+    of it). Raises an XMPPError naming the file when that fails."""
     try:
-        return await session.matrix.upload_file(file.path, file.mimetype, file.name)
+        if not encrypt:
+            mxc = await session.matrix.upload_file(file.path, file.mimetype, file.name)
+            return Uploaded(mxc)
+        async with _temp_dir() as tmp:
+            ciphertext = tmp / "ciphertext"
+            key = await encrypt_file(file.path, ciphertext, file.size)
+            mxc = await session.matrix.upload_file(ciphertext, CIPHERTEXT_TYPE)
+            return Uploaded(mxc, key)
     except (MatrixError, NetworkError) as e:
         log.warning("Upload of %s to Matrix failed: %s", file.name, e)
         raise upload_refused(file.name, e) from e
+    except OSError as e:
+        log.warning("Could not encrypt %s for Matrix: %s", file.name, e)
+        raise XMPPError(
+            "internal-server-error",
+            f"{file.name} could not be sent: the gateway could not encrypt it.",
+        ) from e
 
 
 async def send_xmpp_attachments(
@@ -492,6 +540,7 @@ async def send_xmpp_attachments(
     returns the first event's id. Raises an XMPPError naming the file when
     one cannot be fetched or uploaded."""
     cap = config.MEDIA_MAX_BYTES
+    encrypt = await room_is_encrypted(session, room_id)
     first: str | None = None
     caption: str | None = body.strip() or None
     for part, attachment in enumerate(attachments):
@@ -520,9 +569,9 @@ async def send_xmpp_attachments(
                     f"{shown} was not sent to Matrix: {e}.",
                 ) from e
             file = await describe_file(path, name, attachment.content_type, served)
-            mxc = await _upload(session, file)
+            uploaded = await upload_media(session, file, encrypt=encrypt)
         msgtype = "m.sticker" if attachment.is_sticker else msgtype_for(file.mimetype)
-        content = relate(file_content(msgtype, mxc, file, caption))
+        content = relate(file_content(msgtype, uploaded, file, caption))
         event_type = "m.sticker" if msgtype == "m.sticker" else "m.room.message"
         # Each file its own transaction id: one id for all would make every
         # file after the first look like a retry of the first.
@@ -547,8 +596,9 @@ async def send_sticker(
             f"This sticker ({human_size(file.size)}) is larger than this gateway's "
             f"limit of {human_size(config.MEDIA_MAX_BYTES)} for files.",
         )
-    mxc = await _upload(session, file)
-    content = file_content("m.sticker", mxc, file, None)
+    encrypt = await room_is_encrypted(session, room_id)
+    uploaded = await upload_media(session, file, encrypt=encrypt)
+    content = file_content("m.sticker", uploaded, file, None)
     # Clients put the sticker's URL in the body as a fallback: not a text.
     fallback = (sticker.fallback or "").strip()
     is_link = fallback.startswith(("http://", "https://")) and " " not in fallback
