@@ -307,6 +307,8 @@ async def send_matrix_media(
                 )
                 instead(undecryptable_text(name, "the gateway could not store it"))
                 return
+            # Only the plaintext stays while it goes to XMPP.
+            await asyncio.to_thread(download_path.unlink, True)
         attachment = LegacyAttachment(
             path=path,
             name=name,

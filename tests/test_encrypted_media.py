@@ -73,6 +73,7 @@ class Shown:
     size: int | None
     data: bytes
     path: Path
+    beside: list[str]  # the other files in its temporary directory
 
 
 @dataclass
@@ -97,7 +98,8 @@ class Recorder:
             assert a.path is not None
             path = Path(a.path)
             data = await asyncio.to_thread(path.read_bytes)
-            self.files.append(Shown(a.name, a.content_type, a.size, data, path))
+            beside = sorted(p.name for p in path.parent.iterdir() if p != path)
+            self.files.append(Shown(a.name, a.content_type, a.size, data, path, beside))
 
 
 @dataclass
@@ -252,7 +254,9 @@ async def test_a_file_for_an_encrypted_room_round_trips_as_ciphertext(
         "image/png",
         len(data),
     )
-    # The temporary directory went with the transfer.
+    # The ciphertext went once decrypted, the temporary directory with the
+    # transfer.
+    assert picture.beside == []
     assert not picture.path.parent.exists()
 
 
@@ -271,6 +275,77 @@ async def test_each_file_gets_its_own_key(synapse: Synapse, tmp_path: Path) -> N
     assert first["iv"] != second["iv"]
     assert first["url"] != second["url"]
     assert user.download(first["url"]) != user.download(second["url"])
+
+
+@dataclass
+class Sticker:
+    """An XMPP sticker as slidge hands it over (a StickerProtocol)."""
+
+    path: Path
+    content_type: str | None = None
+    hashes: dict[str, str] = field(default_factory=dict)
+    fallback: str | None = None
+    reply: None = None
+    thread: str | None = None
+
+
+async def test_a_sticker_for_an_encrypted_room_is_encrypted_too(
+    synapse: Synapse, tmp_path: Path
+) -> None:
+    client, user = await logged_in(synapse, "encmedia")
+    room_id = user.create_room()
+    user.send_state(room_id, "m.room.encryption", {"algorithm": "m.megolm.v1.aes-sha2"})
+    data = png(16, 16)
+    path = tmp_path / "cat.png"
+    path.write_bytes(data)
+    session = StandInSession(client)
+    await media.send_sticker(session, room_id, Sticker(path))
+    [(_, event_type, content)] = session.outbound.events
+    assert event_type == "m.sticker"
+    assert "url" not in content
+    key = AttachmentKey.from_json(content["file"])
+    plain = io.BytesIO()
+    decrypt_attachment(io.BytesIO(user.download(content["file"]["url"])), plain, key)
+    assert plain.getvalue() == data
+    assert content["info"] == {
+        "mimetype": "image/png",
+        "size": len(data),
+        "w": 16,
+        "h": 16,
+    }
+
+
+async def test_the_latest_edit_of_an_encrypted_file_is_shown_in_history(
+    synapse: Synapse,
+) -> None:
+    # History shows an event as its latest edit: the file comes from the
+    # edit's m.new_content, not from the original event.
+    client, user = await logged_in(synapse, "encmedia")
+    old = encrypted_content(user, b"first draft", "draft.txt", "text/plain")
+    new = encrypted_content(user, b"final text", "final.txt", "text/plain")
+    original = event_with(old)
+    edit = event_with(
+        {
+            "msgtype": "m.file",
+            "body": "* final.txt",
+            "m.new_content": new,
+            "m.relates_to": {"rel_type": "m.replace", "event_id": original.event_id},
+        }
+    )
+    assert edit.new_message is not None
+    shown = Recorder(session=StandInSession(client))
+    await media.send_matrix_media(
+        shown,
+        original,
+        edit.new_message,
+        when=None,
+        archive_only=False,
+        reply_to=None,
+        thread=None,
+        content_event=edit,
+    )
+    assert shown.texts == []
+    assert [(f.name, f.data) for f in shown.files] == [("final.txt", b"final text")]
 
 
 # ---- Matrix → XMPP: what cannot be decrypted ---------------------------------
