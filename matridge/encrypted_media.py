@@ -28,8 +28,9 @@ from .crypto.primitives import (
 )
 
 # Up to this size a file is hashed and (de|en)crypted on the event loop:
-# AES-CTR and SHA-256 take well under a millisecond for it, less than the
-# hand-over to a thread costs. Larger files go to a worker thread.
+# AES-CTR with SHA-256 runs at about 1.4 GB/s, so that stalls the loop for
+# about 0.2 ms at most, and small files (most of them) spare the shared
+# thread pool. Larger files go to a worker thread.
 INLINE_MAX_BYTES = 256 * 1024
 
 # What the ciphertext is uploaded as: the media repository must learn
