@@ -496,12 +496,9 @@ def file_content(
 
 
 async def room_is_encrypted(session: MatrixSession, room_id: str) -> bool:
-    """Whether files for this room must be encrypted: the engine's room
-    cache knows, or else the room's state is loaded (never a guess)."""
-    info = session.room_info(room_id)
-    if info is None:
-        info = await session.load_room_state(room_id)
-    return info.encrypted
+    """Whether files for this room must be encrypted (never a guess: see
+    :meth:`matridge.outbound.Outbound.is_encrypted`)."""
+    return await session.outbound.is_encrypted(room_id)
 
 
 async def upload_media(

@@ -34,6 +34,8 @@ from matridge.crypto.primitives import (
     encrypt_attachment,
 )
 from matridge.matrix import MatrixClient, RoomInfo, decode_event
+from matridge.outbound import Outbound
+from matridge.state import RecentIds
 from tests.api_helpers import logged_in
 from tests.conftest import new_matrix_user
 from tests.harness.fake_homeserver import Answer, FakeHomeserver, fake_homeserver
@@ -104,9 +106,14 @@ class Recorder:
 
 @dataclass
 class SentEvents:
-    """Stands in for Outbound: records what would be sent."""
+    """Stands in for Outbound: records what would be sent, and asks the
+    real Outbound whether a room is encrypted."""
 
+    matrix: MatrixClient
     events: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+
+    async def is_encrypted(self, room_id: str) -> bool:
+        return await Outbound(self.matrix, "x@y", RecentIds(10)).is_encrypted(room_id)
 
     def txn_id(self, part: int = 0) -> str:
         return f"t{uuid.uuid4().hex}.{part}"
@@ -128,7 +135,10 @@ class StandInSession:
     room cache the way matridge's Session reads it."""
 
     matrix: MatrixClient
-    outbound: SentEvents = field(default_factory=SentEvents)
+    outbound: SentEvents = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.outbound = SentEvents(self.matrix)
 
     def room_info(self, room_id: str) -> RoomInfo | None:
         return self.matrix.rooms.get(room_id)
