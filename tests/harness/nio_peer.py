@@ -68,12 +68,13 @@ class NioPeer:
 
     @property
     def user_id(self) -> str:
-        return self.client.user_id
+        user_id: str = self.client.user_id
+        return user_id
 
     @property
     def device_id(self) -> str:
         device_id = self.client.device_id
-        assert device_id is not None
+        assert isinstance(device_id, str)
         return device_id
 
     # -- rooms -----------------------------------------------------------------
@@ -152,7 +153,9 @@ class NioPeer:
         self.events.append(_source(room_id, event))
 
     async def wait_event(
-        self, predicate: EventPredicate, timeout: float = 60  # noqa: ASYNC109
+        self,
+        predicate: EventPredicate,
+        timeout: float = 60,  # noqa: ASYNC109
     ) -> dict[str, Any]:
         """The first kept event (decrypted if it was encrypted) matching
         ``predicate``, syncing until one does."""
@@ -170,7 +173,10 @@ class NioPeer:
             await self.sync(1000)
 
     async def wait_text(
-        self, room_id: str, body: str, timeout: float = 60  # noqa: ASYNC109
+        self,
+        room_id: str,
+        body: str,
+        timeout: float = 60,  # noqa: ASYNC109
     ) -> dict[str, Any]:
         """The decrypted message with ``body`` in ``room_id``."""
         return await self.wait_event(
@@ -183,7 +189,9 @@ class NioPeer:
         )
 
     async def wait_to_device(
-        self, predicate: EventPredicate, timeout: float = 60  # noqa: ASYNC109
+        self,
+        predicate: EventPredicate,
+        timeout: float = 60,  # noqa: ASYNC109
     ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
@@ -214,9 +222,7 @@ class NioPeer:
                 raise TimeoutError(f"nio never saw the keys of {device_id}")
             await asyncio.sleep(0.5)
 
-    async def send(
-        self, room_id: str, event_type: str, content: dict[str, Any]
-    ) -> str:
+    async def send(self, room_id: str, event_type: str, content: dict[str, Any]) -> str:
         """Sends (encrypted, the room being encrypted) and returns the
         event id."""
         await self.sync()
@@ -224,11 +230,20 @@ class NioPeer:
             room_id, event_type, content, ignore_unverified_devices=True
         )
         assert isinstance(resp, nio.RoomSendResponse), resp
-        return resp.event_id
+        event_id: str = resp.event_id
+        return event_id
 
     async def send_text(self, room_id: str, body: str, **extra: Any) -> str:
         return await self.send(
             room_id, "m.room.message", {"msgtype": "m.text", "body": body, **extra}
+        )
+
+    def has_room_key(self, room_id: str, session_id: str) -> bool:
+        """Whether nio holds the Megolm key of ``session_id`` in ``room_id``."""
+        assert self.client.olm is not None
+        return any(
+            s.room_id == room_id and s.id == session_id
+            for s in self.client.olm.inbound_group_store
         )
 
     def new_session(self, room_id: str) -> None:
