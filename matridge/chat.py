@@ -30,7 +30,7 @@ from .matrix import (
     NetworkError,
 )
 from .media import send_sticker, send_xmpp_attachments
-from .outbound import fresh_txn_id
+from .outbound import NO_ENCRYPTION, fresh_txn_id
 from .outgoing import (
     Mention,
     edit_content,
@@ -126,7 +126,8 @@ class MatrixChat(HasAccount):
         if cached is not None:
             return cached
         try:
-            return await self.account.matrix.get_event(self.room_id, msg_id)
+            event = await self.account.matrix.get_event(self.room_id, msg_id)
+            return self.account.readable(self.room_id, [event])[0]
         except MatrixError as e:
             if e.status in (400, 403, 404):
                 return None
@@ -274,10 +275,10 @@ class MatrixChat(HasAccount):
         return await send_sticker(self.session, self.room_id, sticker)
 
     def _refuse_if_encrypted(self) -> None:
+        """Without a working key store (its failure was told at login),
+        nothing goes into an encrypted room in clear text."""
+        if self.account.encryption is not None:
+            return
         info = self.account.room_info(self.room_id)
         if info is not None and info.encrypted:
-            raise XMPPError(
-                "not-acceptable",
-                "This Matrix room is end-to-end encrypted and this gateway cannot "
-                "encrypt yet, so it will not send your message there in clear text.",
-            )
+            raise XMPPError("not-acceptable", NO_ENCRYPTION)

@@ -93,3 +93,12 @@ DIRECT_INVITES_AS_GROUPS__DOC = (
     "which the user accepts or ignores, instead of accepting them at once as "
     "contacts. Turn this on where direct messages from strangers are a nuisance."
 )
+
+SHARE_KEYS_WITH_UNVERIFIED_DEVICES = False
+SHARE_KEYS_WITH_UNVERIFIED_DEVICES__DOC = (
+    "Share the keys of what users send into encrypted Matrix rooms with every "
+    "device of the room's members, as Matrix clients did before 2026. Off, the "
+    "keys go only to devices their owners have verified (cross-signed), and "
+    "the other devices are told the key was withheld because they are not "
+    "verified."
+)

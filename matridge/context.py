@@ -5,6 +5,7 @@ no module needs to import the session itself and imports go one way."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any, Protocol, cast
 
 from slidge.contact import LegacyRoster
@@ -13,6 +14,7 @@ from slidge.db.models import GatewayUser
 from slidge.group import LegacyBookmarks
 
 from .directs import Directs
+from .encryption import Encryption
 from .matrix import Event, MatrixClient, RoomInfo, SyncBatch
 from .outbound import Outbound
 from .server_ack import ServerAck
@@ -27,6 +29,7 @@ class MatrixSession(Protocol):
     directs: Directs
     state: AccountState
     server_ack: ServerAck
+    encryption: Encryption | None
     user_id: str
     log: logging.Logger
     xmpp: Any  # slidge's gateway component
@@ -47,6 +50,10 @@ class MatrixSession(Protocol):
     async def initial_batch(self) -> SyncBatch | None: ...
 
     def is_own_echo(self, event: Event) -> bool: ...
+
+    def readable(self, room_id: str, events: Iterable[Event]) -> list[Event]: ...
+
+    def placeholder(self, event: Event) -> str | None: ...
 
     def send_gateway_message(self, text: str, **msg_kwargs: Any) -> None: ...
 

@@ -11,6 +11,9 @@
   ``SEND_RETRY_SECONDS``, with the same transaction id.
 - What was sent is remembered as seen, so its return through sync is not
   shown again.
+- Into an end-to-end encrypted room, every event but a redaction is
+  encrypted first (by ``encrypt``: matridge/encryption.py), once, inside
+  the room's turn; its retries resend the same ciphertext.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any
 
+from slixmpp.exceptions import XMPPError
+
 from . import config
 from .errors import matrix_errors
 from .matrix import MatrixClient, MatrixError, NetworkError
@@ -35,6 +40,15 @@ log = logging.getLogger(__name__)
 # sends can derive their Matrix transaction id from it.
 xmpp_message_id: ContextVar[str | None] = ContextVar("xmpp_message_id", default=None)
 
+NO_ENCRYPTION = (
+    "This Matrix room is end-to-end encrypted, and encryption is off for this "
+    "session (the gateway said why at login), so nothing was sent there in clear "
+    "text. Log in again to retry."
+)
+
+# Encrypts an event's content for a room (room id, event type, content).
+Encrypt = Callable[[str, str, dict[str, Any]], Awaitable[dict[str, Any]]]
+
 
 def fresh_txn_id() -> str:
     """A transaction id of its own, for an event that is not the XMPP
@@ -45,10 +59,17 @@ def fresh_txn_id() -> str:
 class Outbound:
     """The sends of one account's session."""
 
-    def __init__(self, matrix: MatrixClient, user_jid: str, seen: RecentIds) -> None:
+    def __init__(
+        self,
+        matrix: MatrixClient,
+        user_jid: str,
+        seen: RecentIds,
+        encrypt: Encrypt | None = None,
+    ) -> None:
         self._matrix = matrix
         self._user_jid = user_jid
         self._seen = seen
+        self._encrypt = encrypt
         # A lock lives while a send holds or awaits it: idle rooms cost nothing.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
             weakref.WeakValueDictionary()
@@ -73,11 +94,32 @@ class Outbound:
         """Sends an event; returns its event id. `txn_id` defaults to the
         one derived from the XMPP message being handled."""
         txn = txn_id or self.txn_id()
-        return await self._in_order(
-            room_id,
-            "send the message",
-            lambda: self._matrix.send_event(room_id, event_type, content, txn),
-        )
+        sent: list[tuple[str, dict[str, Any]]] = []
+
+        async def send_once() -> str:
+            if not sent:  # encrypted once: retries resend the same event
+                sent.append(await self._as_sent(room_id, event_type, content))
+            kind, body = sent[0]
+            return await self._matrix.send_event(room_id, kind, body, txn)
+
+        return await self._in_order(room_id, "send the message", send_once)
+
+    async def _as_sent(
+        self, room_id: str, event_type: str, content: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
+        """The event as it goes out: encrypted if the room is."""
+        if not await self._is_encrypted(room_id):
+            return event_type, content
+        if self._encrypt is None:
+            raise XMPPError("not-acceptable", NO_ENCRYPTION)
+        return "m.room.encrypted", await self._encrypt(room_id, event_type, content)
+
+    async def _is_encrypted(self, room_id: str) -> bool:
+        info = self._matrix.rooms.get(room_id)
+        if info is None:
+            # Never guess "clear": learn the room's state first.
+            info = await self._matrix.load_room_state(room_id)
+        return info is not None and info.encrypted
 
     async def redact(self, room_id: str, event_id: str, reason: str | None) -> str:
         """Redacts an event of `room_id`; returns the redaction's event id."""

@@ -33,8 +33,8 @@ def timestamp(event: Event) -> datetime | None:
 
 
 ENCRYPTED_PLACEHOLDER = (
-    "🔒 This message is end-to-end encrypted, and this gateway cannot decrypt "
-    "it yet. Read it in a Matrix client."
+    "🔒 This message is end-to-end encrypted, and encryption is off for this "
+    "session (the gateway said why at login). Read it in a Matrix client."
 )
 
 
@@ -124,6 +124,7 @@ async def send_matrix_event(
     replacement: Event | None = None,
     reply_to: MessageReference | None = None,
     mentions: Mapping[str, MentionTarget] | None = None,
+    placeholder: str | None = None,
     **send_kwargs: Any,
 ) -> None:
     """An ``m.room.message``, ``m.sticker`` or ``m.room.encrypted`` event.
@@ -133,11 +134,12 @@ async def send_matrix_event(
     correction of the original. ``mentions`` maps the mentioned Matrix
     users to their XMPP names, for XEP-0372 references. ``send_kwargs``
     go to every slidge call (``carbon=True`` for the user's own messages
-    in a direct chat)."""
+    in a direct chat). An encrypted event that could not be decrypted shows
+    ``placeholder`` (why), or a general sentence."""
     when = timestamp(event)
     if event.encrypted:
         entity.send_text(
-            ENCRYPTED_PLACEHOLDER,
+            placeholder or ENCRYPTED_PLACEHOLDER,
             legacy_msg_id=event.event_id,
             when=when,
             archive_only=archive_only,

@@ -13,11 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Iterable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from slidge import BaseSession
 from slidge.command import SearchResult
+from slidge.core import config as slidge_config
 from slidge.util.types import PseudoPresenceShow
 from slidge.util.util import merge_resources
 from slixmpp import JID
@@ -26,10 +28,15 @@ from slixmpp.types import ResourceDict
 
 from . import config, logsafety, profile, search
 from .contact import Roster
+from .crypto.cross_signing import State
+from .crypto.primitives import CryptoError
+from .crypto.store import store_path
 from .directs import Directs
+from .encryption import Encryption
 from .errors import matrix_errors
 from .group import Bookmarks
 from .inbound import batch as inbound
+from .inbound import messages
 from .matrix import (
     Event,
     MatrixClient,
@@ -76,6 +83,8 @@ class Session(BaseSession[Roster, Bookmarks]):
         self.matrix: MatrixClient = None  # type: ignore[assignment]  # set by login
         self.outbound: Outbound = None  # type: ignore[assignment]  # set by login
         self.directs: Directs = None  # type: ignore[assignment]  # set by login
+        # None until login, and when the key store or the device failed.
+        self.encryption: Encryption | None = None
         self.user_id: str = str(self.user.legacy_module_data.get("user_id", ""))
         self.state = AccountState(_SavedData(self))
         # A lock lives while a send holds or awaits it, so idle rooms cost nothing.
@@ -110,7 +119,6 @@ class Session(BaseSession[Roster, Bookmarks]):
                 "homeserver, user name and password."
             )
         self.matrix = MatrixClient(homeserver, token, insecure=config.INSECURE_TLS)
-        self.outbound = Outbound(self.matrix, self.user_jid.bare, self.state.seen)
         try:
             who = await self.matrix.whoami()
         except MatrixError as e:
@@ -123,10 +131,56 @@ class Session(BaseSession[Roster, Bookmarks]):
         except NetworkError as e:
             raise RuntimeError(f"could not reach {homeserver}: {e}") from e
         self.user_id = str(who.get("user_id", self.user_id))
+        await self._start_encryption(data.get("device_id") or who.get("device_id"))
+        self.outbound = Outbound(
+            self.matrix,
+            self.user_jid.bare,
+            self.state.seen,
+            self.encryption.encrypt if self.encryption else None,
+        )
         self.directs = Directs(self.matrix, self.user_id, self.load_room_state)
         profile.apply_default_preferences(self)
         self._start_sync()
         return f"Connected as {self.user_id}"
+
+    async def _start_encryption(self, device_id: object) -> None:
+        """Opens the key store and publishes the device's keys; without
+        them encrypted rooms show placeholders, and the user is told why."""
+        if self.encryption is not None:
+            self.encryption.close()
+            self.encryption = None
+        if not isinstance(device_id, str):
+            self.send_gateway_message(
+                "This registration does not know its Matrix device, so encrypted "
+                "rooms cannot be read or written. Register again to fix it."
+            )
+            return
+        try:
+            self.encryption = await Encryption.start(
+                self.matrix,
+                self.user_id,
+                device_id,
+                store_path(Path(slidge_config.HOME_DIR), self.user_jid.bare),
+                self.user.legacy_module_data,
+                self.legacy_module_data_update,
+            )
+        except (MatrixError, NetworkError, CryptoError, OSError) as e:
+            self.log.warning("End-to-end encryption is off for this session: %s", e)
+            self.send_gateway_message(
+                f"Encrypted Matrix rooms cannot be read or written this session ({e}). "
+                "Other rooms work; log in again later to retry."
+            )
+            return
+        self.create_task(self._tell_verification(), name="verification status")
+
+    async def _tell_verification(self) -> None:
+        """Until the user verifies the gateway's device, they are told what
+        to do: other devices may keep their keys from an unverified one."""
+        if self.encryption is None:
+            return
+        status = await self.encryption.status()
+        if status.state is not State.VERIFIED:
+            self.send_gateway_message(status.sentence)
 
     def _start_sync(self) -> None:
         since = self.user.legacy_module_data.get("since")
@@ -177,6 +231,10 @@ class Session(BaseSession[Roster, Bookmarks]):
             _, pending = await asyncio.wait({consumer}, timeout=30)
             if pending:
                 consumer.cancel()
+        if self.encryption is not None:
+            # Sends still running hold the store; the next login opens it anew.
+            self.encryption.close()
+            self.encryption = None
         # What the XMPP server is confirming is saved with the last token.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(10):
@@ -248,15 +306,56 @@ class Session(BaseSession[Roster, Bookmarks]):
         router = inbound.Router(self, self._save_progress)
         try:
             while (batch := await self._queue.get()) is not None:
+                late = await self._before_timeline(batch)
                 try:
                     await router.route(batch)
                 except Exception:
                     # route() isolates each event; this is a bug, logged whole.
                     self.log.exception("Could not process a sync batch")
+                for room_id, event_ids in late:
+                    await self._show_late(room_id, event_ids)
                 self.sync_health.batch_done(batch.next_batch)
                 self.matrix.sync_ack(batch)
         finally:
             router.close()
+
+    async def _before_timeline(self, batch: SyncBatch) -> list[tuple[str, list[str]]]:
+        """The batch's keys and device lists, before its timeline is read."""
+        if self.encryption is None:
+            return []
+        try:
+            return await self.encryption.before_timeline(batch)
+        except Exception:
+            # A failure here costs the keys of this batch, not its messages.
+            self.log.exception("Could not process the encryption part of a batch")
+            return []
+
+    async def _show_late(self, room_id: str, event_ids: list[str]) -> None:
+        """Corrects the placeholders of events whose key just came."""
+        try:
+            chat = await self.chat_for(room_id)
+            if chat is None:
+                return
+            for event_id in event_ids:
+                event = await self.matrix.get_event(room_id, event_id)
+                readable = self.readable(room_id, [event])[0]
+                if not readable.encrypted:
+                    await messages.show_late(chat, readable)
+        except Exception:
+            self.log.exception("Could not show late-decrypted events of %s", room_id)
+
+    def readable(self, room_id: str, events: Iterable[Event]) -> list[Event]:
+        """Events of a room as they are read: encrypted ones decrypted when
+        their key is here (else left as they are, shown as placeholders)."""
+        if self.encryption is None:
+            return list(events)
+        return self.encryption.readable(room_id, events)
+
+    def placeholder(self, event: Event) -> str | None:
+        """The text for an encrypted event that could not be read."""
+        if self.encryption is None:
+            return None
+        return self.encryption.placeholder(event)
 
     def _save_progress(self, token: str) -> None:
         # Saved once the XMPP server confirmed the direct messages shown

@@ -14,7 +14,6 @@ Two ways to get the self-signing key, neither replacing anything:
 
 :func:`status` says in words which of the three situations the user is in
 and what to do. Nothing here logs a key, a recovery key or a passphrase.
-Not wired into the session yet: nothing calls it outside the tests.
 """
 
 from __future__ import annotations
@@ -195,6 +194,27 @@ async def published(api: CrossSigningApi, device: OwnDevice) -> Published:
                 "device than the device has: nothing was signed"
             )
     return Published(master, ssk, usk, device_keys)
+
+
+def device_cross_signed(
+    user_id: str, identity: Mapping[str, Any], device_keys: Mapping[str, Any]
+) -> bool:
+    """Whether another device's owner has cross-signed it: its keys carry
+    the signature of the owner's self-signing key, which their master key
+    signs. ``identity`` is what ``/keys/query`` gave for the user
+    (``master_keys`` and ``self_signing_keys`` entries, as
+    :meth:`Device.cross_signing_keys` keeps them)."""
+    try:
+        master = _public_key(user_id, MASTER, identity.get("master_keys"), None)
+        ssk = _public_key(
+            user_id, SELF_SIGNING, identity.get("self_signing_keys"), master
+        )
+        if ssk is None:
+            return False
+        verify_json(device_keys, user_id, ssk, ssk)
+    except (CrossSigningError, SignatureError):
+        return False
+    return True
 
 
 def _device_signed(pub: Published, user_id: str) -> bool:

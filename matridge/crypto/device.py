@@ -9,7 +9,6 @@ calls go through anything with ``MatrixClient.request``'s shape
 (:class:`KeysApi`). Nothing here logs a key or a plaintext: log lines name
 users, devices, event types and reasons only.
 
-Not wired into the session yet: nothing calls it outside the tests.
 """
 
 from __future__ import annotations
@@ -408,14 +407,20 @@ class Device:
                 self.store.save_olm_session(
                     curve25519_of(targets[(user_id, device_id)]), session, now
                 )
+        await self.send_to_device("m.room.encrypted", messages, uuid.uuid4().hex)
+        return set(sessions)
+
+    async def send_to_device(
+        self, event_type: str, messages: dict[str, dict[str, Any]], txn_id: str
+    ) -> None:
+        """One ``/sendToDevice`` (user id -> device id -> content)."""
         await self._api.request(
             "PUT",
             "/_matrix/client/v3/sendToDevice/{}/{}",
-            "m.room.encrypted",
-            uuid.uuid4().hex,
+            event_type,
+            txn_id,
             body={"messages": messages},
         )
-        return set(sessions)
 
     async def unwedge(self, wedged: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
         """Sends an ``m.dummy`` on a new Olm session to devices whose Olm

@@ -99,7 +99,8 @@ class Router:
                 if initial:
                     _remember_initial(session, room)
                     continue
-                work = _RoomWork(room, list(room.timeline), seq)
+                events = session.readable(room.room_id, room.timeline)
+                work = _RoomWork(room, events, seq)
                 queue = self._backlog.get(room.room_id)
                 if queue is not None:
                     queue.append(work)  # behind the room's earlier failure

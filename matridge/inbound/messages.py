@@ -18,6 +18,7 @@ from slidge.util.types import MessageReference
 from .. import config
 from ..chat import MESSAGE_KINDS, MatrixChat
 from ..matrix import Event, History, Member, Message
+from ..media import is_media
 from ..reactions import current_reactions
 from ..render import MentionTarget, message_mentions, message_text, send_matrix_event
 from ..state import Reaction
@@ -35,7 +36,12 @@ async def fill_gap(chat: MatrixChat, prev_batch: str) -> None:
         limit=config.GAP_FILL_EVENTS,
     )
     seen = chat.account.state.seen
-    fresh = tuple(e for e in history.events if (e.event_id or "") not in seen)
+    fresh = tuple(
+        chat.account.readable(
+            chat.room_id,
+            (e for e in history.events if (e.event_id or "") not in seen),
+        )
+    )
     n = await relay_history(chat, history, fresh, archive_only=False)
     for e in fresh:
         seen.add(e.event_id or "")
@@ -102,6 +108,7 @@ async def relay(
         replacement=replacement,
         reply_to=await reply_reference(chat, event),
         mentions=await mention_targets(chat, shown),
+        placeholder=chat.account.placeholder(event) if event.encrypted else None,
     )
     chat.remember_event(event)
     if history is None:
@@ -116,6 +123,34 @@ async def relay(
         log.put(reaction_id, Reaction(event_id, reactor, key))
     for reactor in history.reactions(event_id):
         log.mark_complete(event_id, reactor)
+
+
+async def show_late(chat: MatrixChat, event: Event) -> None:
+    """An encrypted message shown as a placeholder, decrypted now that its
+    key came: the placeholder is corrected in place (XEP-0308) into it."""
+    sender, event_id = event.sender, event.event_id
+    if sender is None or event_id is None:
+        return
+    if event.kind not in MESSAGE_KINDS:
+        # A reaction or an edit: shown as if it came now.
+        await on_event(chat, event)
+        return
+    content = event.new_message if event.rel_type == "m.replace" else event.message
+    text = message_text(content)
+    if text is None:
+        return
+    entity = await chat.sender_for(sender)
+    if event.rel_type == "m.replace" and event.relates_to:
+        # The edit corrects its original; its own placeholder says so.
+        await on_event(chat, event)
+        entity.correct(event_id, f"✏️ {text}")
+    elif is_media(event, content):
+        # A correction carries text only: the file follows on its own.
+        entity.correct(event_id, f"📎 {text}")
+        await relay(chat, event)
+    else:
+        entity.correct(event_id, text)
+        chat.remember_event(event)
 
 
 async def relay_history(

@@ -1,0 +1,292 @@
+"""One session's end-to-end encryption: the gateway's Matrix login as a
+device of the user's (matridge/crypto/), fed by the sync loop and used by
+the inbound and outbound paths.
+
+- At login the key store opens (a file per user under slidge's home
+  directory, sealed with a random key kept in the user's slidge data) and
+  the device's keys are uploaded.
+- Each sync batch's device-list changes and to-device messages are
+  processed before its timeline, and the key store committed before the
+  batch's token can be saved: the homeserver deletes to-device messages
+  once a sync uses the next token.
+- Timeline and history events are decrypted before anything reads them;
+  an event whose key has not come is shown as a placeholder, remembered in
+  the key store, and corrected in place (XEP-0308) when the key arrives.
+- What the user sends into an encrypted room is encrypted (outbound.py
+  calls :meth:`Encryption.encrypt`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from slixmpp.exceptions import XMPPError
+
+from . import config, logsafety
+from .crypto import cross_signing
+from .crypto.device import Device, ForwardedRoomKey
+from .crypto.device_keys import ONE_TIME_KEY_ALGORITHM
+from .crypto.primitives import CryptoError
+from .crypto.rooms import RoomCrypto, RotationSettings, Undecryptable
+from .crypto.store import KeyStore, decode_store_key, new_store_key
+from .errors import matrix_errors
+from .matrix import (
+    Event,
+    MatrixClient,
+    MatrixError,
+    NetworkError,
+    SyncBatch,
+    decrypted_event,
+)
+
+log = logging.getLogger(__name__)
+
+# Where the user's slidge data keeps the key store's key.
+STORE_KEY = "crypto_store_key"
+# The key store's record of events waiting for a session's key.
+_PENDING = "pending\0"
+
+ENCRYPTION_EVENT = "m.room.encryption"
+
+
+class Encryption:
+    """The end-to-end encryption of one account's session."""
+
+    def __init__(self, matrix: MatrixClient, device: Device) -> None:
+        self.matrix = matrix
+        self.device = device
+        self.store = device.store
+        self.rooms = RoomCrypto(
+            device, share_with_unverified=config.SHARE_KEYS_WITH_UNVERIFIED_DEVICES
+        )
+        self._one_time_key_target = device.one_time_key_target
+        self._members: dict[str, list[str]] = {}
+        self._rotation: dict[str, RotationSettings] = {}
+        # Why an event shown as a placeholder could not be read.
+        self._why: dict[str, str] = {}
+
+    @classmethod
+    async def start(
+        cls,
+        matrix: MatrixClient,
+        user_id: str,
+        device_id: str,
+        store_file: Path,
+        saved: Mapping[str, Any],
+        save: Callable[[dict[str, Any]], None],
+    ) -> Encryption:
+        """Opens the user's key store (its key in the user's slidge data,
+        ``saved``, made and ``save``-d the first time) and uploads the
+        device's keys."""
+        key_text = saved.get(STORE_KEY)
+        if not isinstance(key_text, str):
+            key_text = new_store_key()
+            save({STORE_KEY: key_text})
+        logsafety.remember(key_text)
+        store = KeyStore.open(store_file, decode_store_key(key_text))
+        try:
+            device = Device(
+                matrix,
+                store,
+                user_id,
+                device_id,
+                accept_forwarded=_no_unrequested_keys,
+            )
+            await device.upload_keys()
+        except BaseException:
+            store.close()
+            raise
+        return cls(matrix, device)
+
+    def close(self) -> None:
+        self.store.close()
+
+    # -- the sync batch, before its timeline -------------------------------------
+
+    async def before_timeline(self, batch: SyncBatch) -> list[tuple[str, list[str]]]:
+        """Device lists, to-device messages and key counts of a batch.
+        Returns the events shown as placeholders whose key just came, as
+        (room id, event ids), for :meth:`Session` to correct."""
+        changed, left = batch.device_lists_changed, batch.device_lists_left
+        if changed or left:
+            self.device.devices_changed(changed, left)
+        for room in batch.rooms:
+            if room.membership != "join":
+                self._forget_room(room.room_id)
+            elif any(e.type == "m.room.member" for e in room.state) or any(
+                e.type == "m.room.member" for e in room.timeline
+            ):
+                self._members.pop(room.room_id, None)
+            if any(e.type == ENCRYPTION_EVENT for e in room.timeline) or any(
+                e.type == ENCRYPTION_EVENT for e in room.state
+            ):
+                self._rotation.pop(room.room_id, None)
+        late: list[tuple[str, list[str]]] = []
+        events = [e.source for e in batch.to_device]
+        if events:
+            try:
+                await self.device.track_senders(events)
+            except (MatrixError, NetworkError) as e:
+                # Their messages are checked against what is known.
+                log.info("Device lists of to-device senders not refreshed: %s", e)
+            # Committed here, so before the batch's token can be saved.
+            result = self.device.process_to_device(events)
+            late = self._arrived(result.room_keys)
+            if result.wedged:
+                try:
+                    await self.device.unwedge(result.wedged)
+                except (MatrixError, NetworkError, CryptoError) as e:
+                    log.info("Could not repair an Olm session: %s", e)
+        counts = batch.one_time_key_counts
+        fallbacks = batch.unused_fallback_key_types
+        if counts.get(ONE_TIME_KEY_ALGORITHM, 0) < self._one_time_key_target or (
+            fallbacks is not None and ONE_TIME_KEY_ALGORITHM not in fallbacks
+        ):
+            try:
+                await self.device.replenish(counts, fallbacks)
+            except (MatrixError, NetworkError) as e:
+                log.info("One-time keys not replenished (next batch retries): %s", e)
+        return late
+
+    def _arrived(
+        self, keys: Iterable[tuple[str, str, str]]
+    ) -> list[tuple[str, list[str]]]:
+        late: list[tuple[str, list[str]]] = []
+        for room_id, sender_key, session_id in keys:
+            name = _pending_name(room_id, sender_key, session_id)
+            waiting = self.store.get_json(name)
+            if waiting:
+                late.append((room_id, [str(e) for e in waiting]))
+                with self.store.transaction():
+                    self.store.put_json(name, None)
+        return late
+
+    def _forget_room(self, room_id: str) -> None:
+        self._members.pop(room_id, None)
+        self._rotation.pop(room_id, None)
+
+    # -- reading -------------------------------------------------------------------
+
+    def readable(self, room_id: str, events: Iterable[Event]) -> list[Event]:
+        """``events`` with each ``m.room.encrypted`` one decrypted; one that
+        cannot be read stays as it is (a placeholder shows it) and, if its
+        key may still come, is remembered to be corrected then."""
+        return [self.readable_one(room_id, e) for e in events]
+
+    def readable_one(self, room_id: str, event: Event) -> Event:
+        if not event.encrypted or event.event_id is None:
+            return event
+        try:
+            payload = self.rooms.decrypt(
+                room_id, event.event_id, event.origin_server_ts, event.content
+            )
+        except Undecryptable as e:
+            self._why[event.event_id] = str(e)
+            if len(self._why) > 2000:
+                self._why.pop(next(iter(self._why)))
+            log.info("Could not decrypt %s in %s: %s", event.event_id, room_id, e)
+            if e.waiting and e.session is not None:
+                self._wait_for(e.session, event.event_id)
+            return event
+        except CryptoError as e:
+            log.warning("Could not decrypt %s in %s: %s", event.event_id, room_id, e)
+            self._why[event.event_id] = f"it does not decrypt ({e})"
+            return event
+        return decrypted_event(event, payload, room_id)
+
+    def placeholder(self, event: Event) -> str:
+        """The text shown instead of an encrypted event that was not read."""
+        why = self._why.get(event.event_id or "") or "it could not be decrypted"
+        return f"🔒 This encrypted message cannot be shown yet: {why}."
+
+    def _wait_for(self, session: tuple[str, str, str], event_id: str) -> None:
+        name = _pending_name(*session)
+        waiting = list(self.store.get_json(name) or [])
+        if event_id in waiting:
+            return
+        waiting.append(event_id)
+        with self.store.transaction():
+            self.store.put_json(name, waiting[-500:])
+
+    # -- writing ---------------------------------------------------------------------
+
+    async def encrypt(
+        self, room_id: str, event_type: str, content: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """The ``m.room.encrypted`` content of an event for ``room_id``."""
+        # Network failures go up to Outbound, which retries the send.
+        members = await self._room_members(room_id)
+        rotation = await self._rotation_settings(room_id)
+        try:
+            return await self.rooms.encrypt(
+                room_id, event_type, content, members, rotation
+            )
+        except CryptoError as e:
+            log.warning("Could not encrypt for %s: %s", room_id, e)
+            raise XMPPError(
+                "internal-server-error",
+                f"This message could not be encrypted for the Matrix room ({e}); "
+                "it was not sent.",
+            ) from None
+
+    async def _room_members(self, room_id: str) -> list[str]:
+        """Joined and invited members (those who can read what is sent)."""
+        cached = self._members.get(room_id)
+        if cached is not None:
+            return cached
+        events = await self.matrix.members(room_id, not_membership="leave")
+        members = [
+            str(e["state_key"])
+            for e in events
+            if isinstance(e.get("state_key"), str)
+            and (e.get("content") or {}).get("membership") in ("join", "invite")
+        ]
+        self._members[room_id] = members
+        return members
+
+    async def _rotation_settings(self, room_id: str) -> RotationSettings:
+        cached = self._rotation.get(room_id)
+        if cached is not None:
+            return cached
+        try:
+            content = await self.matrix.state_event(room_id, ENCRYPTION_EVENT)
+        except MatrixError as e:
+            if e.status != 404:
+                raise
+            content = {}
+        settings = RotationSettings.from_content(content)
+        self._rotation[room_id] = settings
+        return settings
+
+    # -- verification ------------------------------------------------------------------
+
+    async def status(self) -> cross_signing.Status:
+        with matrix_errors("check this gateway's device"):
+            return await cross_signing.status(self.matrix, self.device)
+
+    async def verify(self, recovery_key_or_passphrase: str) -> cross_signing.Status:
+        """Verifies the device with the user's recovery key or passphrase."""
+        with matrix_errors("verify this gateway's device"):
+            return await cross_signing.verify_with_recovery(
+                self.matrix, self.device, self.store, recovery_key_or_passphrase
+            )
+
+    async def create_identity(self) -> cross_signing.Status:
+        """Creates a cross-signing identity (only when there is none)."""
+        with matrix_errors("create a cross-signing identity"):
+            return await cross_signing.create_identity(
+                self.matrix, self.device, self.store
+            )
+
+
+def _no_unrequested_keys(_offer: ForwardedRoomKey) -> bool:
+    # Forwarded keys are accepted only in reply to our own key requests,
+    # and the gateway makes none yet.
+    return False
+
+
+def _pending_name(room_id: str, sender_key: str, session_id: str) -> str:
+    return _PENDING + "\0".join((room_id, sender_key, session_id))
