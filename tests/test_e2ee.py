@@ -159,10 +159,17 @@ class Encrypted:
         return msg
 
     async def from_xmpp(self, body: str) -> dict[str, Any]:
-        """The person's message as nio decrypted it."""
-        return await self.peer.wait_event(
-            decrypted(self.room_id, self.person.matrix.user_id, body_is(body))
+        """The person's message as nio decrypted it (failing if it came in
+        the clear)."""
+        event = await self.peer.wait_event(
+            lambda e: (
+                e["room_id"] == self.room_id
+                and e.get("sender") == self.person.matrix.user_id
+                and body_is(body)(e)
+            )
         )
+        assert event["decrypted"], f"sent in the clear into an encrypted room: {event}"
+        return event
 
 
 async def encrypted_group(
