@@ -19,7 +19,7 @@ the inbound and outbound paths.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from slixmpp.exceptions import XMPPError
 
 from . import config, logsafety
 from .crypto import cross_signing
-from .crypto.device import Device, ForwardedRoomKey
+from .crypto.device import Device, ForwardedRoomKey, ToDeviceMessage
 from .crypto.device_keys import ONE_TIME_KEY_ALGORITHM
 from .crypto.primitives import CryptoError
 from .crypto.rooms import RoomCrypto, RotationSettings, Undecryptable
@@ -51,6 +51,14 @@ _PENDING = "pending\0"
 
 ENCRYPTION_EVENT = "m.room.encryption"
 
+# Handles one to-device message that carries no room key.
+ToDeviceHandler = Callable[[ToDeviceMessage], Awaitable[None]]
+# Told the Megolm sessions a batch's to-device messages stored.
+RoomKeysHandler = Callable[[list[tuple[str, str, str]]], Awaitable[None]]
+# Looks for a missing Megolm session (room id, sender key, session id),
+# stores it if found and says whether it did.
+KeyFinder = Callable[[str, str, str], Awaitable[bool]]
+
 
 class Encryption:
     """The end-to-end encryption of one account's session."""
@@ -63,6 +71,15 @@ class Encryption:
             device, share_with_unverified=config.SHARE_KEYS_WITH_UNVERIFIED_DEVICES
         )
         self._one_time_key_target = device.one_time_key_target
+        self._handlers: dict[str, ToDeviceHandler] = {}
+        self._key_finders: list[KeyFinder] = []
+        self._room_key_handlers: list[RoomKeysHandler] = []
+        self._forward_filters: list[Callable[[ForwardedRoomKey], bool]] = []
+        self._looking_for: set[tuple[str, str, str]] = set()
+        self._spawn: Callable[[Coroutine[Any, Any, Any], str], object] | None = None
+        self._show_late: (
+            Callable[[str, list[str]], Coroutine[Any, Any, None]] | None
+        ) = None
         self._members: dict[str, list[str]] = {}
         self._rotation: dict[str, RotationSettings] = {}
         # Why an event shown as a placeholder could not be read.
@@ -87,19 +104,32 @@ class Encryption:
             save({STORE_KEY: key_text})
         logsafety.remember(key_text)
         store = KeyStore.open(store_file, decode_store_key(key_text))
+        # The device asks the Encryption made from it about forwarded keys.
+        encryption_of: list[Encryption] = []
         try:
             device = Device(
                 matrix,
                 store,
                 user_id,
                 device_id,
-                accept_forwarded=_no_unrequested_keys,
+                accept_forwarded=lambda offer: encryption_of[0].accepts(offer),
             )
+            encryption_of.append(cls(matrix, device))
             await device.upload_keys()
         except BaseException:
             store.close()
             raise
-        return cls(matrix, device)
+        return encryption_of[0]
+
+    def attach(
+        self,
+        spawn: Callable[[Coroutine[Any, Any, Any], str], object],
+        show_late: Callable[[str, list[str]], Coroutine[Any, Any, None]],
+    ) -> None:
+        """How the session runs background work (its guarded tasks) and
+        corrects the placeholders of events whose key came late."""
+        self._spawn = spawn
+        self._show_late = show_late
 
     def close(self) -> None:
         self.store.close()
@@ -135,6 +165,11 @@ class Encryption:
             # Committed here, so before the batch's token can be saved.
             result = self.device.process_to_device(events)
             late = self._arrived(result.room_keys)
+            if result.room_keys:
+                for handler in self._room_key_handlers:
+                    await _guarded(handler(result.room_keys), "new room keys")
+            for message in result.messages:
+                await self._dispatch(message)
             if result.wedged:
                 try:
                     await self.device.unwedge(result.wedged)
@@ -150,6 +185,45 @@ class Encryption:
             except (MatrixError, NetworkError) as e:
                 log.info("One-time keys not replenished (next batch retries): %s", e)
         return late
+
+    # -- what part 2 (verification, backup, key requests) plugs in ----------------
+
+    def on_room_keys(self, handler: RoomKeysHandler) -> None:
+        """``handler`` gets the (room id, sender key, session id) of the
+        Megolm sessions each batch's to-device messages stored."""
+        self._room_key_handlers.append(handler)
+
+    def on_missing_key(self, finder: KeyFinder) -> None:
+        """``finder`` is asked, once per session, for a Megolm session an
+        event needs; it stores the session if it can and says so."""
+        self._key_finders.append(finder)
+
+    def accept_forwarded(self, accepts: Callable[[ForwardedRoomKey], bool]) -> None:
+        """A forwarded room key is kept when one of these accepts it."""
+        self._forward_filters.append(accepts)
+
+    def accepts(self, offer: ForwardedRoomKey) -> bool:
+        # Without a filter, none: a key nobody asked for is never kept.
+        return any(accepts(offer) for accepts in self._forward_filters)
+
+    def on_to_device(self, kind: str, handler: ToDeviceHandler) -> None:
+        """Hands the to-device messages of type ``kind`` (or, for a ``kind``
+        ending in ".", of every type it begins) to ``handler``."""
+        self._handlers[kind] = handler
+
+    async def _dispatch(self, message: ToDeviceMessage) -> None:
+        handler = self._handlers.get(message.type)
+        if handler is None:
+            prefix = message.type[: message.type.rfind(".") + 1]
+            handler = self._handlers.get(prefix)
+        if handler is None:
+            log.info("to-device %s from %s not handled", message.type, message.sender)
+            return
+        try:
+            await handler(message)
+        except Exception:
+            # One message's failure never costs the batch the others.
+            log.exception("to-device %s from %s failed", message.type, message.sender)
 
     def _arrived(
         self, keys: Iterable[tuple[str, str, str]]
@@ -176,7 +250,12 @@ class Encryption:
         key may still come, is remembered to be corrected then."""
         return [self.readable_one(room_id, e) for e in events]
 
-    def readable_one(self, room_id: str, event: Event) -> Event:
+    def readable_one(
+        self, room_id: str, event: Event, look: bool = True, wait: bool = True
+    ) -> Event:
+        """One event decrypted if it can be. If its key may still come, it
+        is remembered to be corrected then (``wait``), and the key looked
+        for in the background (``look``) by the finders part 2 plugs in."""
         if not event.encrypted or event.event_id is None:
             return event
         try:
@@ -188,14 +267,60 @@ class Encryption:
             if len(self._why) > 2000:
                 self._why.pop(next(iter(self._why)))
             log.info("Could not decrypt %s in %s: %s", event.event_id, room_id, e)
-            if e.waiting and e.session is not None:
+            if e.waiting and e.session is not None and wait:
                 self._wait_for(e.session, event.event_id)
+                if look:
+                    self._look_for(e.session)
             return event
         except CryptoError as e:
             log.warning("Could not decrypt %s in %s: %s", event.event_id, room_id, e)
             self._why[event.event_id] = f"it does not decrypt ({e})"
             return event
         return decrypted_event(event, payload, room_id)
+
+    async def readable_now(self, room_id: str, events: Iterable[Event]) -> list[Event]:
+        """Like :meth:`readable`, for history: the keys it lacks are looked
+        for first (in the key backup, say), so that it is shown readable
+        rather than corrected later."""
+        out = [self.readable_one(room_id, e, wait=False) for e in events]
+        missing = {
+            s for e in out if e.encrypted and (s := _session_of(room_id, e)) is not None
+        }
+        found = [s for s in missing if await self._find(s)]
+        # Live events that waited for these keys are corrected too.
+        for late_room, event_ids in self._arrived(found):
+            if self._show_late is not None and self._spawn is not None:
+                self._spawn(self._show_late(late_room, event_ids), "late keys")
+        return [
+            self.readable_one(room_id, e, look=False) if e.encrypted else e for e in out
+        ]
+
+    def _look_for(self, session: tuple[str, str, str]) -> None:
+        if not self._key_finders or self._spawn is None:
+            return
+        if session in self._looking_for:
+            return
+        self._looking_for.add(session)
+        self._spawn(self._found_late(session), "looking for a room key")
+
+    async def _found_late(self, session: tuple[str, str, str]) -> None:
+        try:
+            if not await self._find(session):
+                return
+        finally:
+            self._looking_for.discard(session)
+        for room_id, event_ids in self._arrived([session]):
+            if self._show_late is not None:
+                await self._show_late(room_id, event_ids)
+
+    async def _find(self, session: tuple[str, str, str]) -> bool:
+        for finder in self._key_finders:
+            try:
+                if await finder(*session):
+                    return True
+            except Exception:
+                log.exception("Looking for a room key of %s failed", session[0])
+        return False
 
     def placeholder(self, event: Event) -> str:
         """The text shown instead of an encrypted event that was not read."""
@@ -282,10 +407,19 @@ class Encryption:
             )
 
 
-def _no_unrequested_keys(_offer: ForwardedRoomKey) -> bool:
-    # Forwarded keys are accepted only in reply to our own key requests,
-    # and the gateway makes none yet.
-    return False
+def _session_of(room_id: str, event: Event) -> tuple[str, str, str] | None:
+    """The Megolm session an encrypted event needs."""
+    sender_key, session_id = event.sender_key, event.session_id
+    if sender_key is None or session_id is None:
+        return None
+    return (room_id, sender_key, session_id)
+
+
+async def _guarded(step: Awaitable[None], what: str) -> None:
+    try:
+        await step
+    except Exception:
+        log.exception("Handling %s failed", what)
 
 
 def _pending_name(room_id: str, sender_key: str, session_id: str) -> str:

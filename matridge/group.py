@@ -459,7 +459,7 @@ class MUC(MatrixChat, LegacyMUC[Participant]):
             until_event_id=after.id if after else None,
             limit=config.BACKFILL_EVENTS,
         )
-        events = tuple(self.account.readable(self.legacy_id, history.events))
+        events = tuple(await self.account.readable_now(self.legacy_id, history.events))
         if from_token is None:
             # Paged from the live end: leave out what the archive has already.
             events = _older_than(events, start_id, start_date)

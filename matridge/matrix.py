@@ -173,12 +173,19 @@ _OUTER_FIELDS = ("event_id", "sender", "origin_server_ts", "unsigned")
 def decrypted_event(outer: Event, plaintext: dict[str, Any], room_id: str) -> Event:
     """The Event for a decrypted Megolm payload: the plaintext's ``type``,
     ``content`` and ``room_id`` with the outer event's ids, sender, time and
-    ``unsigned``. A plaintext ``room_id`` other than ``room_id`` makes the
-    event invalid (a replay from another room)."""
+    ``unsigned``, and the clear ``m.relates_to`` when the plaintext has
+    none. A plaintext ``room_id`` other than ``room_id`` makes the event
+    invalid (a replay from another room)."""
     source = outer.source
     event: dict[str, Any] = {k: source[k] for k in _OUTER_FIELDS if k in source}
     event["type"] = plaintext.get("type")
-    event["content"] = plaintext.get("content")
+    content = plaintext.get("content")
+    relation = (source.get("content") or {}).get("m.relates_to")
+    if isinstance(content, dict) and "m.relates_to" not in content and relation:
+        # Senders may keep the relation in the clear part only (the server
+        # aggregates it there): the decrypted event keeps it.
+        content = {**content, "m.relates_to": relation}
+    event["content"] = content
     event["room_id"] = plaintext.get("room_id", room_id)
     return decode_event(json.dumps(event, separators=(",", ":")).encode(), room_id)
 

@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 # this is rare, and the keys of the pages read still go.
 MAX_RELATION_PAGES = 5
 RELATION_PAGE = 100
+# An m.annotation is a reaction whether sent in the clear or encrypted.
+REACTION_TYPES = ("m.reaction", "m.room.encrypted")
 
 
 def normalise_key(key: str) -> str:
@@ -41,12 +43,12 @@ async def reactions_on(
             room_id,
             target,
             "m.annotation",
-            "m.reaction",
+            None,  # encrypted reactions too: their key is in the clear relation
             from_token=token,
             limit=RELATION_PAGE,
         )
         for event in page.chunk:
-            if event.get("sender") != sender:
+            if event.get("sender") != sender or event.get("type") not in REACTION_TYPES:
                 continue
             content = event.get("content")
             rel = content.get("m.relates_to") if isinstance(content, dict) else None

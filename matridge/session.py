@@ -171,6 +171,7 @@ class Session(BaseSession[Roster, Bookmarks]):
                 "Other rooms work; log in again later to retry."
             )
             return
+        self.encryption.attach(self.create_task, self._show_late)
         self.create_task(self._tell_verification(), name="verification status")
 
     async def _tell_verification(self) -> None:
@@ -350,6 +351,13 @@ class Session(BaseSession[Roster, Bookmarks]):
         if self.encryption is None:
             return list(events)
         return self.encryption.readable(room_id, events)
+
+    async def readable_now(self, room_id: str, events: Iterable[Event]) -> list[Event]:
+        """History events as they are read, their missing keys looked for
+        first (the key backup)."""
+        if self.encryption is None:
+            return list(events)
+        return await self.encryption.readable_now(room_id, events)
 
     def placeholder(self, event: Event) -> str | None:
         """The text for an encrypted event that could not be read."""

@@ -373,6 +373,22 @@ def test_decrypted_event_merges_the_outer_event_and_the_plaintext() -> None:
     assert ev.source["unsigned"] == {"age": 1234}
 
 
+def test_a_relation_kept_only_in_the_clear_reaches_the_decrypted_event() -> None:
+    relation = {"rel_type": "m.annotation", "event_id": "$msg:x", "key": "👍"}
+    outer_event = encrypted_room_event()
+    outer_event["content"] = {**MEGOLM_CONTENT, "m.relates_to": relation}
+    (room,) = _core.decode_sync(timeline_of(outer_event)).rooms
+    (outer,) = room.timeline
+    reaction = decrypted_event(outer, {"type": "m.reaction", "content": {}}, ROOM)
+    assert reaction.kind == "reaction"
+    assert (reaction.relates_to, reaction.reaction_key) == ("$msg:x", "👍")
+    # A relation in the plaintext is the one that counts.
+    reply = decrypted_event(
+        outer, {"type": "m.room.message", "content": PLAINTEXTS["reply"]}, ROOM
+    )
+    assert reply.in_reply_to == "$original:example.org"
+
+
 def test_a_plaintext_from_another_room_is_invalid() -> None:
     (room,) = _core.decode_sync(timeline_of(encrypted_room_event())).rooms
     (outer,) = room.timeline

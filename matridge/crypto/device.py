@@ -44,6 +44,10 @@ from .store import InboundGroupRecord, KeyStore
 
 log = logging.getLogger(__name__)
 
+# Clear to-device messages handed on (verification requests and the
+# like); room keys and secrets are only taken over Olm.
+CLEAR_MESSAGE_PREFIXES = ("m.key.verification.", "m.room_key_request")
+
 # An m.dummy to the same device at most this often: a device that keeps
 # sending undecryptable messages must not make us claim its keys in a loop.
 DUMMY_INTERVAL_S = 3600.0
@@ -86,6 +90,25 @@ class ToDeviceResult:
     wedged: set[tuple[str, str]] = field(default_factory=set)
     """(user id, Curve25519 key) of devices whose Olm message did not
     decrypt: :meth:`Device.unwedge` sends them an m.dummy on a new session."""
+    messages: list[ToDeviceMessage] = field(default_factory=list)
+    """The other messages (verification, secrets, key requests), for the
+    handlers the caller has, after the store committed."""
+
+
+@dataclass(frozen=True, slots=True)
+class ToDeviceMessage:
+    """A to-device message that carries no room key: its type and content,
+    its sender, and whether it came over Olm. For an Olm message the
+    sending device is known and checked (``sender_device``, its Ed25519
+    key ``sender_ed25519``); for a clear one ``sender_device`` is only what
+    the content claims (``from_device``), and ``sender_ed25519`` is None."""
+
+    type: str
+    sender: str
+    content: Mapping[str, Any]
+    encrypted: bool
+    sender_device: str | None
+    sender_ed25519: str | None = None
 
 
 class _Refused(Exception):
@@ -500,6 +523,17 @@ class Device:
             self._withheld(sender, content, result)
         elif kind == "m.room.encrypted":
             self._encrypted(account, sender, content, result)
+        elif isinstance(kind, str) and kind.startswith(CLEAR_MESSAGE_PREFIXES):
+            device = content.get("from_device")
+            result.messages.append(
+                ToDeviceMessage(
+                    kind,
+                    sender,
+                    content,
+                    False,
+                    device if isinstance(device, str) else None,
+                )
+            )
         else:
             # m.room_key and friends are only valid inside Olm.
             raise _refuse(f"unencrypted {kind} ignored")
@@ -539,8 +573,20 @@ class Device:
             self._forwarded(sender, sender_key, inner, result)
         elif inner_type == "m.dummy":
             pass  # its work, a fresh Olm session, is done
+        elif isinstance(inner_type, str):
+            found = self._device_by_curve(sender, sender_key)
+            result.messages.append(
+                ToDeviceMessage(
+                    inner_type,
+                    sender,
+                    inner,
+                    True,
+                    found[0] if found else None,
+                    sender_ed25519,
+                )
+            )
         else:
-            raise _refuse(f"encrypted {inner_type} not handled")
+            raise _refuse("the plaintext has no type")
 
     def _olm_decrypt(
         self,

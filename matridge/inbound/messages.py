@@ -37,7 +37,7 @@ async def fill_gap(chat: MatrixChat, prev_batch: str) -> None:
     )
     seen = chat.account.state.seen
     fresh = tuple(
-        chat.account.readable(
+        await chat.account.readable_now(
             chat.room_id,
             (e for e in history.events if (e.event_id or "") not in seen),
         )
