@@ -316,6 +316,37 @@ async def test_a_reply_a_reaction_and_an_edit_from_xmpp_arrive_encrypted(
     assert_encrypted_on_the_server(peer, group.room_id, edit["event_id"])
 
 
+async def test_an_encrypted_reply_and_edit_from_matrix_arrive_as_such(
+    group: Encrypted,
+) -> None:
+    peer, xmpp = group.peer, group.person.xmpp
+    group.send("Tea or coffee?")
+    question = await group.from_xmpp("Tea or coffee?")
+    await peer.send_text(
+        group.room_id,
+        "Tea",
+        **{"m.relates_to": {"m.in_reply_to": {"event_id": question["event_id"]}}},
+    )
+    reply = await xmpp.wait_message(
+        lambda m: group.from_peer()(m) and "reply" in m, timeout=60
+    )
+    assert reply["reply"]["id"] == question["event_id"]
+    assert reply["reply"].strip_fallback_content() == "Tea"
+
+    typo = await peer.send_text(group.room_id, "See you at 5")
+    first = await xmpp.wait_message(group.from_peer("See you at 5"), timeout=60)
+    await peer.send_text(
+        group.room_id,
+        "* See you at 6",
+        **{
+            "m.new_content": {"msgtype": "m.text", "body": "See you at 6"},
+            "m.relates_to": {"rel_type": "m.replace", "event_id": typo},
+        },
+    )
+    fixed = await xmpp.wait_message(group.from_peer("See you at 6"), timeout=60)
+    assert fixed["replace"]["id"] == first["id"]
+
+
 # ---- rotation ---------------------------------------------------------------
 
 
@@ -335,6 +366,23 @@ async def test_the_session_rotates_after_the_rooms_message_count(
         )
     assert sessions[0] == sessions[1], "rotated before the count was reached"
     assert sessions[2] != sessions[1], "the third message used an exhausted session"
+
+
+async def test_the_session_rotates_after_the_rooms_period(
+    person: Person, synapse: Synapse, peer: NioPeer
+) -> None:
+    """A period of 1 ms: any later message is past it (each is sent after
+    the previous one made the round trip to nio)."""
+    chat = await encrypted_group(
+        person, synapse, peer, rotation={"rotation_period_ms": 1}
+    )
+    sessions = []
+    for i in range(2):
+        body = f"timed message {i}"
+        chat.send(body)
+        event = await chat.from_xmpp(body)
+        sessions.append(event["session_id"])
+    assert sessions[0] != sessions[1]
 
 
 async def test_the_session_rotates_when_a_member_leaves(
