@@ -27,7 +27,7 @@ from tests.conftest import Person, new_person, unique
 from tests.harness.cross_signing_peer import device_signed_by_self_signing_key
 from tests.harness.gateway import Gateway
 from tests.harness.matrix_user import MatrixUser
-from tests.harness.nio_peer import NioPeer, open_peer
+from tests.harness.nio_peer import NioPeer, open_other_device, open_peer
 from tests.harness.prosody import Prosody
 from tests.harness.synapse import Synapse
 from tests.harness.xmpp_client import XmppClient
@@ -414,6 +414,31 @@ async def test_the_session_rotates_when_a_member_leaves(
         # The key went out before the event: Bea's next sync would bring it.
         await bea.sync()
         assert not bea.has_room_key(group.room_id, after["session_id"])
+
+
+async def test_the_session_rotates_when_a_device_goes_away(
+    group: Encrypted, synapse: Synapse, tmp_path: Path
+) -> None:
+    peer, me = group.peer, group.person.matrix.user_id
+    async with open_other_device(synapse, tmp_path / "phone", peer) as phone:
+        await phone.sync()
+        group.send("read on both devices")
+        before = await group.from_xmpp("read on both devices")
+        # The phone had the key: it was one of the recipients.
+        await phone.wait_event(
+            decrypted(group.room_id, me, body_is("read on both devices"))
+        )
+        await phone.log_out()
+    # A message from Nina sent after the logout comes in the batch that
+    # reports her device list changed, or after it: once it is shown, the
+    # gateway knows the phone is gone.
+    await peer.send_text(group.room_id, "my phone is gone")
+    await group.person.xmpp.wait_message(
+        group.from_peer("my phone is gone"), timeout=60
+    )
+    group.send("after the phone went away")
+    after = await group.from_xmpp("after the phone went away")
+    assert after["session_id"] != before["session_id"]
 
 
 # ---- a key that arrives late ------------------------------------------------

@@ -35,7 +35,7 @@ from tests.harness.cross_signing_peer import Identity, publish
 from tests.harness.matrix_user import MatrixUser
 from tests.harness.synapse import Synapse
 
-__all__ = ["LateKey", "NioPeer", "open_peer"]
+__all__ = ["LateKey", "NioPeer", "open_other_device", "open_peer"]
 
 MEGOLM = "m.megolm.v1.aes-sha2"
 
@@ -112,6 +112,11 @@ class NioPeer:
         resp = await self.client.join(room_id)
         assert isinstance(resp, nio.JoinResponse), resp
         await self.sync()
+
+    async def log_out(self) -> None:
+        """The device goes away: logged out, its keys deleted."""
+        resp = await self.client.logout()
+        assert isinstance(resp, nio.LogoutResponse), resp
 
     async def leave(self, room_id: str) -> None:
         resp = await self.client.room_leave(room_id)
@@ -389,7 +394,42 @@ async def open_peer(
     cross-signed by its owner; closed at the end."""
     name = f"nio{uuid.uuid4().hex[:8]}"
     synapse.register_user(name, "pw")
-    store = store_root / name
+    async with _logged_in(synapse, store_root, name) as client:
+        raw = MatrixUser(synapse.base_url, client.access_token, client.user_id)
+        if display_name is not None:
+            raw.set_displayname(display_name)
+        identity = None
+        if cross_signed:
+            identity = Identity.generate(client.user_id)
+            publish(raw, identity)
+            cross_sign_device(raw, identity, client.device_id)
+        peer = NioPeer(client, raw, identity)
+        await peer.sync()
+        yield peer
+
+
+@asynccontextmanager
+async def open_other_device(
+    synapse: Synapse, store_root: Path, peer: NioPeer
+) -> AsyncIterator[NioPeer]:
+    """Another login of ``peer``'s user, cross-signed by the same owner
+    when ``peer``'s device is."""
+    name = peer.user_id.removeprefix("@").split(":")[0]
+    async with _logged_in(synapse, store_root, name) as client:
+        raw = MatrixUser(synapse.base_url, client.access_token, client.user_id)
+        if peer.identity is not None:
+            cross_sign_device(raw, peer.identity, client.device_id)
+        other = NioPeer(client, raw, peer.identity)
+        await other.sync()
+        yield other
+
+
+@asynccontextmanager
+async def _logged_in(
+    synapse: Synapse, store_root: Path, name: str
+) -> AsyncIterator[nio.AsyncClient]:
+    """A new nio login (a new device) of user ``name``, keys uploaded."""
+    store = store_root / f"{name}-{uuid.uuid4().hex[:6]}"
     store.mkdir(parents=True)
     client = nio.AsyncClient(
         synapse.base_url,
@@ -402,16 +442,6 @@ async def open_peer(
         assert isinstance(login, nio.LoginResponse), login
         uploaded = await client.keys_upload()
         assert isinstance(uploaded, nio.KeysUploadResponse), uploaded
-        raw = MatrixUser(synapse.base_url, client.access_token, client.user_id)
-        if display_name is not None:
-            raw.set_displayname(display_name)
-        identity = None
-        if cross_signed:
-            identity = Identity.generate(client.user_id)
-            publish(raw, identity)
-            cross_sign_device(raw, identity, login.device_id)
-        peer = NioPeer(client, raw, identity)
-        await peer.sync()
-        yield peer
+        yield client
     finally:
         await client.close()
