@@ -357,6 +357,13 @@ class Encryption:
                 "it was not sent.",
             ) from None
 
+    async def can_encrypt_for(self, user_id: str) -> bool:
+        """Whether ``user_id`` has a device with published keys, so that a
+        new direct chat with them can be encrypted."""
+        self.device.track([user_id])
+        await self.device.refresh_devices()
+        return bool(self.device.devices(user_id))
+
     async def _room_members(self, room_id: str) -> list[str]:
         """Joined and invited members (those who can read what is sent)."""
         cached = self._members.get(room_id)

@@ -138,7 +138,12 @@ class Session(BaseSession[Roster, Bookmarks]):
             self.state.seen,
             self.encryption.encrypt if self.encryption else None,
         )
-        self.directs = Directs(self.matrix, self.user_id, self.load_room_state)
+        self.directs = Directs(
+            self.matrix,
+            self.user_id,
+            self.load_room_state,
+            self.encryption.can_encrypt_for if self.encryption else None,
+        )
         profile.apply_default_preferences(self)
         self._start_sync()
         return f"Connected as {self.user_id}"
