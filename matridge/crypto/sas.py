@@ -189,6 +189,8 @@ class Verifications:
         if v.phase is not Phase.INCOMING:
             raise CryptoError("this verification is not waiting to be accepted")
         v.phase = Phase.READY
+        # The MACs need the device's and the identity's keys as published.
+        await self._refresh_own()
         await self._send(
             v,
             READY,
