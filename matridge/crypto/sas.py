@@ -165,7 +165,7 @@ class Verifications:
         """Asks these devices of the user to verify ours (the first one to
         answer does it; the others are told it was accepted elsewhere)."""
         own = self.device.user_id
-        await self._refresh_own()
+        await self.refresh_own()
         known = self.device.devices(own)
         targets = [d for d in device_ids if d in known and d != self.device.device_id]
         if not targets:
@@ -190,7 +190,7 @@ class Verifications:
             raise CryptoError("this verification is not waiting to be accepted")
         v.phase = Phase.READY
         # The MACs need the device's and the identity's keys as published.
-        await self._refresh_own()
+        await self.refresh_own()
         await self._send(
             v,
             READY,
@@ -488,7 +488,7 @@ class Verifications:
         )
         if not v.secret.mac_matches(",".join(sorted(macs)), base + "KEY_IDS", keys_mac):
             raise _Cancel("m.key_mismatch", "The MAC of the key list did not match")
-        await self._refresh_own()
+        await self.refresh_own()
         device_keys = self.device.devices(v.user_id).get(str(v.device_id))
         known: dict[str, str] = {}
         if device_keys is not None:
@@ -532,11 +532,16 @@ class Verifications:
     def _time_out(self, v: Verification) -> None:
         if not v.active:
             return
-        task = asyncio.ensure_future(
-            self.cancel(v, "m.timeout", "The verification timed out")
-        )
+        task = asyncio.ensure_future(self._cancel_late(v))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _cancel_late(self, v: Verification) -> None:
+        try:
+            await self.cancel(v, "m.timeout", "The verification timed out")
+        except Exception as e:
+            # The session may be gone (logged out) by then.
+            log.info("the timed-out verification's cancel failed: %s", e)
 
     def _ended(self, v: Verification, code: str | None) -> None:
         v.phase = Phase.DONE if code is None else Phase.CANCELLED
@@ -558,7 +563,7 @@ class Verifications:
             kind, {v.user_id: dict.fromkeys(targets, body)}, uuid.uuid4().hex
         )
 
-    async def _refresh_own(self) -> None:
+    async def refresh_own(self) -> None:
         own = self.device.user_id
         self.device.track([own])
         self.device.devices_changed([own], [])
