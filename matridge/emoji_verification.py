@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from slixmpp.exceptions import XMPPError
 
-from . import config
+from . import config, logsafety
 from .crypto.cross_signing import Status
 from .crypto.primitives import CryptoError
 from .crypto.sas import Phase, Verification, Verifications
@@ -129,6 +129,9 @@ class EmojiVerification:
     ) -> None:
         lines = "\n".join(f"{symbol}  {name}" for symbol, name in emoji)
         numbers = " ".join(str(n) for n in decimals)
+        # slixmpp logs stanzas with --debug: the SAS stays out of the log.
+        logsafety.remember(lines)
+        logsafety.remember(numbers)
         self._tell(
             f"Compare these emoji with those your device {self._label(v.device_id)} "
             f"shows:\n{lines}\n(or the numbers {numbers})\n"

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
+from .. import logsafety
 from .cross_signing import (
     MASTER,
     MEGOLM_BACKUP,
@@ -112,6 +113,8 @@ class SecretRequests:
         came over Olm from a verified device we asked, and checks out."""
         request_id = message.content.get("request_id")
         secret = message.content.get("secret")
+        if isinstance(secret, str):
+            logsafety.remember(secret)
         if not message.encrypted:
             log.warning("an unencrypted m.secret.send from %s ignored", message.sender)
             return
