@@ -292,6 +292,48 @@ async def test_sas_started_by_the_gateway_and_confirmed(account: Account) -> Non
     assert account.ours.told.cancelled == []
 
 
+@pytest.mark.parametrize("peer_device", ["0PEER", "zpeer"])
+async def test_both_starting_keeps_the_start_of_the_smaller_device_id(
+    account: Account, synapse: Synapse, peer_device: str
+) -> None:
+    """The spec: when both devices send a start, the one from the smaller
+    device id counts ("0PEER" sorts before any Synapse device id, "zpeer"
+    after)."""
+    ours, name = account.ours, account.peer.user_id.split(":")[0][1:]
+    peer = await asyncio.to_thread(
+        SasPeer.login, synapse.base_url, name, "pw", unique(peer_device)
+    )
+    await asyncio.to_thread(peer.cross_sign_device, account.identity, peer.device_id)
+    account.peer = peer
+    v = await ours.verifications.request([peer.device_id])
+    request = await asyncio.to_thread(peer.wait_for, V + "request")
+    await asyncio.to_thread(peer.ready, request)
+    await asyncio.to_thread(peer.start, v.txn)  # crosses ours
+    await ours.pump(lambda: v.phase is Phase.STARTED)
+    ours_start = await asyncio.to_thread(peer.wait_for, V + "start")
+    await ours.pump(lambda: len(ours.handled) >= 2)  # their ready and start
+    if peer.device_id < ours.device.device_id:
+        # Theirs counts: we accept it, they go on as the starter.
+        accept = await asyncio.to_thread(peer.wait_for, V + "accept")
+        peer.sas[v.txn].commitment = accept["commitment"]
+        await asyncio.to_thread(peer.send_key, v.txn)
+        await ours.pump(lambda: bool(ours.told.shown))
+        key = await asyncio.to_thread(peer.wait_for, V + "key")
+        peer.their_key(v.txn, key)
+    else:
+        # Ours counts: they accept ours, as the accepter.
+        peer.sas[v.txn].we_started = False
+        await asyncio.to_thread(peer.accept, ours_start)
+        await ours.pump(lambda: v.commitment is not None)
+        key = await asyncio.to_thread(peer.wait_for, V + "key")
+        peer.their_key(v.txn, key)
+        await asyncio.to_thread(peer.send_key, v.txn)
+        await ours.pump(lambda: bool(ours.told.shown))
+    assert ours.told.shown[-1][0] == [EMOJI[i] for i in peer.sas[v.txn].emoji]
+    await confirm_both(account, v.txn, v)
+    assert v.phase is Phase.DONE and ours.told.cancelled == []
+
+
 async def test_a_mismatch_cancels_and_trusts_nothing(account: Account) -> None:
     ours, peer = account.ours, account.peer
     txn, v = await both_show_emoji(account, peer_starts=True)
@@ -398,6 +440,34 @@ async def test_after_success_the_secrets_come_and_the_device_signs_itself(
     assert status.state is cross_signing.State.VERIFIED
     kept, signed = ours.told.secrets[0]
     assert SELF_SIGNING in kept and signed is not None
+
+
+async def test_the_other_verified_devices_are_told_once_a_secret_came(
+    account: Account, synapse: Synapse
+) -> None:
+    ours, peer = account.ours, account.peer
+    other = await asyncio.to_thread(
+        SasPeer.login, synapse.base_url, peer.user_id.split(":")[0][1:], "pw"
+    )
+    await asyncio.to_thread(other.cross_sign_device, account.identity, other.device_id)
+    asked = await ours.secrets.request([MEGOLM_BACKUP])
+    assert asked == sorted([peer.device_id, other.device_id])
+    backup = random_bytes(32)
+    await asyncio.to_thread(peer.answer_secret_requests, {MEGOLM_BACKUP: backup}, 1)
+    request = await asyncio.to_thread(other.wait_for, "m.secret.request")
+    assert request["action"] == "request"
+    await ours.pump(lambda: bool(ours.told.secrets))
+    assert ours.told.secrets == [([MEGOLM_BACKUP], None)]
+    assert ours.device.store.secret(MEGOLM_BACKUP) == backup
+    cancellation = await asyncio.to_thread(other.wait_for, "m.secret.request")
+    assert cancellation == {
+        "action": "request_cancellation",
+        "requesting_device_id": ours.device.device_id,
+        "request_id": request["request_id"],
+    }
+    # The peer that answered is not told to cancel.
+    await asyncio.to_thread(peer.sync)
+    assert [e for e in peer.inbox if e["type"] == "m.secret.request"] == []
 
 
 async def test_secrets_from_the_wrong_place_are_ignored(

@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import json
 import time
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -116,10 +117,26 @@ class SasPeer:
         self.sas: dict[str, PeerSas] = {}
 
     @classmethod
-    def login(cls, base_url: str, username: str, password: str) -> SasPeer:
-        user = MatrixUser.login(base_url, username, password)
-        device_id = user.request("GET", "/account/whoami")["device_id"]
-        peer = cls(user, device_id)
+    def login(
+        cls, base_url: str, username: str, password: str, device_id: str | None = None
+    ) -> SasPeer:
+        """A new login of the user (with this device id, if given)."""
+        body: dict[str, Any] = {
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": username},
+            "password": password,
+        }
+        if device_id is not None:
+            body["device_id"] = device_id
+        request = urllib.request.Request(
+            base_url.rstrip("/") + "/_matrix/client/v3/login",
+            json.dumps(body).encode(),
+            {"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            answer = json.loads(resp.read())
+        user = MatrixUser(base_url, answer["access_token"], answer["user_id"])
+        peer = cls(user, answer["device_id"])
         peer.upload_keys()
         peer.sync()  # from now on, only what comes next
         peer.inbox.clear()
