@@ -542,3 +542,31 @@ async def test_secrets_from_the_wrong_place_are_ignored(
     await ours.pump(lambda: bool(ours.told.secrets))
     assert ours.device.store.secret(SELF_SIGNING) == account.identity.self_signing.seed
     assert ours.device.store.secret(MEGOLM_BACKUP) is None
+
+
+async def test_keys_of_another_identity_than_the_one_verified_are_refused(
+    account: Account,
+) -> None:
+    """After a SAS vouched for the user's master key, an identity the
+    homeserver publishes later (reset, or forged) is not trusted: its keys
+    are refused and its signatures on devices count for nothing."""
+    ours, peer = account.ours, account.peer
+    txn, v = await both_show_emoji(account, peer_starts=True)
+    await confirm_both(account, txn, v)
+    new = Identity.generate(peer.user_id)
+    await asyncio.to_thread(publish, peer.user, new)
+    await asyncio.to_thread(peer.cross_sign_device, new, peer.device_id)
+    # Still asked: the SAS verified the device itself.
+    assert await ours.secrets.request([SELF_SIGNING]) == [peer.device_id]
+    await asyncio.to_thread(
+        peer.answer_secret_requests, {SELF_SIGNING: new.self_signing.seed}, 1
+    )
+    await ours.pump(lambda: any(m.type == "m.secret.send" for m in ours.handled))
+    assert ours.device.store.secret(SELF_SIGNING) is None
+    assert ours.told.secrets == []
+    assert not await asyncio.to_thread(
+        device_signed_by_self_signing_key,
+        peer.user,
+        peer.user_id,
+        ours.device.device_id,
+    )

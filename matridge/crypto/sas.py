@@ -43,6 +43,8 @@ HASH = "sha256"
 MAC_METHOD = "hkdf-hmac-sha256.v2"
 SHORT_STRINGS = ("decimal", "emoji")
 
+# The key store's record of the master key a SAS confirmed.
+CONFIRMED_MASTER = "sas_confirmed_master"
 # The spec's time limit of a verification (and of a request's age).
 DEFAULT_TIMEOUT_S = 600.0
 # A request stamped this far in the future is refused (the spec: 5 minutes).
@@ -188,9 +190,9 @@ class Verifications:
         starts the SAS."""
         if v.phase is not Phase.INCOMING:
             raise CryptoError("this verification is not waiting to be accepted")
-        v.phase = Phase.READY
         # The MACs need the device's and the identity's keys as published.
         await self.refresh_own()
+        v.phase = Phase.READY
         await self._send(
             v,
             READY,
@@ -456,7 +458,7 @@ class Verifications:
         assert v.secret is not None
         own = self.device.user_id
         keys = {f"ed25519:{self.device.device_id}": self.device.ed25519}
-        master = _master_key(self.device.cross_signing_keys(own))
+        master = master_key(self.device.cross_signing_keys(own))
         if master is not None:
             keys[f"ed25519:{master}"] = master
         base = self._mac_info(
@@ -493,7 +495,7 @@ class Verifications:
         known: dict[str, str] = {}
         if device_keys is not None:
             known[f"ed25519:{v.device_id}"] = ed25519_of(device_keys)
-        master = _master_key(self.device.cross_signing_keys(v.user_id))
+        master = master_key(self.device.cross_signing_keys(v.user_id))
         if master is not None:
             known[f"ed25519:{master}"] = master
         for key_id, mac in macs.items():
@@ -502,8 +504,14 @@ class Verifications:
                 raise _Cancel("m.key_mismatch", f"An unknown key {key_id}")
             if not v.secret.mac_matches(key, base + str(key_id), mac):
                 raise _Cancel("m.key_mismatch", f"The MAC of {key_id} did not match")
-        if device_keys is not None:
-            self._remember_verified(str(v.device_id), ed25519_of(device_keys))
+        with self.device.store.transaction():
+            if device_keys is not None:
+                self.device.store.put_json(
+                    verified_name(str(v.device_id)), ed25519_of(device_keys)
+                )
+            if master is not None and f"ed25519:{master}" in macs:
+                # The identity the user confirmed: secrets must belong to it.
+                self.device.store.put_json(CONFIRMED_MASTER, master)
         v.done_sent = True
         await self._send(v, DONE, {})
         await self._finish_if_done(v)
@@ -515,10 +523,6 @@ class Verifications:
             await self.listener.verified(v)
 
     # -- helpers ---------------------------------------------------------------
-
-    def _remember_verified(self, device_id: str, ed25519: str) -> None:
-        with self.device.store.transaction():
-            self.device.store.put_json(verified_name(device_id), ed25519)
 
     def _add(self, v: Verification) -> None:
         self._by_txn[v.txn] = v
@@ -570,6 +574,12 @@ class Verifications:
         await self.device.refresh_devices()
 
 
+def confirmed_master(device: Device) -> str | None:
+    """The master key a device of the user vouched for in a SAS, if any."""
+    kept = device.store.get_json(CONFIRMED_MASTER)
+    return kept if isinstance(kept, str) else None
+
+
 def verified_name(device_id: str) -> str:
     """The key store's record of a device of the user verified by SAS."""
     return "sas_verified\0" + device_id
@@ -586,7 +596,7 @@ def _strings(content: Mapping[str, Any], name: str) -> list[str]:
     return [s for s in value if isinstance(s, str)] if isinstance(value, list) else []
 
 
-def _master_key(identity: Mapping[str, Any]) -> str | None:
+def master_key(identity: Mapping[str, Any]) -> str | None:
     """The master public key in what ``/keys/query`` gave for a user."""
     obj = identity.get("master_keys")
     keys = obj.get("keys") if isinstance(obj, Mapping) else None

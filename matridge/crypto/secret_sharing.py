@@ -31,7 +31,7 @@ from .cross_signing import (
 from .device import Device, ToDeviceMessage
 from .device_keys import ed25519_of
 from .primitives import KeyFormatError, SigningKey, b64decode
-from .sas import sas_verified
+from .sas import confirmed_master, master_key, sas_verified
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,10 @@ class SecretRequests:
         SAS: device id -> Ed25519 key."""
         own = self.device.user_id
         identity = self.device.cross_signing_keys(own)
+        pinned = confirmed_master(self.device)
+        if pinned is not None and master_key(identity) != pinned:
+            # Not the identity a SAS confirmed: its signatures vouch for nothing.
+            identity = {}
         return {
             device_id: ed25519_of(keys)
             for device_id, keys in self.device.devices(own).items()
@@ -167,6 +171,10 @@ class SecretRequests:
                 log.warning("a malformed %s secret ignored", name)
                 return False
             pub = await published(self.api, self.device)
+            pinned = confirmed_master(self.device)
+            if pinned is not None and pub.master != pinned:
+                log.warning("the published identity is not the one verified")
+                return False
             if pub.public(name) is None or public != pub.public(name):
                 log.warning("a %s secret that is not the published key ignored", name)
                 return False
