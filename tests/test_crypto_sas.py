@@ -11,6 +11,7 @@ device and then to the handlers, as the session's Encryption does."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ from tests.harness.cross_signing_peer import (
 )
 from tests.harness.matrix_user import MatrixUser
 from tests.harness.sas_peer import (
+    PeerSas,
     SasPeer,
     b64,
     decimals,
@@ -290,6 +292,55 @@ async def test_sas_started_by_the_gateway_and_confirmed(account: Account) -> Non
     await confirm_both(account, txn, v)
     assert v.phase is Phase.DONE
     assert account.ours.told.cancelled == []
+
+
+async def test_a_start_without_a_request_is_handled_too(account: Account) -> None:
+    """The deprecated way some clients still use: no request, no done."""
+    ours, peer = account.ours, account.peer
+    txn = uuid.uuid4().hex
+    peer.sas[txn] = PeerSas(txn, ours.device.device_id)
+    await asyncio.to_thread(peer.start, txn)
+    await ours.pump(lambda: bool(ours.told.requested))
+    v = ours.told.requested[-1]
+    assert v.txn == txn and v.phase is Phase.INCOMING
+    await ours.verifications.accept(v)
+    accept = await asyncio.to_thread(peer.wait_for, V + "accept")
+    peer.sas[txn].commitment = accept["commitment"]
+    await asyncio.to_thread(peer.send_key, txn)
+    await ours.pump(lambda: bool(ours.told.shown))
+    key = await asyncio.to_thread(peer.wait_for, V + "key")
+    peer.their_key(txn, key)
+    assert ours.told.shown[-1][0] == [EMOJI[i] for i in peer.sas[txn].emoji]
+    await asyncio.to_thread(peer.send_mac, txn, account.identity.master.public_key)
+    await ours.pump(lambda: v.their_mac is not None)
+    await ours.verifications.confirm(v, True)
+    our_mac = await asyncio.to_thread(peer.wait_for, V + "mac")
+    peer.check_mac(txn, our_mac, our_expected_keys(account))
+    assert ours.told.verified == [v]
+
+
+async def test_verification_messages_of_another_user_are_ignored(
+    account: Account,
+) -> None:
+    ours = account.ours
+    request = {
+        "from_device": "OTHERDEVICE",
+        "methods": ["m.sas.v1"],
+        "timestamp": int(time.time() * 1000),
+        "transaction_id": uuid.uuid4().hex,
+    }
+    await ours.verifications.handle(
+        ToDeviceMessage(
+            V + "request", "@mallory:localhost", request, False, "OTHERDEVICE"
+        )
+    )
+    assert ours.told.requested == [] and ours.verifications.current() is None
+    # The same from the user's own device is a request.
+    own = ToDeviceMessage(
+        V + "request", ours.device.user_id, request, False, account.peer.device_id
+    )
+    await ours.verifications.handle(own)
+    assert [v.txn for v in ours.told.requested] == [request["transaction_id"]]
 
 
 @pytest.mark.parametrize("peer_device", ["0PEER", "zpeer"])

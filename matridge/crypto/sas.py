@@ -120,6 +120,8 @@ class Verification:
     done_received: bool = False
     cancel_code: str | None = None
     timer: asyncio.TimerHandle | None = None
+    # A start that came without a request (deprecated, still handled).
+    early_start: dict[str, Any] | None = None
 
     @property
     def active(self) -> bool:
@@ -193,6 +195,9 @@ class Verifications:
         # The MACs need the device's and the identity's keys as published.
         await self.refresh_own()
         v.phase = Phase.READY
+        if v.early_start is not None:
+            await self._guarded(v, self._on_start(v, v.early_start))
+            return
         await self._send(
             v,
             READY,
@@ -242,7 +247,9 @@ class Verifications:
             log.info("%s from %s ignored", message.type, message.sender)
             return
         device = message.sender_device
-        if message.type == REQUEST:
+        if message.type == REQUEST or (
+            message.type == START and txn not in self._by_txn
+        ):
             await self._on_request(txn, device, content)
             return
         v = self._by_txn.get(txn)
@@ -289,7 +296,10 @@ class Verifications:
     async def _on_request(
         self, txn: str, device: str | None, content: Mapping[str, Any]
     ) -> None:
-        stamp = content.get("timestamp")
+        """A request, or a start without one (which carries no timestamp:
+        it is taken as it comes)."""
+        early = "method" in content
+        stamp = int(time.time() * 1000) if early else content.get("timestamp")
         now = int(time.time() * 1000)
         if (
             device is None
@@ -302,7 +312,7 @@ class Verifications:
             return
         if txn in self._by_txn:
             return
-        methods = content.get("methods")
+        methods = [content.get("method")] if early else content.get("methods")
         if not isinstance(methods, list) or METHOD not in methods:
             log.info("a verification request without %s ignored", METHOD)
             return
@@ -313,6 +323,8 @@ class Verifications:
         v = Verification(
             txn, self.device.user_id, [device], False, Phase.INCOMING, device
         )
+        if early:
+            v.early_start = dict(content)
         self._add(v)
         await self.listener.requested(v)
 
@@ -513,7 +525,10 @@ class Verifications:
                 # The identity the user confirmed: secrets must belong to it.
                 self.device.store.put_json(CONFIRMED_MASTER, master)
         v.done_sent = True
-        await self._send(v, DONE, {})
+        if v.early_start is None:
+            await self._send(v, DONE, {})
+        else:
+            v.done_received = True  # no request, no done (the old way)
         await self._finish_if_done(v)
 
     async def _finish_if_done(self, v: Verification) -> None:
