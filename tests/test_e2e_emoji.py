@@ -139,3 +139,40 @@ async def test_the_emoji_commands_answer_when_nothing_is_going_on(
         from_gateway(person, "No other device of yours is called NOSUCHDEVICE"),
         timeout=30,
     )
+
+
+async def test_emoji_verify_from_xmpp_and_a_mismatch(
+    person: Person, synapse: Synapse
+) -> None:
+    peer = await asyncio.to_thread(
+        SasPeer.login, synapse.base_url, person.name, person.password
+    )
+    await register(person, synapse)
+    ours = gateway_device(person)
+
+    person.xmpp.send_chat(person.gateway_jid, f"emoji-verify {peer.device_id}")
+    await person.xmpp.wait_message(
+        from_gateway(person, "Verification request sent to", peer.device_id),
+        timeout=30,
+    )
+    request = await asyncio.to_thread(peer.wait_for, V + "request", 60)
+    assert request["from_device"] == ours
+    txn = await asyncio.to_thread(peer.ready, request)
+    start = await asyncio.to_thread(peer.wait_for, V + "start", 60)
+    await asyncio.to_thread(peer.accept, start)
+    key = await asyncio.to_thread(peer.wait_for, V + "key", 60)
+    peer.their_key(txn, key)
+    await asyncio.to_thread(peer.send_key, txn)
+    shown = await person.xmpp.wait_message(
+        from_gateway(person, "Compare these emoji"), timeout=60
+    )
+    for i in peer.sas[txn].emoji:
+        assert EMOJI[i][1] in shown["body"]
+
+    person.xmpp.send_chat(person.gateway_jid, "emoji mismatch")
+    cancel = await asyncio.to_thread(peer.wait_for, V + "cancel", 60)
+    assert cancel["code"] == "m.mismatched_sas"
+    await person.xmpp.wait_message(
+        from_gateway(person, "did not match", "nothing was trusted"), timeout=30
+    )
+    assert not device_signed_by_self_signing_key(peer.user, peer.user_id, ours)
