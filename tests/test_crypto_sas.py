@@ -385,6 +385,30 @@ async def test_both_starting_keeps_the_start_of_the_smaller_device_id(
     assert v.phase is Phase.DONE and ours.told.cancelled == []
 
 
+async def test_a_request_to_several_devices_goes_on_with_the_first_ready(
+    account: Account, synapse: Synapse
+) -> None:
+    ours, peer = account.ours, account.peer
+    other = await asyncio.to_thread(
+        SasPeer.login, synapse.base_url, peer.user_id.split(":")[0][1:], "pw"
+    )
+    v = await ours.verifications.request([peer.device_id, other.device_id])
+    for device in (peer, other):
+        request = await asyncio.to_thread(device.wait_for, V + "request")
+        assert request["transaction_id"] == v.txn
+    await asyncio.to_thread(other.ready, request)
+    await ours.pump(lambda: v.phase is Phase.STARTED)
+    assert v.device_id == other.device_id
+    start = await asyncio.to_thread(other.wait_for, V + "start")
+    assert start["transaction_id"] == v.txn
+    cancel = await asyncio.to_thread(peer.wait_for, V + "cancel")
+    assert cancel["code"] == "m.accepted" and cancel["transaction_id"] == v.txn
+    # The device that was not chosen cannot step in.
+    await asyncio.to_thread(peer.ready, request)
+    await ours.pump(lambda: len(ours.handled) >= 2)
+    assert v.device_id == other.device_id and v.phase is Phase.STARTED
+
+
 async def test_a_mismatch_cancels_and_trusts_nothing(account: Account) -> None:
     ours, peer = account.ours, account.peer
     txn, v = await both_show_emoji(account, peer_starts=True)
