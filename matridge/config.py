@@ -102,3 +102,10 @@ SHARE_KEYS_WITH_UNVERIFIED_DEVICES__DOC = (
     "the other devices are told the key was withheld because they are not "
     "verified."
 )
+
+EMOJI_VERIFICATION_TIMEOUT_SECONDS = 600
+EMOJI_VERIFICATION_TIMEOUT_SECONDS__DOC = (
+    "How long an interactive (emoji) verification between the gateway's device "
+    "and another device of the user may take, from the request to the end, "
+    "before it is cancelled (m.timeout) and the user told."
+)

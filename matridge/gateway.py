@@ -13,7 +13,7 @@ from slidge.db.meta import JSONSerializable
 from slixmpp import JID
 from slixmpp.exceptions import XMPPError
 
-from . import commands, config, logsafety, media, search
+from . import commands, config, emoji_commands, logsafety, media, search
 from .errors import login_refused, no_password_login, not_a_homeserver
 from .ids import is_user_id, server_of
 from .matrix import MatrixClient, MatrixError, NetworkError, discover
@@ -33,7 +33,11 @@ class Gateway(BaseGateway[Session]):
     GROUPS = True
     ROSTER_GROUP = "Matrix"
     # slidge 0.5 registers only the commands listed here.
-    COMMANDS = BaseGateway.COMMANDS + commands_from_module(commands)
+    COMMANDS = (
+        BaseGateway.COMMANDS
+        + commands_from_module(commands)
+        + commands_from_module(emoji_commands)
+    )
 
     REGISTRATION_INSTRUCTIONS = (
         "Enter your Matrix homeserver and the user name and password of your "

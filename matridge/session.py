@@ -26,7 +26,7 @@ from slixmpp import JID
 from slixmpp.exceptions import IqError, XMPPError
 from slixmpp.types import ResourceDict
 
-from . import config, logsafety, profile, search
+from . import config, emoji_verification, logsafety, profile, search
 from .contact import Roster
 from .crypto.cross_signing import State
 from .crypto.primitives import CryptoError
@@ -177,6 +177,7 @@ class Session(BaseSession[Roster, Bookmarks]):
             )
             return
         self.encryption.attach(self.create_task, self._show_late)
+        emoji_verification.install(self)
         self.create_task(self._tell_verification(), name="verification status")
 
     async def _tell_verification(self) -> None:

@@ -479,3 +479,29 @@ async def _sign_device(
         raise CrossSigningError(
             f"the homeserver refused the device's signature: {reason or failure}"
         )
+
+
+async def sign_with_kept_key(
+    api: CrossSigningApi, device: OwnDevice, store: KeyStore
+) -> Status | None:
+    """Signs our device with the self-signing key the store keeps (one
+    another device of the user sent, say), if it is the published one and
+    the device is not signed yet. None when the store has no such key."""
+    pub = await published(api, device)
+    seed = store.secret(SELF_SIGNING)
+    if pub.self_signing is None or pub.device_keys is None or seed is None:
+        return None
+    key = SigningKey.from_seed(seed)
+    if key.public_key != pub.self_signing:
+        return None
+    kept = {name: store.secret(name) for name in (MASTER, SELF_SIGNING, USER_SIGNING)}
+    if all(
+        s is not None and SigningKey.from_seed(s).public_key == pub.public(name)
+        for name, s in kept.items()
+    ):
+        with store.transaction():
+            store.put_json(PUBLIC_IDENTITY, _identity_json(pub))
+    if not _device_signed(pub, device.user_id):
+        await _sign_device(api, device, pub, key)
+        log.info("%s: device %s signed", device.user_id, device.device_id)
+    return await status(api, device)

@@ -600,6 +600,80 @@ class MegolmInbound:
         return f"<MegolmInbound {self.session_id} from {self.first_known_index}>"
 
 
+# -- SAS --
+# Short authentication strings (client-server "Short Authentication String
+# (SAS) verification"): the ephemeral Curve25519 exchange, the SAS bytes and
+# the hkdf-hmac-sha256.v2 MACs. Our side of one verification.
+
+
+class SasKeys:
+    """An ephemeral key pair for one SAS verification; :meth:`agree` with
+    the other side's public key gives the :class:`SasSecret`."""
+
+    __slots__ = ("_sas",)
+
+    def __init__(self) -> None:
+        self._sas: vodozemac.Sas | None = vodozemac.Sas()
+
+    @property
+    def public_key(self) -> str:
+        if self._sas is None:
+            raise CryptoError("the SAS key pair was already used")
+        return str(self._sas.public_key.to_base64())
+
+    def agree(self, their_public_key: str) -> SasSecret:
+        """The shared secret (the key pair is used up)."""
+        if self._sas is None:
+            raise CryptoError("the SAS key pair was already used")
+        their = _curve(their_public_key)
+        sas, self._sas = self._sas, None
+        try:
+            return SasSecret(sas.diffie_hellman(their))
+        except vodozemac.SasException as e:
+            raise KeyFormatError(f"the other side's SAS key is unusable: {e}") from None
+
+    def __repr__(self) -> str:
+        return "<SasKeys>"
+
+
+class SasSecret:
+    """The secret both sides of a SAS verification agreed on."""
+
+    __slots__ = ("_established",)
+
+    def __init__(self, established: vodozemac.EstablishedSas) -> None:
+        self._established = established
+
+    def emoji_and_decimals(self, info: str) -> tuple[list[int], tuple[int, int, int]]:
+        """The 7 emoji indices (0-63) and the 3 numbers (1000-9191) the
+        SAS bytes for ``info`` give."""
+        sas_bytes = self._established.bytes(info)
+        emoji = [int(i) for i in sas_bytes.emoji_indices]
+        first, second, third = sas_bytes.decimals
+        return emoji, (int(first), int(second), int(third))
+
+    def mac(self, message: str, info: str) -> str:
+        """The hkdf-hmac-sha256.v2 MAC of ``message``, unpadded base64."""
+        return str(self._established.calculate_mac(message, info))
+
+    def mac_matches(self, message: str, info: str, mac: str) -> bool:
+        try:
+            self._established.verify_mac(message, info, mac)
+        except (vodozemac.SasException, ValueError):
+            return False
+        return True
+
+    def __repr__(self) -> str:
+        return "<SasSecret>"
+
+
+def sas_commitment(public_key: str, start_content: Mapping[str, Any]) -> str:
+    """The commitment of an m.key.verification.accept: SHA-256 of the
+    accepting side's public key and the canonical JSON of the start."""
+    digest = hashlib.sha256(public_key.encode() + canonical_json(start_content))
+    return b64encode(digest.digest())
+
+
 # -- AES-CTR, HMAC, HKDF, PBKDF2 ------------------------------------------------
 
 
