@@ -18,6 +18,7 @@ from slidge.command.base import FormSession, FormValues
 from slixmpp import JID
 from slixmpp.exceptions import XMPPError
 
+from . import logsafety, verification
 from .errors import matrix_errors
 from .ids import is_user_id, jid_local_to_matrix_id, room_jid
 from .matrix import RoomInfo
@@ -312,6 +313,42 @@ class CreateRoom(Command):  # type: ignore[type-arg]
             # first, nameless.
             await muc.update_info(info)
         return room_result(muc, f"Your new Matrix room {name}")
+
+
+class Verify(Command):  # type: ignore[type-arg]
+    NAME = "🔑 Verify the gateway's Matrix device"
+    HELP = (
+        "Whether your other Matrix devices can trust the gateway's, and the way "
+        "to make them: your recovery key or security passphrase, or a new "
+        "cross-signing identity if your account has none. Chat: verify, "
+        "verify <recovery key or passphrase>, verify create"
+    )
+    CHAT_COMMAND = verification.COMMAND
+    NODE = _NODE + CHAT_COMMAND
+    ACCESS = CommandAccess.USER_LOGGED
+
+    async def run(
+        self, session: Session | None, _ifrom: Any, *args: str
+    ) -> str | FormSession[Session]:
+        # slidge split the message at single spaces: joined back, it is
+        # exactly what the user typed. Masked before anything can log it.
+        text = " ".join(args)
+        creating = text.strip().casefold() == verification.CREATE
+        if not creating:
+            logsafety.remember(text)
+        ad_hoc = verification.run_from_ad_hoc()
+        try:
+            s = _session(session)
+            if not args:
+                return await verification.status(s, ad_hoc)
+            if creating:
+                return await verification.create_identity(s)
+            return await verification.verify(s, text, ad_hoc)
+        except XMPPError as e:
+            if ad_hoc:
+                raise
+            # slidge would answer a chat command's error as a tuple.
+            return e.text or "The gateway's device could not be verified."
 
 
 class SyncStatus(Command):  # type: ignore[type-arg]

@@ -52,6 +52,13 @@ def direct_inviter(room: SyncRoom, user_id: str) -> str | None:
     return inviter
 
 
+ENCRYPTION_STATE = {
+    "type": "m.room.encryption",
+    "state_key": "",
+    "content": {"algorithm": "m.megolm.v1.aes-sha2"},
+}
+
+
 class Directs:
     """The direct chats of one account: room <-> other user."""
 
@@ -60,10 +67,13 @@ class Directs:
         matrix: MatrixClient,
         user_id: str,
         load_state: Callable[[str], Awaitable[RoomInfo]],
+        can_encrypt: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         self._matrix = matrix
         self._user_id = user_id
         self._load_state = load_state
+        # Whether a new direct chat with a user is created encrypted.
+        self._can_encrypt = can_encrypt
         self._room_of_user: dict[str, str] = {}  # user id -> their direct room
         self._user_of_room: dict[str, str] = {}  # room id -> the other user id
         # Rooms whose full state was loaded (once per login) into the room
@@ -170,8 +180,16 @@ class Directs:
     async def _create_direct_room(self, user_id: str) -> str:
         matrix = self._matrix
         with matrix_errors(f"open a direct chat with {user_id}"):
+            # Encrypted, as Matrix clients make them, when the other person
+            # has a device that can read it.
+            encrypted = self._can_encrypt is not None and await self._can_encrypt(
+                user_id
+            )
             room_id = await matrix.create_room(
-                invite=[user_id], is_direct=True, preset="trusted_private_chat"
+                invite=[user_id],
+                is_direct=True,
+                preset="trusted_private_chat",
+                initial_state=[ENCRYPTION_STATE] if encrypted else (),
             )
             await self._record_direct(user_id, room_id)
         self._user_of_room[room_id] = user_id

@@ -31,7 +31,7 @@ from .crypto.device import Device, ForwardedRoomKey, ToDeviceMessage
 from .crypto.device_keys import ONE_TIME_KEY_ALGORITHM
 from .crypto.primitives import CryptoError
 from .crypto.rooms import RoomCrypto, RotationSettings, Undecryptable
-from .crypto.store import KeyStore, decode_store_key, new_store_key
+from .crypto.store import KeyStore, decode_store_key, new_store_key, remove_store
 from .errors import matrix_errors
 from .matrix import (
     Event,
@@ -100,6 +100,10 @@ class Encryption:
         device's keys."""
         key_text = saved.get(STORE_KEY)
         if not isinstance(key_text, str):
+            # One left by a registration whose data is gone cannot open
+            # without its key, and its device is not this one.
+            if remove_store(store_file):
+                log.warning("Removed a key store whose key is gone: %s", store_file)
             key_text = new_store_key()
             save({STORE_KEY: key_text})
         logsafety.remember(key_text)
@@ -356,6 +360,13 @@ class Encryption:
                 f"This message could not be encrypted for the Matrix room ({e}); "
                 "it was not sent.",
             ) from None
+
+    async def can_encrypt_for(self, user_id: str) -> bool:
+        """Whether ``user_id`` has a device with published keys, so that a
+        new direct chat with them can be encrypted."""
+        self.device.track([user_id])
+        await self.device.refresh_devices()
+        return bool(self.device.devices(user_id))
 
     async def _room_members(self, room_id: str) -> list[str]:
         """Joined and invited members (those who can read what is sent)."""

@@ -8,6 +8,11 @@ attachment's URL is fetched into a temporary file, uploaded to the Matrix
 media repository and sent as an ``m.image``/``m.video``/``m.audio``/``m.file``
 (or ``m.sticker``) event. Both ways honour ``MEDIA_MAX_BYTES``; nothing is
 lost silently: what cannot be carried becomes a text that says why.
+
+Encrypted attachments (a ``file`` object instead of ``url``) take the same
+path with one more step, in :mod:`.encrypted_media`: the downloaded
+ciphertext is checked and decrypted before it is shown, and a file for an
+encrypted room is encrypted before it is uploaded.
 """
 
 from __future__ import annotations
@@ -32,6 +37,16 @@ from slidge.util.types import Avatar, LegacyAttachment, MessageReference
 from slixmpp.exceptions import XMPPError
 
 from . import config
+from .encrypted_media import (
+    CIPHERTEXT_TYPE,
+    AttachmentKey,
+    HashMismatch,
+    MalformedFile,
+    decrypt_file,
+    encrypt_file,
+    encrypted_file_object,
+    file_key,
+)
 from .errors import describe, upload_refused
 from .fetchguard import MAX_REDIRECTS, RefusedAddress, check_url, guarded_session
 from .matrix import Event, MatrixClient, MatrixError, Message, NetworkError
@@ -174,11 +189,29 @@ def fetch_failed_text(name: str, reason: str) -> str:
     return f"[{name}: could not be fetched from Matrix: {reason}]"
 
 
-def encrypted_file_text(name: str) -> str:
+def undecryptable_text(name: str, reason: str) -> str:
     return (
-        f"🔒 {name}: this file is end-to-end encrypted, and this gateway cannot "
-        "decrypt it yet. See it in a Matrix client."
+        f"🔒 {name}: this end-to-end encrypted file could not be decrypted: "
+        f"{reason}. See it in a Matrix client."
     )
+
+
+# Why an encrypted file is not shown, in words (the user reads them).
+HASH_MISMATCH_REASON = "its hash does not match"
+
+
+def encrypted_file_of(event: Event, content: Message) -> object:
+    """The ``file`` object behind `content` in `event`: in its content, or
+    in its ``m.new_content`` when `content` is an edit's new content."""
+    source = event.content
+    candidates = [source.get("file")]
+    new_content = source.get("m.new_content")
+    if isinstance(new_content, dict):
+        candidates.append(new_content.get("file"))
+    for file in candidates:
+        if isinstance(file, dict) and file.get("url") == content.url:
+            return file
+    return candidates[0]
 
 
 async def send_matrix_media(
@@ -190,10 +223,14 @@ async def send_matrix_media(
     archive_only: bool,
     reply_to: MessageReference | None,
     thread: str | None,
+    content_event: Event | None = None,
     **send_kwargs: Any,
 ) -> None:
     """Sends the file of a Matrix message (or sticker) event to XMPP from
     `sender`, with its caption; a text saying why when the file cannot go.
+    An encrypted file (``file`` instead of ``url``) is downloaded, checked
+    against its hash and decrypted first. `content_event` is the event whose
+    content `content` is, when not `event` (its latest edit, in history).
     `send_kwargs` go to slidge's send_* calls as they are (``carbon=``)."""
     matrix: MatrixClient = sender.session.matrix
     name = safe_file_name(content.filename or content.body)
@@ -218,9 +255,16 @@ async def send_matrix_media(
         sender.send_text(text, legacy_msg_id=event.event_id, **common)
 
     cap = config.MEDIA_MAX_BYTES
+    key: AttachmentKey | None = None
     if content.encrypted_file:
-        instead(encrypted_file_text(name))
-        return
+        try:
+            key = file_key(encrypted_file_of(content_event or event, content))
+        except MalformedFile as e:
+            log.warning(
+                "Not showing the encrypted file of event %s: %s", event.event_id, e
+            )
+            instead(undecryptable_text(name, str(e)))
+            return
     if not content.url:
         instead(fetch_failed_text(name, "the event has no file URL"))
         return
@@ -229,8 +273,10 @@ async def send_matrix_media(
         return
     async with _temp_dir() as tmp:
         path = tmp / name
+        # safe_file_name never starts with a dot: no clash with the file.
+        download_path = path if key is None else tmp / ".ciphertext"
         try:
-            media = await matrix.download(content.url, cap, path=path)
+            media = await matrix.download(content.url, cap, path=download_path)
         except MatrixTooLargeError:
             instead(over_cap_text(name, content.size, cap))
             return
@@ -240,10 +286,35 @@ async def send_matrix_media(
             )
             instead(fetch_failed_text(name, describe(e)))
             return
+        if key is not None:
+            try:
+                await decrypt_file(download_path, path, key, media.size)
+            except HashMismatch:
+                log.warning(
+                    "Not showing the encrypted file %s of event %s: the "
+                    "ciphertext's SHA-256 is not the event's",
+                    content.url,
+                    event.event_id,
+                )
+                instead(undecryptable_text(name, HASH_MISMATCH_REASON))
+                return
+            except OSError as e:
+                log.warning(
+                    "Could not decrypt %s of event %s: %s",
+                    content.url,
+                    event.event_id,
+                    e,
+                )
+                instead(undecryptable_text(name, "the gateway could not store it"))
+                return
+            # Only the plaintext stays while it goes to XMPP.
+            await asyncio.to_thread(download_path.unlink, True)
         attachment = LegacyAttachment(
             path=path,
             name=name,
-            content_type=content.mimetype or media.content_type,
+            # The server knows ciphertext only: its type says nothing.
+            content_type=content.mimetype
+            or (media.content_type if key is None else mimetypes.guess_type(name)[0]),
             size=media.size,
             is_sticker=event.kind == "sticker",
         )
@@ -388,18 +459,35 @@ async def _save(resp: aiohttp.ClientResponse, path: Path, cap: int) -> None:
         await asyncio.to_thread(out.close)
 
 
+@dataclass(frozen=True)
+class Uploaded:
+    """Where a file went in the media repository: ``mxc``, holding the file
+    itself, or its ciphertext when ``key`` is set (an encrypted room)."""
+
+    mxc: str
+    key: AttachmentKey | None = None
+
+    def content_fields(self) -> dict[str, Any]:
+        """What names the file in an event's content: ``url``, or the
+        ``file`` object (and no ``url``) for ciphertext."""
+        if self.key is None:
+            return {"url": self.mxc}
+        return {"file": encrypted_file_object(self.mxc, self.key)}
+
+
 def file_content(
-    msgtype: str, mxc: str, file: LocalFile, caption: str | None
+    msgtype: str, uploaded: Uploaded, file: LocalFile, caption: str | None
 ) -> dict[str, Any]:
     """The content of a file event; a caption goes in ``body`` next to
-    ``filename``, as the spec's media captions say."""
+    ``filename``, as the spec's media captions say. ``info`` describes the
+    file itself (its plaintext, when encrypted)."""
     info: dict[str, Any] = {"mimetype": file.mimetype, "size": file.size}
     if file.width is not None and file.height is not None:
         info["w"], info["h"] = file.width, file.height
     content: dict[str, Any] = {
         "body": caption or file.name,
         "filename": file.name,
-        "url": mxc,
+        **uploaded.content_fields(),
         "info": info,
     }
     if msgtype != "m.sticker":
@@ -407,12 +495,36 @@ def file_content(
     return content
 
 
-async def _upload(session: MatrixSession, file: LocalFile) -> str:
+async def room_is_encrypted(session: MatrixSession, room_id: str) -> bool:
+    """Whether files for this room must be encrypted (never a guess: see
+    :meth:`matridge.outbound.Outbound.is_encrypted`)."""
+    return await session.outbound.is_encrypted(room_id)
+
+
+async def upload_media(
+    session: MatrixSession, file: LocalFile, *, encrypt: bool
+) -> Uploaded:
+    """Uploads `file` to the media repository; with `encrypt`, as ciphertext
+    under a fresh key (without its name or type: the server learns nothing
+    of it). Raises an XMPPError naming the file when that fails."""
     try:
-        return await session.matrix.upload_file(file.path, file.mimetype, file.name)
+        if not encrypt:
+            mxc = await session.matrix.upload_file(file.path, file.mimetype, file.name)
+            return Uploaded(mxc)
+        async with _temp_dir() as tmp:
+            ciphertext = tmp / "ciphertext"
+            key = await encrypt_file(file.path, ciphertext, file.size)
+            mxc = await session.matrix.upload_file(ciphertext, CIPHERTEXT_TYPE)
+            return Uploaded(mxc, key)
     except (MatrixError, NetworkError) as e:
         log.warning("Upload of %s to Matrix failed: %s", file.name, e)
         raise upload_refused(file.name, e) from e
+    except OSError as e:
+        log.warning("Could not encrypt %s for Matrix: %s", file.name, e)
+        raise XMPPError(
+            "internal-server-error",
+            f"{file.name} could not be sent: the gateway could not encrypt it.",
+        ) from e
 
 
 async def send_xmpp_attachments(
@@ -427,6 +539,7 @@ async def send_xmpp_attachments(
     returns the first event's id. Raises an XMPPError naming the file when
     one cannot be fetched or uploaded."""
     cap = config.MEDIA_MAX_BYTES
+    encrypt = await room_is_encrypted(session, room_id)
     first: str | None = None
     caption: str | None = body.strip() or None
     for part, attachment in enumerate(attachments):
@@ -455,9 +568,9 @@ async def send_xmpp_attachments(
                     f"{shown} was not sent to Matrix: {e}.",
                 ) from e
             file = await describe_file(path, name, attachment.content_type, served)
-            mxc = await _upload(session, file)
+            uploaded = await upload_media(session, file, encrypt=encrypt)
         msgtype = "m.sticker" if attachment.is_sticker else msgtype_for(file.mimetype)
-        content = relate(file_content(msgtype, mxc, file, caption))
+        content = relate(file_content(msgtype, uploaded, file, caption))
         event_type = "m.sticker" if msgtype == "m.sticker" else "m.room.message"
         # Each file its own transaction id: one id for all would make every
         # file after the first look like a retry of the first.
@@ -482,8 +595,9 @@ async def send_sticker(
             f"This sticker ({human_size(file.size)}) is larger than this gateway's "
             f"limit of {human_size(config.MEDIA_MAX_BYTES)} for files.",
         )
-    mxc = await _upload(session, file)
-    content = file_content("m.sticker", mxc, file, None)
+    encrypt = await room_is_encrypted(session, room_id)
+    uploaded = await upload_media(session, file, encrypt=encrypt)
+    content = file_content("m.sticker", uploaded, file, None)
     # Clients put the sticker's URL in the body as a fallback: not a text.
     fallback = (sticker.fallback or "").strip()
     is_link = fallback.startswith(("http://", "https://")) and " " not in fallback

@@ -70,6 +70,9 @@ class Outbound:
         self._user_jid = user_jid
         self._seen = seen
         self._encrypt = encrypt
+        # Rooms the homeserver said are (not) encrypted, this login.
+        self._encrypted: set[str] = set()
+        self._clear: set[str] = set()
         # A lock lives while a send holds or awaits it: idle rooms cost nothing.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
             weakref.WeakValueDictionary()
@@ -108,18 +111,33 @@ class Outbound:
         self, room_id: str, event_type: str, content: dict[str, Any]
     ) -> tuple[str, dict[str, Any]]:
         """The event as it goes out: encrypted if the room is."""
-        if not await self._is_encrypted(room_id):
+        if not await self.is_encrypted(room_id):
             return event_type, content
         if self._encrypt is None:
             raise XMPPError("not-acceptable", NO_ENCRYPTION)
         return "m.room.encrypted", await self._encrypt(room_id, event_type, content)
 
-    async def _is_encrypted(self, room_id: str) -> bool:
+    async def is_encrypted(self, room_id: str) -> bool:
+        """Whether what goes into the room must be encrypted. Encryption
+        is never turned off in a room, so the room cache's "encrypted" is
+        final; its "not encrypted" may only mean that the state was not
+        loaded (a room that first came in an incremental sync, or whose
+        loaded state lost a race with a batch), so it is checked once per
+        room and login with the homeserver."""
         info = self._matrix.rooms.get(room_id)
-        if info is None:
-            # Never guess "clear": learn the room's state first.
-            info = await self._matrix.load_room_state(room_id)
-        return info is not None and info.encrypted
+        if (info is not None and info.encrypted) or room_id in self._encrypted:
+            return True
+        if room_id in self._clear:
+            return False
+        try:
+            await self._matrix.state_event(room_id, "m.room.encryption")
+        except MatrixError as e:
+            if e.status != 404:
+                raise
+            self._clear.add(room_id)
+            return False
+        self._encrypted.add(room_id)
+        return True
 
     async def redact(self, room_id: str, event_id: str, reason: str | None) -> str:
         """Redacts an event of `room_id`; returns the redaction's event id."""

@@ -172,6 +172,7 @@ async def send_matrix_event(
             archive_only=archive_only,
             reply_to=reply_to,
             thread=event.thread_root,
+            content_event=replacement,
             **send_kwargs,
         )
         return

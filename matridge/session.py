@@ -30,9 +30,9 @@ from . import config, key_recovery, logsafety, profile, search
 from .contact import Roster
 from .crypto.cross_signing import State
 from .crypto.primitives import CryptoError
-from .crypto.store import store_path
+from .crypto.store import remove_store, store_path
 from .directs import Directs
-from .encryption import Encryption
+from .encryption import STORE_KEY, Encryption
 from .errors import matrix_errors
 from .group import Bookmarks
 from .inbound import batch as inbound
@@ -138,7 +138,12 @@ class Session(BaseSession[Roster, Bookmarks]):
             self.state.seen,
             self.encryption.encrypt if self.encryption else None,
         )
-        self.directs = Directs(self.matrix, self.user_id, self.load_room_state)
+        self.directs = Directs(
+            self.matrix,
+            self.user_id,
+            self.load_room_state,
+            self.encryption.can_encrypt_for if self.encryption else None,
+        )
         profile.apply_default_preferences(self)
         self._start_sync()
         return f"Connected as {self.user_id}"
@@ -180,7 +185,16 @@ class Session(BaseSession[Roster, Bookmarks]):
         to do: other devices may keep their keys from an unverified one."""
         if self.encryption is None:
             return
-        status = await self.encryption.status()
+        try:
+            status = await self.encryption.status()
+        except XMPPError as e:  # the homeserver did not answer: told at 'verify'
+            self.log.info("Verification status not known: %s", e.text)
+            return
+        except CryptoError as e:
+            self.send_gateway_message(
+                f"The gateway cannot tell whether its device is verified: {e}."
+            )
+            return
         if status.state is not State.VERIFIED:
             self.send_gateway_message(status.sentence)
 
@@ -253,9 +267,13 @@ class Session(BaseSession[Roster, Bookmarks]):
             except (MatrixError, NetworkError) as e:
                 self.log.warning("Matrix logout failed: %s", e)
         data = self.user.legacy_module_data
+        forgotten = ("access_token", "since", STORE_KEY)
         self.legacy_module_data_set(
-            {k: v for k, v in data.items() if k not in ("access_token", "since")}
+            {k: v for k, v in data.items() if k not in forgotten}
         )
+        # The device is gone, and its keys with it: a new registration
+        # starts a new store under a new key.
+        remove_store(store_path(Path(slidge_config.HOME_DIR), self.user_jid.bare))
 
     def create_task(
         self, coro: Coroutine[Any, Any, Any], name: str | None = None

@@ -153,9 +153,9 @@ async def test_a_wrong_recovery_key_or_passphrase_is_refused_and_nothing_changes
     o = await owner(synapse, store)
     _, storage = element_like_account(o.element, passphrase="the right one")
     wrong_key = encode_recovery_key(random_bytes(32))
-    with pytest.raises(WrongSecretStorageKey, match="this recovery key is not the one"):
+    with pytest.raises(WrongSecretStorageKey, match="this recovery key does not open"):
         await verify_with_recovery(o.client, o.device, o.store, wrong_key)
-    with pytest.raises(WrongSecretStorageKey, match="this passphrase is not the one"):
+    with pytest.raises(WrongSecretStorageKey, match="this passphrase does not open"):
         await verify_with_recovery(o.client, o.device, o.store, "the wrong one")
     typo = storage.recovery_key[:-1] + ("a" if storage.recovery_key[-1] != "a" else "b")
     with pytest.raises(WrongSecretStorageKey, match="not a valid recovery key"):

@@ -1,11 +1,13 @@
 """Files both ways, end to end: Matrix media reaches the XMPP user as an
 attachment on Prosody's upload service (bytes intact), and files the user
 sends over XMPP reach the Matrix room as media events; what cannot go (too
-large, unreachable, encrypted) arrives as a readable text or error."""
+large, unreachable, an encrypted file that does not decrypt) arrives as a
+readable text or error; encrypted files are decrypted on the way."""
 
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import time
 import uuid
@@ -17,6 +19,7 @@ import aiohttp
 import pytest
 from slixmpp import Message
 
+from matridge.crypto.primitives import encrypt_attachment
 from matridge.media import (
     describe_file,
     human_size,
@@ -238,30 +241,70 @@ async def test_a_file_that_cannot_be_fetched_becomes_a_readable_text(
     )
 
 
-async def test_an_encrypted_file_becomes_the_encrypted_placeholder(
-    club: Club,
-) -> None:
-    mxc = club.friend.upload(os.urandom(100), "application/octet-stream", "x")
-    club.friend.send_event(
-        club.room_id,
+def send_encrypted_file(
+    user: MatrixUser,
+    room_id: str,
+    data: bytes,
+    name: str,
+    mimetype: str,
+    change_ciphertext: bool = False,
+) -> str:
+    """Sends `data` as a Matrix client sends a file into an encrypted room:
+    the ciphertext in the media repository, a ``file`` object naming it."""
+    plain, out = io.BytesIO(data), io.BytesIO()
+    key = encrypt_attachment(plain, out)
+    ciphertext = bytearray(out.getvalue())
+    if change_ciphertext:
+        ciphertext[len(ciphertext) // 2] ^= 0x80
+    mxc = user.upload(bytes(ciphertext), "application/octet-stream", "encrypted")
+    return user.send_event(
+        room_id,
         "m.room.message",
         {
-            "msgtype": "m.file",
-            "body": "diary.txt",
-            "file": {
-                "url": mxc,
-                "key": {"kty": "oct", "alg": "A256CTR", "k": "a" * 43, "ext": True},
-                "iv": "A" * 22,
-                "hashes": {"sha256": "B" * 43},
-                "v": "v2",
-            },
+            "msgtype": msgtype_for(mimetype),
+            "body": name,
+            "file": {"url": mxc, **key.to_json()},
+            "info": {"mimetype": mimetype, "size": len(data)},
         },
+    )
+
+
+async def test_an_encrypted_matrix_file_arrives_decrypted(
+    club: Club, gateway: Gateway
+) -> None:
+    data = png(23, 19)
+    event_id = send_encrypted_file(
+        club.friend, club.room_id, data, "secret.png", "image/png"
+    )
+    msg = await club.person.xmpp.wait_message(
+        file_from(club.room_jid, "Friendly Fran"), timeout=60
+    )
+    assert msg["stanza_id"]["id"] == event_id
+    assert await http_get(msg["oob"]["url"]) == data
+    assert sims_file(msg)["name"] == "secret.png"
+    assert sims_file(msg)["media-type"] == "image/png"
+    assert media_leftovers(gateway) == []
+
+
+async def test_an_encrypted_file_with_a_wrong_hash_becomes_a_readable_text(
+    club: Club, gateway: Gateway
+) -> None:
+    send_encrypted_file(
+        club.friend,
+        club.room_id,
+        os.urandom(3000),
+        "diary.txt",
+        "text/plain",
+        change_ciphertext=True,
     )
     msg = await club.person.xmpp.wait_message(
         lambda m: groupchat_from(club.room_jid)(m) and "diary.txt" in m["body"], 60
     )
-    assert "end-to-end encrypted" in msg["body"]
+    assert "could not be decrypted: its hash does not match" in msg["body"]
     assert not msg["oob"]["url"]
+    assert "Not showing the encrypted file" in gateway.log_text()
+    # The gateway goes on relaying.
+    await settled(club)
 
 
 async def test_a_location_arrives_as_a_geo_uri(club: Club) -> None:

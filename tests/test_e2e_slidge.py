@@ -8,13 +8,22 @@ import asyncio
 import inspect
 import sqlite3
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy
 
 from matridge import MUC, Bookmarks, Contact, Gateway, Participant, Roster, Session
-from matridge.commands import CreateRoom, JoinRoom, LeaveRoom, ListRooms, SyncStatus
-from tests.conftest import Person, new_person
+from matridge.commands import (
+    CreateRoom,
+    JoinRoom,
+    LeaveRoom,
+    ListRooms,
+    SyncStatus,
+    Verify,
+)
+from matridge.crypto.store import store_path
+from tests.conftest import Person, new_matrix_user, new_person
 from tests.harness.faultproxy import Fault, FaultProxy
 from tests.harness.gateway import Gateway as GatewayProcess
 from tests.harness.matrix_user import MatrixUser
@@ -48,7 +57,7 @@ async def test_the_gateway_lists_matridges_commands(
     await register(person, synapse)
     iq = await person.xmpp.disco_items(person.gateway_jid, node=NS_COMMANDS)
     nodes = {item[1] for item in iq["disco_items"]["items"]}
-    for command in (ListRooms, JoinRoom, LeaveRoom, CreateRoom, SyncStatus):
+    for command in (ListRooms, JoinRoom, LeaveRoom, CreateRoom, SyncStatus, Verify):
         assert command.NODE in nodes
     # And as chat commands: 'help' names them.
     person.xmpp.send_chat(person.gateway_jid, "help")
@@ -56,7 +65,7 @@ async def test_the_gateway_lists_matridges_commands(
         lambda m: m["from"].bare == person.gateway_jid and "sync-status" in m["body"],
         timeout=30,
     )
-    for word in ("rooms", "join", "leave", "create-room", "logout"):
+    for word in ("rooms", "join", "leave", "create-room", "logout", "verify"):
         assert word in helped["body"]
 
 
@@ -79,6 +88,49 @@ async def test_unregistering_logs_the_matrix_device_out(
             f"the gateway's device {device} is still logged in"
         )
         await asyncio.sleep(0.5)
+
+
+MEGOLM = "m.megolm.v1.aes-sha2"
+
+
+def key_store_of(gateway: GatewayProcess, person: Person) -> Path:
+    return store_path(gateway.home, person.xmpp.boundjid.bare)
+
+
+async def test_unregistering_deletes_the_key_store_and_a_new_registration_encrypts(
+    person: Person, synapse: Synapse, gateway: GatewayProcess
+) -> None:
+    await register(person, synapse)
+    store = key_store_of(gateway, person)
+    assert store.exists()
+    await person.xmpp.plugin["xep_0077"].cancel_registration(
+        jid=person.gateway_jid, timeout=30
+    )
+    deadline = asyncio.get_running_loop().time() + 30
+    while store.exists():
+        assert asyncio.get_running_loop().time() < deadline, "the key store is left"
+        await asyncio.sleep(0.5)
+
+    # Registered again: a new device, a new store, and encryption works.
+    await register(person, synapse)
+    friend = new_matrix_user(synapse, "friend")
+    room_id = friend.create_room(name="Secret", invite=[person.matrix.user_id])
+    friend.send_state(room_id, "m.room.encryption", {"algorithm": MEGOLM})
+    person.matrix.join(room_id)
+    room_jid = person.room_jid(room_id)
+    await person.xmpp.join_muc(room_jid, person.name)
+    person.xmpp.send_groupchat(room_jid, "still private")
+    deadline = asyncio.get_running_loop().time() + 30
+    while not (
+        [
+            e
+            for e in friend.messages(room_id)
+            if e["sender"] == person.matrix.user_id and e["type"] == "m.room.encrypted"
+        ]
+    ):
+        assert asyncio.get_running_loop().time() < deadline, "nothing was sent"
+        await asyncio.sleep(0.5)
+    assert store.exists()
 
 
 # ---- a failing task of one user ---------------------------------------------

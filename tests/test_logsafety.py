@@ -34,6 +34,15 @@ from matridge import logsafety
             '<field var="recovery_key"><value><redacted></value></field>',
         ),
         ("Authorization: Bearer syt_xyz", "Authorization: Bearer <redacted>"),
+        (
+            '<message to="gw"><body>verify EsTc LW2K\nPGiF</body></message>',
+            '<message to="gw"><body>verify <redacted></body></message>',
+        ),
+        (
+            "<body xml:lang='en'>Verify my &lt;pass&gt; phrase</body>",
+            "<body xml:lang='en'>Verify <redacted></body>",
+        ),
+        ("<body>verifying is fun</body>", None),
         ('<field var="username"><value>alice</value>', None),
     ],
 )

@@ -370,15 +370,12 @@ class Device:
             targets[(user_id, device_id)] = keys
         if not targets:
             return set()
-        account = self._account()
         sessions: dict[tuple[str, str], OlmSession] = {}
         to_claim: dict[str, dict[str, str]] = {}
         for (user_id, device_id), keys in targets.items():
-            known = [] if new_session else self.store.olm_sessions(curve25519_of(keys))
-            if known:
-                sessions[(user_id, device_id)] = known[0]
-            else:
+            if new_session or not self.store.olm_sessions(curve25519_of(keys)):
                 to_claim.setdefault(user_id, {})[device_id] = ONE_TIME_KEY_ALGORITHM
+        claimed: dict[str, Any] = {}
         if to_claim:
             res = await self._api.request(
                 "POST",
@@ -386,6 +383,17 @@ class Device:
                 body={"one_time_keys": to_claim},
             )
             claimed = res.get("one_time_keys") or {}
+        # From here to the store commit nothing awaits: the account and the
+        # sessions are read after the claim, so a batch processed meanwhile
+        # (which moves their ratchets) is never overwritten with older state.
+        account = self._account()
+        for (user_id, device_id), keys in targets.items():
+            if device_id in to_claim.get(user_id, {}):
+                continue
+            known = self.store.olm_sessions(curve25519_of(keys))
+            if known:
+                sessions[(user_id, device_id)] = known[0]
+        if to_claim:
             for user_id, wanted in to_claim.items():
                 for device_id in wanted:
                     keys = targets[(user_id, device_id)]

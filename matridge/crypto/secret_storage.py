@@ -129,7 +129,7 @@ async def unlock(api: AccountDataApi, user_text: str) -> UnlockedSecretStorage:
         ) from None
     if not right:
         raise WrongSecretStorageKey(
-            f"this {kind} is not the one of your secret storage "
+            f"this {kind} does not open your secret storage "
             f"(key {description.get('name') or key_id}): check it and try again"
         )
     return UnlockedSecretStorage(key_id, key, kind)

@@ -102,6 +102,16 @@ def store_path(home_dir: Path, user_jid: str) -> Path:
     return home_dir / "matridge" / "keys" / f"{name}.sqlite"
 
 
+def remove_store(path: Path) -> bool:
+    """Deletes a key store's files (its device was logged out, or its key
+    is gone with the user's data, so it can never open again); False if
+    there was none."""
+    existed = path.exists()
+    for name in (path, *(path.with_name(path.name + x) for x in ("-wal", "-shm"))):
+        name.unlink(missing_ok=True)
+    return existed
+
+
 @dataclass(frozen=True, slots=True)
 class InboundGroupRecord:
     """An inbound Megolm session and what was said about it when received."""
