@@ -51,6 +51,7 @@ def install(
     encryption.on_room_keys(requests.on_room_keys)
 
     async def arrived(keys: list[tuple[str, str, str]]) -> None:
+        backup.arrived(keys)
         recovery.nudge.set()  # uploaded off the sync batch's path
 
     encryption.on_room_keys(arrived)

@@ -13,6 +13,7 @@ from pathlib import Path
 import nio
 import pytest
 
+from matridge.crypto.backup import RECHECK_S, KeyBackup
 from matridge.crypto.primitives import (
     MegolmInbound,
     MegolmOutbound,
@@ -307,3 +308,50 @@ async def test_without_the_backup_key_the_user_is_told_to_verify(
         # The recovery key brings the backup key: the backup is used then.
         await me.encryption.verify(me.storage.recovery_key)
         assert (await me.recovery.backup.status()).usable
+
+
+async def test_a_backup_made_later_is_found_by_a_later_check(
+    synapse: Synapse, tmp_path: Path
+) -> None:
+    async with element_user(synapse, tmp_path) as me:
+        now = [0.0]
+        backup = KeyBackup(me.client, me.device, clock=lambda: now[0])
+        assert not (await backup.status()).usable  # none yet
+        version = backup_peer.create_version(me.raw, me.backup_key, me.identity.master)
+        assert not (await backup.status()).usable  # not looked at again yet
+        now[0] += RECHECK_S
+        status = await backup.status()
+        assert status.usable and status.version == version
+
+
+async def test_a_session_stored_again_goes_up_again(
+    synapse: Synapse, tmp_path: Path
+) -> None:
+    async with element_user(synapse, tmp_path) as me:
+        version = backup_peer.create_version(me.raw, me.backup_key, me.identity.master)
+        room = encrypted_room(me)
+        session = MegolmOutbound()
+        from_zero = MegolmInbound.from_session_key(session.session_key)
+        session.encrypt(b"{}")
+        later = MegolmInbound.from_session_key(session.session_key)
+        store = me.encryption.store
+        with store.transaction():
+            store.save_inbound_group_session(
+                InboundGroupRecord(room, SENDER_KEY, later, SENDER_ED25519, True)
+            )
+        await me.recovery.backup.upload_pending()
+        found = backup_peer.read_session(
+            me.raw, version, me.backup_key, room, session.session_id
+        )
+        assert found is not None and found[0]["first_message_index"] == 1
+        # A copy from index 0 came in a batch: the backup gets it.
+        with store.transaction():
+            store.save_inbound_group_session(
+                InboundGroupRecord(room, SENDER_KEY, from_zero, SENDER_ED25519, False)
+            )
+        me.recovery.backup.arrived([(room, SENDER_KEY, session.session_id)])
+        await me.recovery.backup.upload_pending()
+        found = backup_peer.read_session(
+            me.raw, version, me.backup_key, room, session.session_id
+        )
+        assert found is not None and found[0]["first_message_index"] == 0

@@ -18,6 +18,7 @@ from typing import Any
 import nio
 import pytest
 
+from matridge.crypto.key_requests import ASK_AGAIN_S, KeyRequests
 from matridge.crypto.primitives import MegolmInbound, MegolmOutbound
 from matridge.crypto.store import InboundGroupRecord
 from tests.conftest import new_matrix_user, unique
@@ -339,3 +340,27 @@ async def test_only_the_users_verified_devices_get_their_key_requests_answered(
         assert plain["room_id"] == room
         verified.device.store.close()
         unverified.device.store.close()
+
+
+async def test_a_request_nobody_answered_is_made_again_a_day_later(
+    synapse: Synapse, tmp_path: Path
+) -> None:
+    async with element_user(synapse, tmp_path) as me:
+        async with nio_device_of(me, tmp_path) as (peer, peer_raw):
+            cross_sign(me, peer.device_id)
+            inbox = Inbox(peer_raw)
+            now = [1000.0]
+            requests = KeyRequests(me.device, wall_clock=lambda: now[0])
+            room = encrypted_room(me)
+            ids = (room, "c2VuZGVyIGN1cnZlMjU1MTkga2V5IG9mIHRoZSB0ZXN0cw", "sess")
+
+            assert not await requests.find(*ids)
+            (first,) = inbox.key_requests()
+            now[0] += ASK_AGAIN_S - 1
+            assert not await requests.find(*ids)
+            assert inbox.key_requests() == []
+            now[0] += 1
+            assert not await requests.find(*ids)
+            (again,) = inbox.key_requests()
+            assert again["body"] == first["body"]
+            assert again["request_id"] != first["request_id"]

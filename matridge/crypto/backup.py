@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,8 @@ log = logging.getLogger(__name__)
 
 # Sessions per PUT /room_keys/keys: a bounded body per request.
 UPLOAD_CHUNK = 100
+# A backup found unusable (none, unsigned) is looked at again this often.
+RECHECK_S = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +60,16 @@ class BackupStatus:
 class KeyBackup:
     """The user's server-side key backup, as one of their devices sees it."""
 
-    def __init__(self, api: KeysApi, device: Device) -> None:
+    def __init__(
+        self,
+        api: KeysApi,
+        device: Device,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._api = api
+        self._clock = clock
+        self._checked_at = 0.0
         self._device = device
         self._store: KeyStore = device.store
         # The check's answer, for the backup key it was made with: a key
@@ -78,10 +89,13 @@ class KeyBackup:
             return None
 
     async def status(self) -> BackupStatus:
-        """The last check's answer, checking again if the backup key changed."""
+        """The last check's answer, checking again if the backup key changed
+        or, for a backup not used, after a while (one may be made since)."""
         secret = self._store.secret(cross_signing.MEGOLM_BACKUP)
         if self._checked is not None and self._checked[0] == secret:
-            return self._checked[1]
+            status = self._checked[1]
+            if status.usable or self._clock() - self._checked_at < RECHECK_S:
+                return status
         return await self.check()
 
     async def check(self) -> BackupStatus:
@@ -92,6 +106,7 @@ class KeyBackup:
             "%s: key backup: %s", self._device.user_id, status.sentence
         )
         self._checked = (secret, status)
+        self._checked_at = self._clock()
         return status
 
     async def _check(self) -> BackupStatus:
@@ -248,9 +263,12 @@ class KeyBackup:
             "session_data": backup_encrypt(self._public_key, canonical_json(plain)),
         }
 
-    async def on_room_keys(self, keys: list[tuple[str, str, str]]) -> None:
-        """New sessions (a batch's room keys) go into the backup."""
-        await self.upload_pending()
+    def arrived(self, keys: list[tuple[str, str, str]]) -> None:
+        """Sessions a batch stored: they go (again) into the backup, since a
+        copy from an earlier index may have replaced one it holds (the
+        server keeps the better of two)."""
+        with self._store.transaction():
+            self._store.forget_backed_up(keys)
 
     # -- restoring -------------------------------------------------------------------
 

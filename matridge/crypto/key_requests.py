@@ -19,8 +19,9 @@ after a restart is still accepted. Nothing here logs a key.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import cross_signing
@@ -33,6 +34,12 @@ REQUEST = "m.room_key_request"
 FORWARDED = "m.forwarded_room_key"
 # The key store's record of a request we made, per session.
 _ASKED = "key_request\0"
+# A request nobody answered is made again after this long (a device that
+# has the key may have come online or been verified since).
+ASK_AGAIN_S = 24 * 3600.0
+# The user's own device list is queried on demand at most this often, so
+# that a burst of missing keys or of requests costs one /keys/query.
+REFRESH_S = 60.0
 
 
 def _asked_name(room_id: str, sender_key: str, session_id: str) -> str:
@@ -42,9 +49,18 @@ def _asked_name(room_id: str, sender_key: str, session_id: str) -> str:
 class KeyRequests:
     """Asking the user's other devices for keys, and answering them."""
 
-    def __init__(self, device: Device) -> None:
+    def __init__(
+        self,
+        device: Device,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
         self._device = device
         self._store = device.store
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._refreshed_at: float | None = None
 
     # -- whom we trust ----------------------------------------------------------------
 
@@ -62,6 +78,12 @@ class KeyRequests:
     async def _refresh_own(self) -> None:
         """The user's own device list and identity, up to date."""
         me = self._device.user_id
+        now = self._clock()
+        outdated = self._store.tracked_users().get(me, True)
+        recent = self._refreshed_at is not None and now - self._refreshed_at < REFRESH_S
+        if recent and not outdated:
+            return  # a sync's device_lists would have marked a change
+        self._refreshed_at = now
         self._device.track([me])
         self._device.devices_changed([me], [])
         await self._device.refresh_devices()
@@ -72,7 +94,11 @@ class KeyRequests:
         """Asks the user's verified devices for a session; the answer comes
         later (:meth:`accepts`), so this never finds it at once."""
         name = _asked_name(room_id, sender_key, session_id)
-        if self._store.get_json(name) is not None:
+        asked = self._store.get_json(name)
+        if (
+            isinstance(asked, Mapping)
+            and self._wall_clock() - float(asked.get("at") or 0) < ASK_AGAIN_S
+        ):
             return False  # asked already; the answer may still come
         await self._refresh_own()
         devices = sorted(self._own_verified_devices())
@@ -97,7 +123,14 @@ class KeyRequests:
         }
         # Kept before sending: an answer may come before the send returns.
         with self._store.transaction():
-            self._store.put_json(name, {"request_id": request_id, "devices": devices})
+            self._store.put_json(
+                name,
+                {
+                    "request_id": request_id,
+                    "devices": devices,
+                    "at": self._wall_clock(),
+                },
+            )
         await self._send(REQUEST, devices, content)
         log.info(
             "%s: asked %d of the user's devices for a key of %s",

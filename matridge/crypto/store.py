@@ -591,6 +591,16 @@ class KeyStore:
             [(r, s, i, version) for r, s, i in sessions],
         )
 
+    def forget_backed_up(self, sessions: Iterable[tuple[str, str, str]]) -> None:
+        """These sessions go up again (a better copy may have come)."""
+        self._writing()
+        self._backup_table()
+        self._db.executemany(
+            "DELETE FROM backed_up_sessions "
+            "WHERE room_id=? AND sender_key=? AND session_id=?",
+            list(sessions),
+        )
+
     @property
     def closed(self) -> bool:
         """Whether :meth:`close` ran (background work then stops)."""
