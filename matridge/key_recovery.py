@@ -37,10 +37,20 @@ class KeyRecovery:
 def install(
     encryption: Encryption,
     spawn: Callable[[Coroutine[Any, Any, Any], str], object],
+    tell: Callable[[str], None] | None = None,
 ) -> KeyRecovery:
     """Registers the key backup and key requests with ``encryption`` and
-    starts (with ``spawn``) the task that uploads new sessions to the backup."""
-    backup = KeyBackup(encryption.matrix, encryption.device)
+    starts (with ``spawn``) the task that uploads new sessions to the backup.
+    ``tell`` gets, once each, the sentences saying why the user's key backup
+    is not used (a backup that is there but not signed by them, say)."""
+    told: set[str] = set()
+
+    def refused(sentence: str) -> None:
+        if tell is not None and sentence not in told:
+            told.add(sentence)
+            tell(sentence[:1].upper() + sentence[1:] + ".")
+
+    backup = KeyBackup(encryption.matrix, encryption.device, on_refused=refused)
     requests = KeyRequests(encryption.device)
     recovery = KeyRecovery(backup, requests, asyncio.Event())
     # The backup first: it answers at once, the other devices later.

@@ -177,7 +177,9 @@ class Session(BaseSession[Roster, Bookmarks]):
             )
             return
         self.encryption.attach(self.create_task, self._show_late)
-        key_recovery.install(self.encryption, self.create_task)
+        key_recovery.install(
+            self.encryption, self.create_task, self.send_gateway_message
+        )
         self.create_task(self._tell_verification(), name="verification status")
 
     async def _tell_verification(self) -> None:

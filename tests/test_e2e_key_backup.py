@@ -108,3 +108,44 @@ async def test_history_only_the_key_backup_can_read_is_backfilled_readable(
     assert [b for b in archive if b.startswith("kept in the backup")] == secrets
     assert not any("cannot be shown" in b for b in archive)
     assert_not_in_log(gateway, storage.recovery_key, exported)
+
+
+async def test_the_user_is_told_when_their_key_backup_is_not_signed_by_them(
+    person: Person, synapse: Synapse, gateway: Gateway
+) -> None:
+    identity = Identity.generate(person.matrix.user_id)
+    publish(person.matrix, identity)
+    backup_key = random_bytes(32)
+    storage = set_up_secret_storage(
+        person.matrix, identity_secrets(identity) | {MEGOLM_BACKUP: backup_key}
+    )
+    # Made by someone who knows the public key, not by the user's devices.
+    backup_peer.create_version(person.matrix, backup_key, None)
+
+    await register(person, synapse)
+    await person.xmpp.wait_message(from_gateway(person, "'verify'"), timeout=60)
+    await chat(person, f"verify {storage.recovery_key}", "is verified")
+    # The backup is looked at when a session is missing or new ones come:
+    # an encrypted room with a message whose key the gateway lacks.
+    friend = new_matrix_user(synapse, "friend")
+    room_id = friend.create_room(name="Vault", invite=[person.matrix.user_id])
+    friend.send_state(room_id, "m.room.encryption", {"algorithm": MEGOLM})
+    person.matrix.join(room_id)
+    session = MegolmOutbound()
+    plain = {"type": "m.room.message", "content": {"body": "?"}, "room_id": room_id}
+    friend.send_event(
+        room_id,
+        "m.room.encrypted",
+        {
+            "algorithm": MEGOLM,
+            "sender_key": SENDER_KEY,
+            "ciphertext": session.encrypt(json.dumps(plain).encode()),
+            "session_id": session.session_id,
+            "device_id": "FRIENDDEVICE",
+        },
+    )
+
+    told = await person.xmpp.wait_message(
+        from_gateway(person, "key backup", "not signed by your"), timeout=60
+    )
+    assert "does not use it" in told["body"]

@@ -66,8 +66,10 @@ class KeyBackup:
         device: Device,
         *,
         clock: Callable[[], float] = time.monotonic,
+        on_refused: Callable[[str], None] | None = None,
     ) -> None:
         self._api = api
+        self._on_refused = on_refused
         self._clock = clock
         self._checked_at = 0.0
         self._device = device
@@ -107,6 +109,9 @@ class KeyBackup:
         )
         self._checked = (secret, status)
         self._checked_at = self._clock()
+        if not status.usable and status.version is not None and self._on_refused:
+            # A backup is there but not used: the user should know why.
+            self._on_refused(status.sentence)
         return status
 
     async def _check(self) -> BackupStatus:
