@@ -55,6 +55,7 @@ class BackupStatus:
     usable: bool
     version: str | None
     sentence: str
+    public_key: str | None = None  # what sessions are encrypted to, if usable
 
 
 class KeyBackup:
@@ -77,7 +78,6 @@ class KeyBackup:
         # The check's answer, for the backup key it was made with: a key
         # arriving later (the user verifies) is checked again.
         self._checked: tuple[bytes | None, BackupStatus] | None = None
-        self._public_key: str | None = None
 
     # -- which backup, if any ------------------------------------------------------
 
@@ -104,18 +104,19 @@ class KeyBackup:
         """Reads the current backup version and decides whether to use it."""
         secret = self._store.secret(cross_signing.MEGOLM_BACKUP)
         status = await self._check()
-        (log.info if status.usable else log.warning)(
+        # A warning only for a backup that is there but not used.
+        refused = not status.usable and status.version is not None
+        (log.warning if refused else log.info)(
             "%s: key backup: %s", self._device.user_id, status.sentence
         )
         self._checked = (secret, status)
         self._checked_at = self._clock()
-        if not status.usable and status.version is not None and self._on_refused:
+        if refused and self._on_refused is not None:
             # A backup is there but not used: the user should know why.
             self._on_refused(status.sentence)
         return status
 
     async def _check(self) -> BackupStatus:
-        self._public_key = None
         key = self._key()
         if key is None:
             return BackupStatus(
@@ -160,9 +161,11 @@ class KeyBackup:
                 "cross-signing identity nor by one of your verified devices, "
                 "so the gateway does not use it",
             )
-        self._public_key = key.public_key
         return BackupStatus(
-            True, version, f"key backup version {version} in use (signed by {signer})"
+            True,
+            version,
+            f"key backup version {version} in use (signed by {signer})",
+            key.public_key,
         )
 
     async def _trusted_signer(self, auth_data: Mapping[str, Any]) -> str | None:
@@ -213,7 +216,8 @@ class KeyBackup:
         """Puts every inbound session the backup lacks into it. Returns how
         many went up (0 when the backup is not used)."""
         status = await self.status()
-        if not status.usable or status.version is None or self._public_key is None:
+        public_key = status.public_key
+        if not status.usable or status.version is None or public_key is None:
             return 0
         sent = 0
         while True:
@@ -224,7 +228,7 @@ class KeyBackup:
             for record in records:
                 rooms.setdefault(record.room_id, {"sessions": {}})["sessions"][
                     record.session.session_id
-                ] = self._backup_data(record)
+                ] = self._backup_data(record, public_key)
             try:
                 await self._api.request(
                     "PUT",
@@ -243,10 +247,11 @@ class KeyBackup:
                 self._store.mark_backed_up(status.version, _ids(records))
             sent += len(records)
 
-    def _backup_data(self, record: InboundGroupRecord) -> dict[str, Any]:
+    def _backup_data(
+        self, record: InboundGroupRecord, public_key: str
+    ) -> dict[str, Any]:
         """One session's ``KeyBackupData``. The forwarding chain is not
         kept, so a forwarded or imported key counts as forwarded once."""
-        assert self._public_key is not None
         first = record.session.first_known_index
         exported = record.session.export_at(first)
         if exported is None:
@@ -265,7 +270,7 @@ class KeyBackup:
             "forwarded_count": 1 if record.imported else 0,
             # Only our own sessions are vouched for: the sender is this device.
             "is_verified": record.sender_key == self._device.curve25519,
-            "session_data": backup_encrypt(self._public_key, canonical_json(plain)),
+            "session_data": backup_encrypt(public_key, canonical_json(plain)),
         }
 
     def arrived(self, keys: list[tuple[str, str, str]]) -> None:
@@ -281,7 +286,12 @@ class KeyBackup:
         """Fetches a missing session from the backup and stores it."""
         status = await self.status()
         key = self._key()
-        if not status.usable or status.version is None or key is None:
+        if (
+            not status.usable
+            or status.version is None
+            or key is None
+            or key.public_key != status.public_key
+        ):
             return False
         try:
             data = await self._api.request(
