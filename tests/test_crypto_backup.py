@@ -15,9 +15,13 @@ import pytest
 
 from matridge.crypto.backup import RECHECK_S, KeyBackup
 from matridge.crypto.primitives import (
+    BackupKey,
+    DecryptionError,
+    KeyFormatError,
     MegolmInbound,
     MegolmOutbound,
     SigningKey,
+    backup_encrypt,
     random_bytes,
 )
 from matridge.crypto.store import InboundGroupRecord
@@ -355,3 +359,19 @@ async def test_a_session_stored_again_goes_up_again(
             me.raw, version, me.backup_key, room, session.session_id
         )
         assert found is not None and found[0]["first_message_index"] == 0
+
+
+async def test_backup_session_data_opens_only_with_its_key() -> None:
+    key = BackupKey(random_bytes(32))
+    data = backup_encrypt(key.public_key, b'{"session_key": "..."}')
+    assert sorted(data) == ["ciphertext", "ephemeral", "mac"]
+    assert key.decrypt(data) == b'{"session_key": "..."}'
+    # Each encryption has its own ephemeral key.
+    assert backup_encrypt(key.public_key, b"x")["ephemeral"] != data["ephemeral"]
+    with pytest.raises(DecryptionError):
+        BackupKey(random_bytes(32)).decrypt(data)
+    with pytest.raises(KeyFormatError):
+        key.decrypt({"ciphertext": data["ciphertext"]})
+    with pytest.raises(KeyFormatError):
+        BackupKey(random_bytes(31))
+    assert repr(key) == f"<BackupKey {key.public_key}>"
