@@ -31,7 +31,7 @@ from tests.e2ee_account import (
 )
 from tests.harness.matrix_user import MatrixUser
 from tests.harness.synapse import Synapse
-from tests.test_crypto_device import nio_knows, nio_olm_to, send_to_device
+from tests.test_crypto_device import nio_knows, nio_olm_to, nio_user, send_to_device
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -364,3 +364,46 @@ async def test_a_request_nobody_answered_is_made_again_a_day_later(
             (again,) = inbox.key_requests()
             assert again["body"] == first["body"]
             assert again["request_id"] != first["request_id"]
+
+
+async def test_a_requested_key_forwarded_by_another_user_is_ignored(
+    synapse: Synapse, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="matridge")
+    async with element_user(synapse, tmp_path) as me:
+        async with (
+            nio_device_of(me, tmp_path) as (mine, _),
+            nio_user(synapse, tmp_path) as stranger,
+        ):
+            cross_sign(me, mine.device_id)
+            room = encrypted_room(me)
+            session, inbound = new_session()
+            sender_key = mine.olm.account.identity_keys["curve25519"]
+            event_id = send_encrypted(me, room, session, sender_key, "secret")
+            event = await me.client.get_event(room, event_id)
+            assert me.encryption.readable_one(room, event).encrypted
+            await me.settle()  # asked the user's device
+
+            stranger_raw = MatrixUser(
+                synapse.base_url, stranger.access_token, stranger.user_id
+            )
+            await forward_over_olm(
+                stranger, stranger_raw, me, forwarded_content(room, sender_key, inbound)
+            )
+            await me.sync_until(
+                lambda: any(
+                    "a forwarded room key nobody asked for" in r.getMessage()
+                    for r in caplog.records
+                ),
+                "the stranger's key refused",
+            )
+            assert any(
+                f"a forwarded key from {stranger.user_id}, not the user"
+                in r.getMessage()
+                for r in caplog.records
+            )
+            store = me.encryption.store
+            assert (
+                store.inbound_group_session(room, sender_key, session.session_id)
+                is None
+            )
