@@ -29,6 +29,7 @@ from tests.e2ee_account import (
     element_user,
     other_device,
 )
+from tests.harness.cross_signing_peer import Identity, publish
 from tests.harness.matrix_user import MatrixUser
 from tests.harness.synapse import Synapse
 from tests.test_crypto_device import nio_knows, nio_olm_to, nio_user, send_to_device
@@ -406,4 +407,29 @@ async def test_a_requested_key_forwarded_by_another_user_is_ignored(
             assert (
                 store.inbound_group_session(room, sender_key, session.session_id)
                 is None
+            )
+
+
+async def test_devices_signed_by_another_identity_than_the_users_get_nothing(
+    synapse: Synapse, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="matridge")
+    async with element_user(synapse, tmp_path) as me:
+        async with nio_device_of(me, tmp_path) as (peer, peer_raw):
+            # The homeserver now lists an identity the user's recovery key
+            # did not unlock (the gateway kept the real one at 'verify'),
+            # and a device signed by it.
+            fake = Identity.generate(me.user_id)
+            publish(me.raw, fake)
+            cross_sign(me, peer.device_id, fake.self_signing)
+            inbox = Inbox(peer_raw)
+            room = encrypted_room(me)
+            ids = (room, "c2VuZGVyIGN1cnZlMjU1MTkga2V5IG9mIHRoZSB0ZXN0cw", "sess")
+
+            assert not await me.recovery.requests.find(*ids)
+
+            assert inbox.key_requests() == []
+            assert any(
+                "the homeserver lists another master key" in r.getMessage()
+                for r in caplog.records
             )
