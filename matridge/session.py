@@ -26,7 +26,7 @@ from slixmpp import JID
 from slixmpp.exceptions import IqError, XMPPError
 from slixmpp.types import ResourceDict
 
-from . import config, emoji_verification, logsafety, profile, search
+from . import config, emoji_verification, key_recovery, logsafety, profile, search
 from .contact import Roster
 from .crypto.cross_signing import State
 from .crypto.primitives import CryptoError
@@ -178,6 +178,9 @@ class Session(BaseSession[Roster, Bookmarks]):
             return
         self.encryption.attach(self.create_task, self._show_late)
         emoji_verification.install(self)
+        key_recovery.install(
+            self.encryption, self.create_task, self.send_gateway_message
+        )
         self.create_task(self._tell_verification(), name="verification status")
 
     async def _tell_verification(self) -> None:

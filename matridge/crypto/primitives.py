@@ -973,3 +973,68 @@ class StoreCipher:
 
     def __repr__(self) -> str:
         return "<StoreCipher>"
+
+
+# -- key backup --
+# Server-side key backup, m.megolm_backup.v1.curve25519-aes-sha2: each
+# session is encrypted to the backup's Curve25519 public key (libolm's "PK
+# encryption": an ephemeral key, AES-CBC, a truncated HMAC); only the
+# holder of the private key, the user's backup key, reads it back.
+
+BACKUP_ALGORITHM = "m.megolm_backup.v1.curve25519-aes-sha2"
+
+
+def backup_encrypt(public_key: str, plaintext: bytes) -> dict[str, str]:
+    """``session_data`` (``ephemeral``, ``mac``, ``ciphertext``) for a key
+    backup whose ``auth_data.public_key`` is ``public_key``."""
+    try:
+        encryption = vodozemac.PkEncryption.from_key(_curve(public_key))
+        message = encryption.encrypt(plaintext)
+    except ValueError as e:
+        raise CryptoError(f"cannot encrypt for the key backup: {e}") from None
+    return {
+        "ephemeral": b64encode(message.ephemeral_key),
+        "mac": b64encode(message.mac),
+        "ciphertext": b64encode(message.ciphertext),
+    }
+
+
+class BackupKey:
+    """The private key of a key backup (the secret ``m.megolm_backup.v1``)."""
+
+    __slots__ = ("_d",)
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) != 32:
+            raise KeyFormatError(f"a backup key has 32 bytes, not {len(key)}")
+        try:
+            secret = vodozemac.Curve25519SecretKey.from_bytes(key)
+            self._d = vodozemac.PkDecryption.from_key(secret)
+        except ValueError as e:
+            raise KeyFormatError(f"malformed backup key: {e}") from None
+
+    @property
+    def public_key(self) -> str:
+        """What the backup's ``auth_data.public_key`` must be."""
+        return self._d.public_key.to_base64()
+
+    def decrypt(self, session_data: Mapping[str, Any]) -> bytes:
+        """The plaintext of one backed-up session's ``session_data``;
+        :class:`DecryptionError` when it is not for this key or changed."""
+        try:
+            ephemeral = b64decode(session_data["ephemeral"])
+            mac = b64decode(session_data["mac"])
+            ciphertext = b64decode(session_data["ciphertext"])
+        except (KeyError, TypeError):
+            raise KeyFormatError(
+                "backed-up session data needs ephemeral, mac and ciphertext"
+            ) from None
+        try:
+            return self._d.decrypt(vodozemac.Message(ciphertext, mac, ephemeral))
+        except ValueError as e:
+            raise DecryptionError(
+                f"the backed-up session does not decrypt: {e}"
+            ) from None
+
+    def __repr__(self) -> str:
+        return f"<BackupKey {self.public_key}>"

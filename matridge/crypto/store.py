@@ -549,3 +549,63 @@ class KeyStore:
             "SELECT value FROM secrets WHERE name=?", (name,)
         ).fetchone()
         return self._open(found[0], "secrets", name) if found else None
+
+    # -- key backup ------------------------------------------------------------
+    # Which inbound sessions the server-side key backup already holds, per
+    # backup version (ids and the version only: nothing secret). The table
+    # is made on first use, so stores made before it need no migration.
+
+    def _backup_table(self) -> None:
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS backed_up_sessions ("
+            "room_id TEXT NOT NULL, sender_key TEXT NOT NULL, "
+            "session_id TEXT NOT NULL, version TEXT NOT NULL, "
+            "PRIMARY KEY (room_id, sender_key, session_id))"
+        )
+
+    def sessions_not_backed_up(
+        self, version: str, limit: int
+    ) -> list[InboundGroupRecord]:
+        """Up to ``limit`` inbound sessions the backup ``version`` lacks."""
+        self._backup_table()
+        rows = self._db.execute(
+            "SELECT i.room_id, i.sender_key, i.session_id "
+            "FROM inbound_group_sessions i LEFT JOIN backed_up_sessions b "
+            "ON b.room_id = i.room_id AND b.sender_key = i.sender_key "
+            "AND b.session_id = i.session_id "
+            "WHERE b.version IS NULL OR b.version != ? "
+            "ORDER BY i.room_id, i.sender_key, i.session_id LIMIT ?",
+            (version, limit),
+        ).fetchall()
+        records = [self.inbound_group_session(r, s, i) for r, s, i in rows]
+        return [record for record in records if record is not None]
+
+    def mark_backed_up(
+        self, version: str, sessions: Iterable[tuple[str, str, str]]
+    ) -> None:
+        """The backup ``version`` holds these (room id, sender key, session id)."""
+        self._writing()
+        self._backup_table()
+        self._db.executemany(
+            "INSERT OR REPLACE INTO backed_up_sessions VALUES (?, ?, ?, ?)",
+            [(r, s, i, version) for r, s, i in sessions],
+        )
+
+    def forget_backed_up(self, sessions: Iterable[tuple[str, str, str]]) -> None:
+        """These sessions go up again (a better copy may have come)."""
+        self._writing()
+        self._backup_table()
+        self._db.executemany(
+            "DELETE FROM backed_up_sessions "
+            "WHERE room_id=? AND sender_key=? AND session_id=?",
+            list(sessions),
+        )
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` ran (background work then stops)."""
+        try:
+            self._db.execute("SELECT 1")
+        except sqlite3.ProgrammingError:
+            return True
+        return False
