@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 
 # Where the user's slidge data keeps the key store's key.
 STORE_KEY = "crypto_store_key"
+# The device the key store belongs to.
+DEVICE_ID = "device_id"
 # The key store's record of events waiting for a session's key.
 _PENDING = "pending\0"
 
@@ -108,6 +110,17 @@ class Encryption:
             save({STORE_KEY: key_text})
         logsafety.remember(key_text)
         store = KeyStore.open(store_file, decode_store_key(key_text))
+        owner = store.get_json(DEVICE_ID)
+        if owner is not None and owner != device_id:
+            # A new login (registered again) is a new device: the old
+            # device's Olm account must not speak for it.
+            log.warning("The key store was %s's; starting one for %s", owner, device_id)
+            store.close()
+            remove_store(store_file)
+            store = KeyStore.open(store_file, decode_store_key(key_text))
+        if owner != device_id:
+            with store.transaction():
+                store.put_json(DEVICE_ID, device_id)
         # The device asks the Encryption made from it about forwarded keys.
         encryption_of: list[Encryption] = []
         try:
