@@ -354,18 +354,23 @@ class Session(BaseSession[Roster, Bookmarks]):
             return []
 
     async def _show_late(self, room_id: str, event_ids: list[str]) -> None:
-        """Corrects the placeholders of events whose key just came."""
+        """Corrects the placeholders of events whose key just came; one
+        that fails costs only itself (its placeholder stays)."""
         try:
             chat = await self.chat_for(room_id)
-            if chat is None:
-                return
-            for event_id in event_ids:
+        except Exception:
+            self.log.exception("Could not show late-decrypted events of %s", room_id)
+            return
+        if chat is None:
+            return
+        for event_id in event_ids:
+            try:
                 event = await self.matrix.get_event(room_id, event_id)
                 readable = self.readable(room_id, [event])[0]
                 if not readable.encrypted:
                     await messages.show_late(chat, readable)
-        except Exception:
-            self.log.exception("Could not show late-decrypted events of %s", room_id)
+            except Exception:
+                self.log.exception("Could not show %s, decrypted late", event_id)
 
     def readable(self, room_id: str, events: Iterable[Event]) -> list[Event]:
         """Events of a room as they are read: encrypted ones decrypted when
