@@ -161,16 +161,20 @@ class Encryption:
         if changed or left:
             self.device.devices_changed(changed, left)
         for room in batch.rooms:
+            # Only rooms sent into have cached members and settings: the
+            # events of the others are not looked at twice.
+            room_id = room.room_id
+            if room_id not in self._members and room_id not in self._rotation:
+                continue
             if room.membership != "join":
-                self._forget_room(room.room_id)
-            elif any(e.type == "m.room.member" for e in room.state) or any(
-                e.type == "m.room.member" for e in room.timeline
-            ):
-                self._members.pop(room.room_id, None)
-            if any(e.type == ENCRYPTION_EVENT for e in room.timeline) or any(
-                e.type == ENCRYPTION_EVENT for e in room.state
-            ):
-                self._rotation.pop(room.room_id, None)
+                self._forget_room(room_id)
+                continue
+            changed_types = {e.type for e in room.state if e.is_state}
+            changed_types.update(e.type for e in room.timeline if e.is_state)
+            if "m.room.member" in changed_types:
+                self._members.pop(room_id, None)
+            if ENCRYPTION_EVENT in changed_types:
+                self._rotation.pop(room_id, None)
         late: list[tuple[str, list[str]]] = []
         events = [e.source for e in batch.to_device]
         if events:
@@ -265,7 +269,7 @@ class Encryption:
         """``events`` with each ``m.room.encrypted`` one decrypted; one that
         cannot be read stays as it is (a placeholder shows it) and, if its
         key may still come, is remembered to be corrected then."""
-        return [self.readable_one(room_id, e) for e in events]
+        return [self.readable_one(room_id, e) if e.encrypted else e for e in events]
 
     def readable_one(
         self, room_id: str, event: Event, look: bool = True, wait: bool = True
