@@ -337,6 +337,9 @@ class Session(BaseSession[Roster, Bookmarks]):
                     self.log.exception("Could not process a sync batch")
                 for room_id, event_ids in late:
                     await self._show_late(room_id, event_ids)
+                if self.encryption is not None:
+                    # Reopened at the next use: idle accounts keep none.
+                    self.encryption.store.release()
                 self.sync_health.batch_done(batch.next_batch)
                 self.matrix.sync_ack(batch)
         finally:

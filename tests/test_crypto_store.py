@@ -360,3 +360,22 @@ def test_json_values_are_sealed_kept_and_forgotten(path: Path, key: bytes) -> No
     with KeyStore.open(path, key) as store:
         assert store.get_json("withheld") == {"code": "m.unverified"}
         assert store.get_json("gone") is None
+
+
+def test_a_released_store_reopens_on_its_next_use(path: Path, key: bytes) -> None:
+    store = KeyStore.open(path, key)
+    with store.transaction():
+        store.save_secret("a", b"1")
+        store.release()  # inside a transaction: kept open
+        store.save_secret("b", b"2")
+    store.release()
+    assert store._conn is None  # nothing held while idle
+    assert (store.secret("a"), store.secret("b")) == (b"1", b"2")
+    with store.transaction():
+        store.save_secret("c", b"3")
+    store.close()
+    assert store.closed
+    with pytest.raises(StoreError, match="closed"):
+        store.secret("a")
+    with KeyStore.open(path, key) as again:
+        assert again.secret("c") == b"3"
