@@ -181,7 +181,7 @@ class KeyBackup:
         self._device.devices_changed([me], [])
         await self._device.refresh_devices()
         identity = self._device.cross_signing_keys(me)
-        master = _master_key(me, identity)
+        master = cross_signing.master_key_of(me, identity)
         # The identity the user's recovery key unlocked, when there is one,
         # is the anchor: a homeserver listing another master key is not
         # believed, nor the devices that key signed.
@@ -353,22 +353,6 @@ def _restored(
     if session.session_id != session_id:
         raise ValueError("its key is not the session's that was asked for")
     return InboundGroupRecord(room_id, sender_key, session, ed25519, True)
-
-
-def _master_key(user_id: str, identity: Mapping[str, Any]) -> str | None:
-    """The master public key ``/keys/query`` listed for the user, if well formed."""
-    obj = identity.get("master_keys")
-    if not isinstance(obj, Mapping) or obj.get("user_id") != user_id:
-        return None
-    if "master" not in (obj.get("usage") or []):
-        return None
-    keys = obj.get("keys")
-    if not isinstance(keys, Mapping) or len(keys) != 1:
-        return None
-    ((key_id, public),) = keys.items()
-    if not isinstance(public, str) or key_id != f"ed25519:{public}":
-        return None
-    return public
 
 
 def _ids(records: Iterable[InboundGroupRecord]) -> list[tuple[str, str, str]]:

@@ -164,6 +164,15 @@ def _public_key(user_id: str, name: str, obj: Any, master: str | None) -> str | 
     return public
 
 
+def master_key_of(user_id: str, identity: Mapping[str, Any]) -> str | None:
+    """The master public key ``/keys/query`` listed for ``user_id`` (what
+    :meth:`Device.cross_signing_keys` keeps), if it is well formed."""
+    try:
+        return _public_key(user_id, MASTER, identity.get("master_keys"), None)
+    except CrossSigningError:
+        return None
+
+
 async def published(api: CrossSigningApi, device: OwnDevice) -> Published:
     """The user's published identity and our device's keys, checked."""
     user_id = device.user_id

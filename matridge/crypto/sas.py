@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .cross_signing import master_key_of
 from .device import Device, ToDeviceMessage
 from .device_keys import ed25519_of
 from .primitives import CryptoError, SasKeys, SasSecret, sas_commitment
@@ -470,7 +471,7 @@ class Verifications:
         assert v.secret is not None
         own = self.device.user_id
         keys = {f"ed25519:{self.device.device_id}": self.device.ed25519}
-        master = master_key(self.device.cross_signing_keys(own))
+        master = master_key_of(own, self.device.cross_signing_keys(own))
         if master is not None:
             keys[f"ed25519:{master}"] = master
         base = self._mac_info(
@@ -507,7 +508,7 @@ class Verifications:
         known: dict[str, str] = {}
         if device_keys is not None:
             known[f"ed25519:{v.device_id}"] = ed25519_of(device_keys)
-        master = master_key(self.device.cross_signing_keys(v.user_id))
+        master = master_key_of(v.user_id, self.device.cross_signing_keys(v.user_id))
         if master is not None:
             known[f"ed25519:{master}"] = master
         for key_id, mac in macs.items():
@@ -609,15 +610,3 @@ def sas_verified(device: Device, device_id: str, keys: Mapping[str, Any]) -> boo
 def _strings(content: Mapping[str, Any], name: str) -> list[str]:
     value = content.get(name)
     return [s for s in value if isinstance(s, str)] if isinstance(value, list) else []
-
-
-def master_key(identity: Mapping[str, Any]) -> str | None:
-    """The master public key in what ``/keys/query`` gave for a user."""
-    obj = identity.get("master_keys")
-    keys = obj.get("keys") if isinstance(obj, Mapping) else None
-    if not isinstance(keys, Mapping) or len(keys) != 1:
-        return None
-    ((key_id, public),) = keys.items()
-    if not isinstance(public, str) or key_id != f"ed25519:{public}":
-        return None
-    return public

@@ -25,13 +25,14 @@ from .cross_signing import (
     CrossSigningApi,
     Status,
     device_cross_signed,
+    master_key_of,
     published,
     sign_with_kept_key,
 )
 from .device import Device, ToDeviceMessage
 from .device_keys import ed25519_of
 from .primitives import KeyFormatError, SigningKey, b64decode
-from .sas import confirmed_master, master_key, sas_verified
+from .sas import confirmed_master, sas_verified
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class SecretRequests:
         own = self.device.user_id
         identity = self.device.cross_signing_keys(own)
         pinned = confirmed_master(self.device)
-        if pinned is not None and master_key(identity) != pinned:
+        if pinned is not None and master_key_of(own, identity) != pinned:
             # Not the identity a SAS confirmed: its signatures vouch for nothing.
             identity = {}
         return {
