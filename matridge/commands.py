@@ -19,7 +19,7 @@ from slixmpp import JID
 from slixmpp.exceptions import XMPPError
 
 from . import logsafety, verification
-from .errors import matrix_errors
+from .errors import logged_in, matrix_errors
 from .ids import is_user_id, jid_local_to_matrix_id, room_jid
 from .matrix import RoomInfo
 from .search import join_room, normalise_address, room_result
@@ -27,13 +27,7 @@ from .search import join_room, normalise_address, room_result
 if TYPE_CHECKING:
     from .session import Session
 
-_NODE = "https://slidge.im/command/matridge/"
-
-
-def _session(session: Session | None) -> Session:
-    if session is None or session.matrix is None:
-        raise XMPPError("forbidden", "You are not logged in to Matrix.")
-    return session
+NODE = "https://slidge.im/command/matridge/"
 
 
 def _joined_rooms(session: Session) -> list[RoomInfo]:
@@ -58,7 +52,7 @@ class Logout(Command):  # type: ignore[type-arg]
         "'re-login' reconnects and delivers what arrived in between."
     )
     CHAT_COMMAND = "logout"
-    NODE = _NODE + CHAT_COMMAND
+    NODE = NODE + CHAT_COMMAND
     ACCESS = CommandAccess.USER_LOGGED
 
     async def run(self, session: Session | None, _ifrom: Any, *_: str) -> str:
@@ -73,11 +67,11 @@ class ListRooms(Command):  # type: ignore[type-arg]
     NAME = "📋 List your Matrix rooms"
     HELP = "Your joined Matrix rooms: name, alias, member count and group chat JID."
     CHAT_COMMAND = "rooms"
-    NODE = _NODE + CHAT_COMMAND
+    NODE = NODE + CHAT_COMMAND
     ACCESS = CommandAccess.USER_LOGGED
 
     async def run(self, session: Session | None, _ifrom: Any, *_: str) -> TableResult:
-        s = _session(session)
+        s = logged_in(session)
         await s.ready
         return TableResult(
             description="Your Matrix rooms",
@@ -107,13 +101,13 @@ class JoinRoom(Command):  # type: ignore[type-arg]
         "answers with its group chat JID. Chat: join #room:example.org"
     )
     CHAT_COMMAND = "join"
-    NODE = _NODE + CHAT_COMMAND
+    NODE = NODE + CHAT_COMMAND
     ACCESS = CommandAccess.USER_LOGGED
 
     async def run(
         self, session: Session | None, _ifrom: Any, *args: str
     ) -> TableResult | FormSession[Session]:
-        s = _session(session)
+        s = logged_in(session)
         await s.ready
         if args:
             return await self.join(s, " ".join(args))
@@ -127,7 +121,7 @@ class JoinRoom(Command):  # type: ignore[type-arg]
     async def finish(
         self, values: FormValues, session: Session | None, _ifrom: JID
     ) -> TableResult:
-        return await self.join(_session(session), str(values.get("address") or ""))
+        return await self.join(logged_in(session), str(values.get("address") or ""))
 
     @staticmethod
     async def join(session: Session, address: str) -> TableResult:
@@ -142,13 +136,13 @@ class LeaveRoom(Command):  # type: ignore[type-arg]
         "your bookmarks. Chat: leave, or leave #room:example.org"
     )
     CHAT_COMMAND = "leave"
-    NODE = _NODE + CHAT_COMMAND
+    NODE = NODE + CHAT_COMMAND
     ACCESS = CommandAccess.USER_LOGGED
 
     async def run(
         self, session: Session | None, _ifrom: Any, *args: str
     ) -> str | FormSession[Session]:
-        s = _session(session)
+        s = logged_in(session)
         await s.ready
         if args:
             return await self.leave(s, " ".join(args))
@@ -179,7 +173,7 @@ class LeaveRoom(Command):  # type: ignore[type-arg]
     async def finish(
         self, values: FormValues, session: Session | None, _ifrom: JID
     ) -> str:
-        return await self.leave(_session(session), str(values.get("room") or ""))
+        return await self.leave(logged_in(session), str(values.get("room") or ""))
 
     @staticmethod
     async def leave(session: Session, which: str) -> str:
@@ -243,13 +237,13 @@ class CreateRoom(Command):  # type: ignore[type-arg]
         "to invite (Matrix ids); answers with its group chat JID."
     )
     CHAT_COMMAND = "create-room"
-    NODE = _NODE + CHAT_COMMAND
+    NODE = NODE + CHAT_COMMAND
     ACCESS = CommandAccess.USER_LOGGED
 
     async def run(
         self, session: Session | None, _ifrom: Any, *args: str
     ) -> TableResult | FormSession[Session]:
-        s = _session(session)
+        s = logged_in(session)
         await s.ready
         if args:
             return await self.create(s, " ".join(args), None, [])
@@ -279,7 +273,7 @@ class CreateRoom(Command):  # type: ignore[type-arg]
             lines = [str(raw)] if isinstance(raw, str) else []
         topic = str(values.get("topic") or "").strip() or None
         return await self.create(
-            _session(session), str(values.get("name") or ""), topic, lines
+            logged_in(session), str(values.get("name") or ""), topic, lines
         )
 
     @staticmethod
@@ -324,7 +318,7 @@ class Verify(Command):  # type: ignore[type-arg]
         "verify <recovery key or passphrase>, verify create"
     )
     CHAT_COMMAND = verification.COMMAND
-    NODE = _NODE + CHAT_COMMAND
+    NODE = NODE + CHAT_COMMAND
     ACCESS = CommandAccess.USER_LOGGED
 
     async def run(
@@ -338,7 +332,7 @@ class Verify(Command):  # type: ignore[type-arg]
             logsafety.remember(text)
         ad_hoc = verification.run_from_ad_hoc()
         try:
-            s = _session(session)
+            s = logged_in(session)
             if not args:
                 return await verification.status(s, ad_hoc)
             if creating:
@@ -358,7 +352,7 @@ class SyncStatus(Command):  # type: ignore[type-arg]
         "many rooms you are in, and the last error."
     )
     CHAT_COMMAND = "sync-status"
-    NODE = _NODE + CHAT_COMMAND
+    NODE = NODE + CHAT_COMMAND
     ACCESS = CommandAccess.USER
 
     async def run(self, session: Session | None, _ifrom: Any, *_: str) -> str:

@@ -12,11 +12,11 @@ from slixmpp import JID
 from slixmpp.exceptions import XMPPError
 
 from . import emoji_verification
+from .commands import NODE
+from .errors import logged_in
 
 if TYPE_CHECKING:
     from .session import Session
-
-_NODE = "https://slidge.im/command/matridge/"
 
 _ANSWERS = {
     "accept": "Accept your other device's request",
@@ -24,12 +24,6 @@ _ANSWERS = {
     "mismatch": "The emoji do not match",
     "cancel": "Cancel the verification",
 }
-
-
-def _session(session: Session | None) -> Session:
-    if session is None or session.matrix is None:
-        raise XMPPError("forbidden", "You are not logged in to Matrix.")
-    return session
 
 
 class Emoji(Command):  # type: ignore[type-arg]
@@ -40,13 +34,13 @@ class Emoji(Command):  # type: ignore[type-arg]
         "comparing the emoji), 'emoji cancel'."
     )
     CHAT_COMMAND = "emoji"
-    NODE = _NODE + CHAT_COMMAND
+    NODE = NODE + CHAT_COMMAND
     ACCESS = CommandAccess.USER_LOGGED
 
     async def run(
         self, session: Session | None, _ifrom: Any, *args: str
     ) -> str | FormSession[Session]:
-        s = _session(session)
+        s = logged_in(session)
         if args:
             return await self.answer(s, args[0])
         emoji_verification.of(s)  # says so at once if encryption is off
@@ -71,7 +65,7 @@ class Emoji(Command):  # type: ignore[type-arg]
     async def finish(
         self, values: FormValues, session: Session | None, _ifrom: JID
     ) -> str:
-        return await self.answer(_session(session), str(values.get("answer") or ""))
+        return await self.answer(logged_in(session), str(values.get("answer") or ""))
 
     @staticmethod
     async def answer(session: Session, word: str) -> str:
@@ -99,9 +93,9 @@ class EmojiVerify(Command):  # type: ignore[type-arg]
         "emoji-verify DEVICEID"
     )
     CHAT_COMMAND = "emoji-verify"
-    NODE = _NODE + CHAT_COMMAND
+    NODE = NODE + CHAT_COMMAND
     ACCESS = CommandAccess.USER_LOGGED
 
     async def run(self, session: Session | None, _ifrom: Any, *args: str) -> str:
-        s = _session(session)
+        s = logged_in(session)
         return await emoji_verification.of(s).start(args)

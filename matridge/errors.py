@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Literal
+from typing import Literal, Protocol
 
 from slixmpp.exceptions import XMPPError
 
@@ -201,3 +201,16 @@ def no_password_login(homeserver: str, flows: list[str]) -> XMPPError:
             f"{homeserver} offers no login this gateway can do (it offers: {offered})."
         )
     return XMPPError("not-authorized", text)
+
+
+class _Account(Protocol):
+    @property
+    def matrix(self) -> object: ...
+
+
+def logged_in[A: _Account](session: A | None) -> A:
+    """The session of a command's user, or the error that they are not
+    logged in to Matrix."""
+    if session is None or session.matrix is None:
+        raise XMPPError("forbidden", "You are not logged in to Matrix.")
+    return session

@@ -33,6 +33,7 @@ from .crypto.cross_signing import (
 )
 from .crypto.primitives import CryptoError
 from .crypto.secret_storage import SecretStorageError
+from .errors import logged_in
 
 if TYPE_CHECKING:
     from .encryption import Encryption
@@ -201,7 +202,7 @@ async def create_identity(session: Session) -> str:
 async def _with_secret(values: FormValues, session: Session | None, _ifrom: JID) -> str:
     secret = values.get(SECRET_FIELD)
     return await verify(
-        _logged_in(session), secret if isinstance(secret, str) else "", True
+        logged_in(session), secret if isinstance(secret, str) else "", True
     )
 
 
@@ -210,13 +211,7 @@ async def _create_if_asked(
 ) -> str:
     if values.get(CREATE_FIELD) is not True:
         return "Nothing was created. This gateway's device stays unverified."
-    return await create_identity(_logged_in(session))
-
-
-def _logged_in(session: Session | None) -> Session:
-    if session is None or session.matrix is None:
-        raise Refused("forbidden", "You are not logged in to Matrix.")
-    return session
+    return await create_identity(logged_in(session))
 
 
 def _done(result: Status, what: str) -> str:
