@@ -41,6 +41,7 @@ from .matrix import (
     SyncBatch,
     decrypted_event,
 )
+from .state import Bounded
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ DEVICE_ID = "device_id"
 _PENDING = "pending\0"
 
 ENCRYPTION_EVENT = "m.room.encryption"
+# How many placeholders' reasons are kept for their text.
+PLACEHOLDER_REASONS = 2000
 
 # Handles one to-device message that carries no room key.
 ToDeviceHandler = Callable[[ToDeviceMessage], Awaitable[None]]
@@ -68,6 +71,7 @@ class Encryption:
     def __init__(self, matrix: MatrixClient, device: Device) -> None:
         self.matrix = matrix
         self.device = device
+        device.accept_forwarded = self.accepts
         self.store = device.store
         self.rooms = RoomCrypto(
             device, share_with_unverified=config.SHARE_KEYS_WITH_UNVERIFIED_DEVICES
@@ -85,7 +89,7 @@ class Encryption:
         self._members: dict[str, list[str]] = {}
         self._rotation: dict[str, RotationSettings] = {}
         # Why an event shown as a placeholder could not be read.
-        self._why: dict[str, str] = {}
+        self._why: Bounded[str, str] = Bounded(PLACEHOLDER_REASONS)
 
     @classmethod
     async def start(
@@ -121,22 +125,13 @@ class Encryption:
         if owner != device_id:
             with store.transaction():
                 store.put_json(DEVICE_ID, device_id)
-        # The device asks the Encryption made from it about forwarded keys.
-        encryption_of: list[Encryption] = []
         try:
-            device = Device(
-                matrix,
-                store,
-                user_id,
-                device_id,
-                accept_forwarded=lambda offer: encryption_of[0].accepts(offer),
-            )
-            encryption_of.append(cls(matrix, device))
-            await device.upload_keys()
+            encryption = cls(matrix, Device(matrix, store, user_id, device_id))
+            await encryption.device.upload_keys()
         except BaseException:
             store.close()
             raise
-        return encryption_of[0]
+        return encryption
 
     def attach(
         self,
@@ -160,9 +155,9 @@ class Encryption:
         changed, left = batch.device_lists_changed, batch.device_lists_left
         if changed or left:
             self.device.devices_changed(changed, left)
-        for room in batch.rooms:
-            # Only rooms sent into have cached members and settings: the
-            # events of the others are not looked at twice.
+        # Only rooms sent into have cached members and settings: the
+        # events of the others are not looked at twice.
+        for room in batch.rooms if self._members or self._rotation else ():
             room_id = room.room_id
             if room_id not in self._members and room_id not in self._rotation:
                 continue
@@ -284,9 +279,7 @@ class Encryption:
                 room_id, event.event_id, event.origin_server_ts, event.content
             )
         except Undecryptable as e:
-            self._why[event.event_id] = str(e)
-            if len(self._why) > 2000:
-                self._why.pop(next(iter(self._why)))
+            self._why.put(event.event_id, str(e))
             log.info("Could not decrypt %s in %s: %s", event.event_id, room_id, e)
             if e.waiting and e.session is not None and wait:
                 self._wait_for(e.session, event.event_id)
@@ -295,7 +288,7 @@ class Encryption:
             return event
         except CryptoError as e:
             log.warning("Could not decrypt %s in %s: %s", event.event_id, room_id, e)
-            self._why[event.event_id] = f"it does not decrypt ({e})"
+            self._why.put(event.event_id, f"it does not decrypt ({e})")
             return event
         return decrypted_event(event, payload, room_id)
 

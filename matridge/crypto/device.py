@@ -140,7 +140,8 @@ class Device:
         self.store = store
         self.user_id = user_id
         self.device_id = device_id
-        self._accept_forwarded = accept_forwarded or (lambda _key: False)
+        # Judges forwarded room keys; whoever drives the device may set it.
+        self.accept_forwarded = accept_forwarded or (lambda _key: False)
         self._clock = clock
         self._last_dummy: dict[tuple[str, str], float] = {}
         if store.account() is None:
@@ -722,7 +723,7 @@ class Device:
             str(fields["sender_key"]),
             str(fields["session_id"]),
         )
-        if not self._accept_forwarded(offer):
+        if not self.accept_forwarded(offer):
             raise _refuse("a forwarded room key nobody asked for")
         session = MegolmInbound.from_export(str(fields["session_key"]))
         if session.session_id != offer.session_id:
