@@ -61,8 +61,13 @@ def cross_sign(synapse: Synapse, peer: nio.AsyncClient) -> None:
 
 
 async def has_room_key(peer: nio.AsyncClient, sender_key: str, session_id: str) -> bool:
-    await peer.sync(timeout=0)
-    return peer.olm.inbound_group_store.get(ROOM, sender_key, session_id) is not None
+    """Whether the peer got the session's key, over a few of its syncs (a
+    to-device message sent after a sync's token may come one sync later)."""
+    for _ in range(3):
+        await peer.sync(timeout=0)
+        if peer.olm.inbound_group_store.get(ROOM, sender_key, session_id):
+            return True
+    return False
 
 
 class ToDeviceReader:
@@ -118,6 +123,29 @@ async def test_keys_go_to_cross_signed_devices_and_the_others_hear_why_not(
         )
         assert again["session_id"] == session_id
         assert reader.read() == []
+
+
+async def test_a_device_verified_later_gets_the_sessions_key(
+    synapse: Synapse, ours_store: KeyStore, tmp_path: Path
+) -> None:
+    ours, crypto = await ours_ready(synapse, ours_store)
+    async with nio_user(synapse, tmp_path) as later:
+        members = [later.user_id]
+        reader = ToDeviceReader(synapse, later)
+
+        async def send() -> str:
+            content = await crypto.encrypt(
+                ROOM, "m.room.message", {"body": "x"}, members, RotationSettings()
+            )
+            return str(content["session_id"])
+
+        session_id = await send()
+        assert [e["type"] for e in reader.read()] == ["m.room_key.withheld"]
+        # Its owner verifies it; a sync then reports the user's keys changed.
+        cross_sign(synapse, later)
+        ours.device.devices_changed([later.user_id], [])
+        assert await send() == session_id  # no rotation: nobody left
+        assert await has_room_key(later, ours.device.curve25519, session_id)
 
 
 async def test_the_admin_option_shares_with_every_device(

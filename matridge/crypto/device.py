@@ -144,6 +144,10 @@ class Device:
         self.accept_forwarded = accept_forwarded or (lambda _key: False)
         self._clock = clock
         self._last_dummy: dict[tuple[str, str], float] = {}
+        # Moves whenever a device list may have changed (tracked, marked
+        # outdated, forgotten or fetched): what was judged from the lists
+        # before it moved is stale.
+        self.lists_version = 0
         if store.account() is None:
             with store.transaction():
                 store.save_account(OlmAccount())
@@ -263,6 +267,7 @@ class Device:
         are fetched by the next :meth:`refresh_devices`."""
         with self.store.transaction():
             self.store.track_users(users)
+        self.lists_version += 1
 
     def devices_changed(self, changed: Iterable[str], left: Iterable[str]) -> None:
         """A batch's ``device_lists``: changed users are queried again,
@@ -270,6 +275,7 @@ class Device:
         with self.store.transaction():
             self.store.mark_outdated(changed)
             self.store.untrack_users(left)
+        self.lists_version += 1
 
     async def refresh_devices(self) -> set[str]:
         """Queries the outdated tracked users' devices; keeps only devices
@@ -305,6 +311,8 @@ class Device:
                     or None,
                 )
                 done.add(user_id)
+        if done:
+            self.lists_version += 1
         return done
 
     def _checked(

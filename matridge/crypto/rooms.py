@@ -87,6 +87,16 @@ class RotationSettings:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class _Recipients:
+    """A room's devices as last judged, and what they were judged from."""
+
+    members: frozenset[str]
+    lists_version: int
+    trusted: set[tuple[str, str]]
+    untrusted: set[tuple[str, str]]
+
+
 class RoomCrypto:
     """One account's Megolm sessions, on top of its :class:`Device`."""
 
@@ -94,6 +104,7 @@ class RoomCrypto:
         self.device = device
         self.store = device.store
         self._share_with_unverified = share_with_unverified
+        self._recipients_of: dict[str, _Recipients] = {}
 
     # -- reading ---------------------------------------------------------------
 
@@ -174,7 +185,7 @@ class RoomCrypto:
         sent into ``room_id``, whose members (joined and invited) are
         ``members``. Shares the room key first with the devices that lack
         it, and tells the others it is withheld."""
-        trusted, untrusted = await self._recipients(members)
+        trusted, untrusted = await self._recipients(room_id, members)
         record = self._current_session(room_id, trusted | untrusted, rotation)
         record = await self._share(record, trusted, untrusted)
         payload = {"type": event_type, "content": dict(content), "room_id": room_id}
@@ -203,10 +214,30 @@ class RoomCrypto:
             self.store.drop_outbound_group_session(room_id)
 
     async def _recipients(
-        self, members: Iterable[str]
+        self, room_id: str, members: Iterable[str]
     ) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
-        """(trusted, untrusted) devices of ``members``, but for ours."""
-        users = set(members)
+        """(trusted, untrusted) devices of ``members``, but for ours. Judged
+        again only when the members or a device list changed: each judgement
+        reads every member's devices and checks two signatures per device."""
+        users = frozenset(members)
+        cached = self._recipients_of.get(room_id)
+        if (
+            cached is not None
+            and cached.members == users
+            and cached.lists_version == self.device.lists_version
+        ):
+            return cached.trusted, cached.untrusted
+        trusted, untrusted = await self._judge(users)
+        tracked = self.store.tracked_users()
+        if not any(tracked.get(u) for u in users):  # all lists fetched
+            self._recipients_of[room_id] = _Recipients(
+                users, self.device.lists_version, trusted, untrusted
+            )
+        return trusted, untrusted
+
+    async def _judge(
+        self, users: frozenset[str]
+    ) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
         tracked = self.store.tracked_users()
         new = users - tracked.keys()
         if new:
@@ -250,6 +281,10 @@ class RoomCrypto:
             return record
         if record is not None:
             log.info("rotating the Megolm session of %s: %s", room_id, reason)
+            with self.store.transaction():
+                self.store.put_json(
+                    _told_name(room_id, record.session.session_id), None
+                )
         session = MegolmOutbound()
         record = OutboundGroupRecord(room_id, session, _now_ms(), frozenset())
         ours = InboundGroupRecord(
@@ -292,19 +327,20 @@ class RoomCrypto:
                     room_id,
                     len(lacking - reached),
                 )
-        told = untrusted - record.shared_with
+        # Told once per session; a device verified later is not in
+        # shared_with, so it gets the key with the next message.
+        told_name = _told_name(room_id, session.session_id)
+        told_before = {(u, d) for u, d in self.store.get_json(told_name) or []}
+        told = untrusted - record.shared_with - told_before
         if told:
             await self._send_withheld(room_id, session.session_id, told)
-        # Withheld devices count as reached: told once per session, and
-        # their leaving rotates the session like anyone's.
         record = OutboundGroupRecord(
-            room_id,
-            session,
-            record.created_ms,
-            record.shared_with | reached | told,
+            room_id, session, record.created_ms, record.shared_with | reached
         )
         with self.store.transaction():
             self.store.save_outbound_group_session(record)
+            if told:
+                self.store.put_json(told_name, sorted(told_before | told))
         return record
 
     async def _send_withheld(
@@ -325,6 +361,11 @@ class RoomCrypto:
         await self.device.send_to_device(
             "m.room_key.withheld", messages, uuid.uuid4().hex
         )
+
+
+def _told_name(room_id: str, session_id: str) -> str:
+    """The key store's list of the devices told a session is withheld."""
+    return "\0".join(("withheld_told", room_id, session_id))
 
 
 def _withheld_sentence(code: str, reason: str | None) -> str:
