@@ -4,7 +4,7 @@ with the gateway, in a Matrix room with a friend, joined as a MUC."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -16,6 +16,19 @@ from tests.harness.faultproxy import FaultProxy
 from tests.harness.matrix_user import MatrixUser
 from tests.harness.synapse import Synapse
 from tests.harness.xmpp_client import XmppError
+
+
+def from_gateway(person: Person, *words: str) -> Callable[[Message], bool]:
+    """A message from the gateway's own JID holding every one of `words`."""
+
+    def match(m: Message) -> bool:
+        return (
+            m["from"].bare == person.gateway_jid
+            and m["type"] in ("chat", "normal")
+            and all(w in m["body"] for w in words)
+        )
+
+    return match
 
 
 def groupchat_from(room_jid: str, body: str | None = None):  # type: ignore[no-untyped-def]

@@ -5,19 +5,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from urllib.parse import unquote
 from xml.etree import ElementTree as ET
 
 import pytest
-from slixmpp import JID, Message
+from slixmpp import JID
 
 from matridge.ids import jid_local_to_matrix_id
 from tests.conftest import Person, new_matrix_user, unique
 from tests.harness.matrix_user import MatrixUser
 from tests.harness.synapse import Synapse
 from tests.harness.xmpp_client import XmppError
-from tests.scenarios import Club, groupchat_from, register
+from tests.scenarios import Club, from_gateway, groupchat_from, register
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -45,17 +44,6 @@ def public_room(owner: MatrixUser, name: str) -> tuple[str, str]:
 
 def joined(user: MatrixUser, room_id: str) -> set[str]:
     return set(user.joined_members(room_id))
-
-
-def from_gateway(person: Person, *words: str) -> Callable[[Message], bool]:
-    def match(m: Message) -> bool:
-        return (
-            m["from"].bare == person.gateway_jid
-            and m["type"] in ("chat", "normal")
-            and all(w in m["body"] for w in words)
-        )
-
-    return match
 
 
 async def search(person: Person, address: str) -> list[dict[str, str]]:

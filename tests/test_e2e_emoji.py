@@ -7,10 +7,8 @@ and its device is cross-signed for everyone to see."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import pytest
-from slixmpp import Message
 
 from matridge.crypto.cross_signing import MEGOLM_BACKUP
 from matridge.crypto.primitives import random_bytes
@@ -26,23 +24,12 @@ from tests.harness.cross_signing_peer import (
 from tests.harness.sas_peer import SasPeer
 from tests.harness.synapse import Synapse
 from tests.harness.xmpp_client import XmppError
-from tests.scenarios import register
+from tests.scenarios import from_gateway, register
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 V = "m.key.verification."
 NS_COMMANDS = "http://jabber.org/protocol/commands"
-
-
-def from_gateway(person: Person, *words: str) -> Callable[[Message], bool]:
-    def match(m: Message) -> bool:
-        return (
-            m["from"].bare == person.gateway_jid
-            and m["type"] in ("chat", "normal")
-            and all(w in m["body"] for w in words)
-        )
-
-    return match
 
 
 def gateway_device(person: Person) -> str:

@@ -9,8 +9,6 @@ the secrets."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 from slixmpp import Message
 
@@ -25,23 +23,12 @@ from tests.harness.faultproxy import FaultProxy
 from tests.harness.gateway import Gateway
 from tests.harness.synapse import Synapse
 from tests.harness.xmpp_client import XmppError
-from tests.scenarios import register
+from tests.scenarios import from_gateway, register
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 VERIFY = "https://slidge.im/command/matridge/verify"
 PASSPHRASE = "correct horse battery staple, verified"
-
-
-def from_gateway(person: Person, *words: str) -> Callable[[Message], bool]:
-    def match(m: Message) -> bool:
-        return (
-            m["from"].bare == person.gateway_jid
-            and m["type"] in ("chat", "normal")
-            and all(w in m["body"] for w in words)
-        )
-
-    return match
 
 
 async def chat(person: Person, text: str, *words: str) -> str:
