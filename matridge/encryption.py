@@ -264,7 +264,23 @@ class Encryption:
         """``events`` with each ``m.room.encrypted`` one decrypted; one that
         cannot be read stays as it is (a placeholder shows it) and, if its
         key may still come, is remembered to be corrected then."""
-        return [self.readable_one(room_id, e) if e.encrypted else e for e in events]
+        return self._readable(room_id, events, look=True, wait=True)
+
+    def _readable(
+        self, room_id: str, events: Iterable[Event], *, look: bool, wait: bool
+    ) -> list[Event]:
+        # The decrypted indices are committed once for the lot, not per
+        # event; a lot without encrypted events does not open the store.
+        events = list(events)
+        if not any(e.encrypted for e in events):
+            return events
+        with self.store.transaction():
+            return [
+                self.readable_one(room_id, e, look=look, wait=wait)
+                if e.encrypted
+                else e
+                for e in events
+            ]
 
     def readable_one(
         self, room_id: str, event: Event, look: bool = True, wait: bool = True
@@ -296,7 +312,7 @@ class Encryption:
         """Like :meth:`readable`, for history: the keys it lacks are looked
         for first (in the key backup, say), so that it is shown readable
         rather than corrected later."""
-        out = [self.readable_one(room_id, e, wait=False) for e in events]
+        out = self._readable(room_id, events, look=True, wait=False)
         missing = {
             s for e in out if e.encrypted and (s := _session_of(room_id, e)) is not None
         }
@@ -305,9 +321,7 @@ class Encryption:
         for late_room, event_ids in self._arrived(found):
             if self._show_late is not None and self._spawn is not None:
                 self._spawn(self._show_late(late_room, event_ids), "late keys")
-        return [
-            self.readable_one(room_id, e, look=False) if e.encrypted else e for e in out
-        ]
+        return self._readable(room_id, out, look=False, wait=True)
 
     def _look_for(self, session: tuple[str, str, str]) -> None:
         if not self._key_finders or self._spawn is None:
