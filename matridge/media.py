@@ -495,12 +495,6 @@ def file_content(
     return content
 
 
-async def room_is_encrypted(session: MatrixSession, room_id: str) -> bool:
-    """Whether files for this room must be encrypted (never a guess: see
-    :meth:`matridge.outbound.Outbound.is_encrypted`)."""
-    return await session.outbound.is_encrypted(room_id)
-
-
 async def upload_media(
     session: MatrixSession, file: LocalFile, *, encrypt: bool
 ) -> Uploaded:
@@ -539,7 +533,7 @@ async def send_xmpp_attachments(
     returns the first event's id. Raises an XMPPError naming the file when
     one cannot be fetched or uploaded."""
     cap = config.MEDIA_MAX_BYTES
-    encrypt = await room_is_encrypted(session, room_id)
+    encrypt = await session.outbound.is_encrypted(room_id)
     first: str | None = None
     caption: str | None = body.strip() or None
     for part, attachment in enumerate(attachments):
@@ -595,7 +589,7 @@ async def send_sticker(
             f"This sticker ({human_size(file.size)}) is larger than this gateway's "
             f"limit of {human_size(config.MEDIA_MAX_BYTES)} for files.",
         )
-    encrypt = await room_is_encrypted(session, room_id)
+    encrypt = await session.outbound.is_encrypted(room_id)
     uploaded = await upload_media(session, file, encrypt=encrypt)
     content = file_content("m.sticker", uploaded, file, None)
     # Clients put the sticker's URL in the body as a fallback: not a text.
