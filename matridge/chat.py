@@ -30,7 +30,7 @@ from .matrix import (
     NetworkError,
 )
 from .media import send_sticker, send_xmpp_attachments
-from .outbound import NO_ENCRYPTION, fresh_txn_id
+from .outbound import fresh_txn_id
 from .outgoing import (
     Mention,
     edit_content,
@@ -159,7 +159,7 @@ class MatrixChat(HasAccount):
     async def send_xmpp_message(self, message: XMPPMessageProtocol[Any]) -> str:
         """Sends the user's XMPP message to the Matrix room (the entities'
         ``on_message``)."""
-        self._refuse_if_encrypted()
+        await self.account.outbound.refuse_if_clear_only(self.room_id)
         body = message.body or ""
         reply = message.reply.msg_id if message.reply else None
         reply = reply if is_event_id(reply) else None
@@ -271,14 +271,5 @@ class MatrixChat(HasAccount):
     async def send_xmpp_sticker(self, sticker: StickerProtocol) -> str:
         """Sends the user's XMPP sticker to the Matrix room as ``m.sticker``
         (the entities' ``on_sticker``)."""
-        self._refuse_if_encrypted()
+        await self.account.outbound.refuse_if_clear_only(self.room_id)
         return await send_sticker(self.session, self.room_id, sticker)
-
-    def _refuse_if_encrypted(self) -> None:
-        """Without a working key store (its failure was told at login),
-        nothing goes into an encrypted room in clear text."""
-        if self.account.encryption is not None:
-            return
-        info = self.account.room_info(self.room_id)
-        if info is not None and info.encrypted:
-            raise XMPPError("not-acceptable", NO_ENCRYPTION)

@@ -117,6 +117,12 @@ class Outbound:
             raise XMPPError("not-acceptable", NO_ENCRYPTION)
         return "m.room.encrypted", await self._encrypt(room_id, event_type, content)
 
+    async def refuse_if_clear_only(self, room_id: str) -> None:
+        """Refuses, before any work, what the user sends into an encrypted
+        room while this session has no encryption (never sent in clear)."""
+        if self._encrypt is None and await self.is_encrypted(room_id):
+            raise XMPPError("not-acceptable", NO_ENCRYPTION)
+
     async def is_encrypted(self, room_id: str) -> bool:
         """Whether what goes into the room must be encrypted. Encryption
         is never turned off in a room, so the room cache's "encrypted" is
