@@ -633,6 +633,17 @@ int mx_decode_sync_body(const char *data, size_t len, mx_batch **out, const char
     return 0;
 }
 
+/* Makes `b` one room whose timeline is `ev` alone: the shape the views of
+ * a single decoded event expect. */
+static void hold_one_event(mx_batch *b, mx_room *room, mx_event *ev) {
+    room->notification_count = room->highlight_count = -1;
+    room->joined_member_count = room->invited_member_count = -1;
+    room->timeline.events = ev;
+    room->timeline.n = 1;
+    b->rooms = room;
+    b->n_rooms = 1;
+}
+
 int mx_decode_one_event(cJSON *root, mx_batch **out) {
     *out = NULL;
     mx_batch *b = calloc(1, sizeof *b);
@@ -643,12 +654,7 @@ int mx_decode_one_event(cJSON *root, mx_batch **out) {
         mx_batch_free(b); /* root is not attached yet */
         return -1;
     }
-    room->notification_count = room->highlight_count = -1;
-    room->joined_member_count = room->invited_member_count = -1;
-    room->timeline.events = ev;
-    room->timeline.n = 1;
-    b->rooms = room;
-    b->n_rooms = 1;
+    hold_one_event(b, room, ev);
     b->root = root;
     b->root_malloced = 1;
     *out = b;
@@ -685,12 +691,7 @@ int mx_decode_event_body(const char *data, size_t len, const char *room_id, mx_b
     if (!ev->invalid && claimed && strcmp(claimed, room_id) != 0)
         ev->invalid = "the event names another room";
     room->membership = MX_ROOM_JOIN;
-    room->notification_count = room->highlight_count = -1;
-    room->joined_member_count = room->invited_member_count = -1;
-    room->timeline.events = ev;
-    room->timeline.n = 1;
-    b->rooms = room;
-    b->n_rooms = 1;
+    hold_one_event(b, room, ev);
     *out = b;
     return 0;
 fail:
