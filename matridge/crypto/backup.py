@@ -180,15 +180,10 @@ class KeyBackup:
         self._device.track([me])
         self._device.devices_changed([me], [])
         await self._device.refresh_devices()
-        identity = self._device.cross_signing_keys(me)
+        # Another identity than the one the recovery key unlocked vouches
+        # for nothing: neither its master key nor the devices it signed.
+        identity = cross_signing.own_identity(self._device)
         master = cross_signing.master_key_of(me, identity)
-        # The identity the user's recovery key unlocked, when there is one,
-        # is the anchor: a homeserver listing another master key is not
-        # believed, nor the devices that key signed.
-        kept = self._store.get_json(cross_signing.PUBLIC_IDENTITY)
-        if isinstance(kept, Mapping) and kept.get("master") != master:
-            log.warning("%s: the homeserver lists another master key", me)
-            return None
         devices = self._device.devices(me)
         for key_id in mine:
             if not isinstance(key_id, str) or not key_id.startswith("ed25519:"):

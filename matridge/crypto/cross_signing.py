@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from .. import logsafety
 from ..matrix import MatrixError
-from .device import KeysApi
+from .device import Device, KeysApi
 from .device_keys import DeviceKeysError, checked_device_keys, ed25519_of
 from .primitives import (
     CryptoError,
@@ -171,6 +171,22 @@ def master_key_of(user_id: str, identity: Mapping[str, Any]) -> str | None:
         return _public_key(user_id, MASTER, identity.get("master_keys"), None)
     except CrossSigningError:
         return None
+
+
+def own_identity(device: Device) -> dict[str, Any]:
+    """The user's own cross-signing keys as ``/keys/query`` last listed
+    them, if their master key is the one the user's recovery key unlocked
+    (when they gave it); otherwise none: the homeserver could list an
+    identity of its own, and devices it signed."""
+    user_id = device.user_id
+    identity = device.cross_signing_keys(user_id)
+    kept = device.store.get_json(PUBLIC_IDENTITY)
+    if isinstance(kept, Mapping) and kept.get("master") != master_key_of(
+        user_id, identity
+    ):
+        log.warning("%s: the homeserver lists another master key", user_id)
+        return {}
+    return identity
 
 
 async def published(api: CrossSigningApi, device: OwnDevice) -> Published:

@@ -67,29 +67,13 @@ class KeyRequests:
     def _own_verified_devices(self) -> dict[str, dict[str, Any]]:
         """The user's other devices their self-signing key signed."""
         me = self._device.user_id
-        identity = self._device.cross_signing_keys(me)
-        if not self._pinned(identity):
-            return {}
+        identity = cross_signing.own_identity(self._device)
         return {
             device_id: keys
             for device_id, keys in self._device.devices(me).items()
             if device_id != self._device.device_id
             and cross_signing.device_cross_signed(me, identity, keys)
         }
-
-    def _pinned(self, identity: Mapping[str, Any]) -> bool:
-        """Whether the master key ``/keys/query`` lists for the user is the
-        one their recovery key unlocked (when they gave it): otherwise the
-        homeserver could list an identity of its own, and devices it signed."""
-        kept = self._store.get_json(cross_signing.PUBLIC_IDENTITY)
-        if not isinstance(kept, Mapping):
-            return True  # never verified: what /keys/query says is all there is
-        master = identity.get("master_keys")
-        keys = master.get("keys") if isinstance(master, Mapping) else None
-        if isinstance(keys, Mapping) and list(keys.values()) == [kept.get("master")]:
-            return True
-        log.warning("%s: the homeserver lists another master key", self._device.user_id)
-        return False
 
     async def _refresh_own(self) -> None:
         """The user's own device list and identity, up to date."""
