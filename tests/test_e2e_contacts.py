@@ -371,15 +371,16 @@ async def test_writing_to_a_new_contact_opens_a_direct_room(
     member = person.matrix.state(room_id, "m.room.member", newcomer.user_id)
     assert member == {"membership": "invite", "is_direct": True, **member}
     newcomer.join(room_id)
-    # ...that the person's m.direct now records, beside the older entry.
+    # The message is there (the gateway sends it once m.direct is written)...
+    await newcomer.wait_for_message_async(
+        room_id, lambda e: e.get("content", {}).get("body") == body, timeout=30
+    )
+    # ...and the person's m.direct records the room, beside the older entry.
     assert direct_of(person.matrix) == {
         direct.friend.user_id: [direct.room_id],
         newcomer.user_id: [room_id],
     }
-    # The message is there, and her answer comes back from her contact.
-    await newcomer.wait_for_message_async(
-        room_id, lambda e: e.get("content", {}).get("body") == body, timeout=30
-    )
+    # Her answer comes back from her contact.
     newcomer.send_text(room_id, "Hello you!")
     await person.xmpp.wait_message(chat_from(jid, "Hello you!"), timeout=30)
     # The new direct room was never shown as a group chat.

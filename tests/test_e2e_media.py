@@ -283,6 +283,7 @@ async def test_an_encrypted_matrix_file_arrives_decrypted(
     assert await http_get(msg["oob"]["url"]) == data
     assert sims_file(msg)["name"] == "secret.png"
     assert sims_file(msg)["media-type"] == "image/png"
+    await settled(club)  # the temp folder goes once the file was shown
     assert media_leftovers(gateway) == []
 
 

@@ -21,16 +21,26 @@ __all__ = [
 ]
 
 
+# Every port handed out in this run: the kernel may offer a closed probe's
+# port again, and two servers of one set-up (Prosody's three) given the same
+# port would fail to start.
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that was free a moment ago.
+    """Return a TCP port on 127.0.0.1 that was free a moment ago and was
+    never returned before in this run.
 
     There is an unavoidable race between closing the probe socket and the
     server binding it, but on a test machine it is good enough.
     """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
