@@ -74,6 +74,14 @@ def install(session: Session) -> None:
     encryption.on_to_device("m.secret.send", ev.secrets.handle)
 
 
+async def uninstall(session: Session) -> None:
+    """At logout: no verification outlives its session. The other device
+    hears it was cancelled, and no timer fires after the client is gone."""
+    ev = _OF_SESSION.pop(session, None)
+    if ev is not None:
+        await ev.verifications.end("The gateway's session ended")
+
+
 def of(session: Session) -> EmojiVerification:
     """The session's emoji verification, or an error the user reads."""
     ev = _OF_SESSION.get(session)

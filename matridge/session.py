@@ -250,6 +250,9 @@ class Session(BaseSession[Roster, Bookmarks]):
             _, pending = await asyncio.wait({consumer}, timeout=30)
             if pending:
                 consumer.cancel()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(10):
+                await emoji_verification.uninstall(self)
         if self.encryption is not None:
             # Sends still running hold the store; the next login opens it anew.
             self.encryption.close()

@@ -163,3 +163,28 @@ async def test_emoji_verify_from_xmpp_and_a_mismatch(
         from_gateway(person, "did not match", "nothing was trusted"), timeout=30
     )
     assert not device_signed_by_self_signing_key(peer.user, peer.user_id, ours)
+
+
+async def test_a_verification_going_on_is_cancelled_when_the_user_unregisters(
+    person: Person, synapse: Synapse
+) -> None:
+    peer = await asyncio.to_thread(
+        SasPeer.login, synapse.base_url, person.name, person.password
+    )
+    await register(person, synapse)
+    ours = gateway_device(person)
+    txn = await asyncio.to_thread(peer.request, ours)
+    await person.xmpp.wait_message(
+        from_gateway(person, "asks to verify", peer.device_id), timeout=60
+    )
+    person.xmpp.send_chat(person.gateway_jid, "emoji accept")
+    await asyncio.to_thread(peer.wait_for, V + "ready", 60)
+
+    # The other device is told, rather than left waiting for a gateway
+    # device that no longer exists.
+    await person.xmpp.plugin["xep_0077"].cancel_registration(
+        jid=person.gateway_jid, timeout=30
+    )
+    cancel = await asyncio.to_thread(peer.wait_for, V + "cancel", 60)
+    assert cancel["code"] == "m.user"
+    assert cancel["transaction_id"] == txn

@@ -230,6 +230,20 @@ class Verifications:
         finally:
             await self.listener.cancelled(v, code, reason, True)
 
+    async def end(self, reason: str) -> None:
+        """The session ends (logout, unregistration): the other devices are
+        told each verification going on is cancelled (``m.user``) rather
+        than left waiting, and no timer of one fires afterwards."""
+        try:
+            for v in [v for v in self._by_txn.values() if v.active]:
+                self._ended(v, "m.user")
+                try:
+                    await self._send(v, CANCEL, {"code": "m.user", "reason": reason})
+                except Exception as e:  # the session ends all the same
+                    log.info("the ended verification's cancel failed: %s", e)
+        finally:
+            self.close()
+
     def close(self) -> None:
         for v in self._by_txn.values():
             if v.timer is not None:
