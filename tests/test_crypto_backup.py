@@ -66,6 +66,10 @@ def send_encrypted(
     )
 
 
+# The Curve25519 key of a device that forwarded a session (any base64 will do).
+FORWARDER_KEY = "Zm9yd2FyZGVyIGN1cnZlMjU1MTkga2V5IG9mIHRlc3Rz"
+
+
 def back_up(account: Account, version: str, room: str, session: MegolmInbound) -> None:
     exported = session.export_at(session.first_known_index)
     assert exported is not None
@@ -79,6 +83,7 @@ def back_up(account: Account, version: str, room: str, session: MegolmInbound) -
         exported,
         session.first_known_index,
         SENDER_ED25519,
+        [FORWARDER_KEY],
     )
 
 
@@ -106,6 +111,7 @@ async def test_history_only_the_backup_holds_is_readable_at_once(
         )
         assert record is not None and record.imported
         assert record.sender_ed25519 == SENDER_ED25519
+        assert record.forwarding_chain == (FORWARDER_KEY,)
         status = await me.recovery.backup.status()
         assert status.usable and status.version == version
         # A session the backup lacks stays a placeholder.
@@ -193,13 +199,27 @@ async def test_sessions_the_gateway_gets_are_uploaded_to_the_backup(
                 me.device.ed25519,
                 False,
             )
+            # A session another device forwarded: its chain goes up with it.
+            forwarded = MegolmInbound.from_session_key(MegolmOutbound().session_key)
             with store.transaction():
                 store.save_inbound_group_session(ours)
+                store.save_inbound_group_session(
+                    InboundGroupRecord(
+                        room,
+                        SENDER_KEY,
+                        forwarded,
+                        SENDER_ED25519,
+                        True,
+                        (FORWARDER_KEY,),
+                    )
+                )
 
             await me.recovery.backup.upload_pending()
 
             held = backup_peer.all_sessions(me.raw, version)
-            assert held == {room: sorted([session_id, mine.session_id])}
+            assert held == {
+                room: sorted([session_id, mine.session_id, forwarded.session_id])
+            }
             found = backup_peer.read_session(
                 me.raw, version, me.backup_key, room, session_id
             )
@@ -222,6 +242,14 @@ async def test_sessions_the_gateway_gets_are_uploaded_to_the_backup(
                 me.raw, version, me.backup_key, room, mine.session_id
             )
             assert own is not None and own[0]["is_verified"] is True
+            assert own[0]["forwarded_count"] == 0
+            assert own[1]["forwarding_curve25519_key_chain"] == []
+            passed_on = backup_peer.read_session(
+                me.raw, version, me.backup_key, room, forwarded.session_id
+            )
+            assert passed_on is not None
+            assert passed_on[0]["forwarded_count"] == 1
+            assert passed_on[1]["forwarding_curve25519_key_chain"] == [FORWARDER_KEY]
             # Nothing is uploaded twice.
             assert await me.recovery.backup.upload_pending() == 0
 

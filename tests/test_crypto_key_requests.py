@@ -62,6 +62,10 @@ async def nio_device_of(
         await client.close()
 
 
+# The Curve25519 key of a device that once forwarded a session to the gateway.
+FIRST_FORWARDER = "Zmlyc3QgZm9yd2FyZGVyIGN1cnZlMjU1MTkga2V5"
+
+
 def encrypted_room(me: Account) -> str:
     room = me.raw.create_room(name="secret")
     me.raw.send_state(room, "m.room.encryption", {"algorithm": MEGOLM})
@@ -186,6 +190,8 @@ async def test_a_key_request_answered_by_the_users_other_device_shows_the_messag
             assert corrected.body == "sent from Element"
             record = store.inbound_group_session(room, peer_key, session.session_id)
             assert record is not None and record.imported
+            # The device that forwarded it ends the forwarding chain.
+            assert record.forwarding_chain == (peer_key,)
             (cancel,) = inbox.key_requests(wait_ms=3000)
             assert cancel == {
                 "action": "request_cancellation",
@@ -285,7 +291,8 @@ async def test_only_the_users_verified_devices_get_their_key_requests_answered(
                     sender_key,
                     inbound,
                     "c2VuZGVyIGVkMjU1MTkga2V5IG9mIHRoZSB0ZXN0cyEh",
-                    False,
+                    True,
+                    (FIRST_FORWARDER,),  # it came to us forwarded too
                 )
             )
 
@@ -337,6 +344,8 @@ async def test_only_the_users_verified_devices_get_their_key_requests_answered(
         )
         assert got is not None
         assert got.sender_ed25519 == "c2VuZGVyIGVkMjU1MTkga2V5IG9mIHRoZSB0ZXN0cyEh"
+        # Who forwarded it to us stays in the chain, and we follow.
+        assert got.forwarding_chain == (FIRST_FORWARDER, me.device.curve25519)
         plain = json.loads(got.session.decrypt(ciphertext).plaintext)
         assert plain["room_id"] == room
         verified.device.store.close()

@@ -245,8 +245,8 @@ class KeyBackup:
     def _backup_data(
         self, record: InboundGroupRecord, public_key: str
     ) -> dict[str, Any]:
-        """One session's ``KeyBackupData``. The forwarding chain is not
-        kept, so a forwarded or imported key counts as forwarded once."""
+        """One session's ``KeyBackupData``, with the session's forwarding
+        chain as it came to us."""
         first = record.session.first_known_index
         exported = record.session.export_at(first)
         if exported is None:
@@ -256,13 +256,13 @@ class KeyBackup:
             "room_id": record.room_id,
             "sender_key": record.sender_key,
             "sender_claimed_keys": {"ed25519": record.sender_ed25519},
-            "forwarding_curve25519_key_chain": [],
+            "forwarding_curve25519_key_chain": list(record.forwarding_chain),
             "session_id": record.session.session_id,
             "session_key": exported,
         }
         return {
             "first_message_index": first,
-            "forwarded_count": 1 if record.imported else 0,
+            "forwarded_count": len(record.forwarding_chain),
             # Only our own sessions are vouched for: the sender is this device.
             "is_verified": record.sender_key == self._device.curve25519,
             "session_data": backup_encrypt(public_key, canonical_json(plain)),
@@ -344,10 +344,13 @@ def _restored(
     ed25519 = claimed.get("ed25519") if isinstance(claimed, Mapping) else None
     if not isinstance(session_key, str) or not isinstance(ed25519, str):
         raise ValueError("the session data lacks session_key or sender_claimed_keys")
+    chain = plain.get("forwarding_curve25519_key_chain", [])
+    if not isinstance(chain, list) or not all(isinstance(k, str) for k in chain):
+        raise ValueError("its forwarding_curve25519_key_chain is not a list of keys")
     session = MegolmInbound.from_export(session_key)
     if session.session_id != session_id:
         raise ValueError("its key is not the session's that was asked for")
-    return InboundGroupRecord(room_id, sender_key, session, ed25519, True)
+    return InboundGroupRecord(room_id, sender_key, session, ed25519, True, tuple(chain))
 
 
 def _ids(records: Iterable[InboundGroupRecord]) -> list[tuple[str, str, str]]:

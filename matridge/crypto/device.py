@@ -720,8 +720,12 @@ class Device:
                 "sender_claimed_ed25519_key",
             )
         }
-        if content.get("algorithm") != MEGOLM_ALGORITHM or not all(
-            isinstance(v, str) for v in fields.values()
+        chain = content.get("forwarding_curve25519_key_chain", [])
+        if (
+            content.get("algorithm") != MEGOLM_ALGORITHM
+            or not all(isinstance(v, str) for v in fields.values())
+            or not isinstance(chain, list)
+            or not all(isinstance(key, str) for key in chain)
         ):
             raise _refuse("malformed forwarded room key")
         offer = ForwardedRoomKey(
@@ -743,6 +747,7 @@ class Device:
                 session,
                 str(fields["sender_claimed_ed25519_key"]),
                 True,
+                (*chain, forwarder_key),
             ),
             result,
         )

@@ -246,7 +246,9 @@ class KeyRequests:
             "session_id": session_id,
             "session_key": exported,
             "sender_claimed_ed25519_key": record.sender_ed25519,
-            "forwarding_curve25519_key_chain": [],
+            # Whoever forwarded it to us stays in the chain (ourselves are
+            # added by the receiver, as the forwarder).
+            "forwarding_curve25519_key_chain": list(record.forwarding_chain),
         }
         sent = await self._device.claim_and_encrypt(
             [(self._device.user_id, requester)], FORWARDED, forwarded

@@ -134,6 +134,10 @@ class InboundGroupRecord:
     session: MegolmInbound
     sender_ed25519: str  # the claimed signing key of the sending device
     imported: bool  # from a forward, backup or export, not from the sender
+    # The Curve25519 keys of the devices that forwarded it to us, first
+    # forwarder first (``forwarding_curve25519_key_chain``); passed on when
+    # we forward or back it up.
+    forwarding_chain: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,6 +398,7 @@ class KeyStore:
                 "pickle": record.session.pickle(self._cipher.pickle_key),
                 "sender_ed25519": record.sender_ed25519,
                 "imported": record.imported,
+                "chain": list(record.forwarding_chain),
             },
             *row,
         )
@@ -421,6 +426,7 @@ class KeyStore:
             MegolmInbound.from_pickle(data["pickle"], self._cipher.pickle_key),
             data["sender_ed25519"],
             bool(data["imported"]),
+            tuple(data.get("chain", ())),  # absent in stores before the chain
         )
 
     def remember_megolm_index(

@@ -64,13 +64,15 @@ def put_session(
     exported_key: str,
     first_message_index: int,
     sender_ed25519: str,
+    forwarding_chain: list[str] | None = None,
 ) -> None:
     """One session in the backup, as a client that received it uploads it."""
+    chain = forwarding_chain or []
     plain = {
         "algorithm": MEGOLM,
         "sender_key": sender_key,
         "sender_claimed_keys": {"ed25519": sender_ed25519},
-        "forwarding_curve25519_key_chain": [],
+        "forwarding_curve25519_key_chain": chain,
         "session_key": exported_key,
     }
     encryption = vodozemac.PkEncryption.from_key(
@@ -82,7 +84,7 @@ def put_session(
         f"/room_keys/keys/{_q(room_id)}/{_q(session_id)}?version={_q(version)}",
         {
             "first_message_index": first_message_index,
-            "forwarded_count": 0,
+            "forwarded_count": len(chain),
             "is_verified": True,
             "session_data": {
                 "ephemeral": b64encode(message.ephemeral_key),
