@@ -39,6 +39,18 @@ def gateway_device(person: Person) -> str:
     return device
 
 
+async def registered_beside_a_peer(
+    person: Person, synapse: Synapse
+) -> tuple[SasPeer, str]:
+    """The user's other device (not cross-signed), then their registration:
+    the peer and the gateway's device id."""
+    peer = await asyncio.to_thread(
+        SasPeer.login, synapse.base_url, person.name, person.password
+    )
+    await register(person, synapse)
+    return peer, gateway_device(person)
+
+
 async def test_emoji_verification_in_the_gateway_chat(
     person: Person, synapse: Synapse
 ) -> None:
@@ -131,11 +143,7 @@ async def test_the_emoji_commands_answer_when_nothing_is_going_on(
 async def test_emoji_verify_from_xmpp_and_a_mismatch(
     person: Person, synapse: Synapse
 ) -> None:
-    peer = await asyncio.to_thread(
-        SasPeer.login, synapse.base_url, person.name, person.password
-    )
-    await register(person, synapse)
-    ours = gateway_device(person)
+    peer, ours = await registered_beside_a_peer(person, synapse)
 
     person.xmpp.send_chat(person.gateway_jid, f"emoji-verify {peer.device_id}")
     await person.xmpp.wait_message(
@@ -168,11 +176,7 @@ async def test_emoji_verify_from_xmpp_and_a_mismatch(
 async def test_a_verification_going_on_is_cancelled_when_the_user_unregisters(
     person: Person, synapse: Synapse
 ) -> None:
-    peer = await asyncio.to_thread(
-        SasPeer.login, synapse.base_url, person.name, person.password
-    )
-    await register(person, synapse)
-    ours = gateway_device(person)
+    peer, ours = await registered_beside_a_peer(person, synapse)
     txn = await asyncio.to_thread(peer.request, ours)
     await person.xmpp.wait_message(
         from_gateway(person, "asks to verify", peer.device_id), timeout=60
