@@ -81,6 +81,7 @@ class Encryption:
         self._key_finders: list[KeyFinder] = []
         self._room_key_handlers: list[RoomKeysHandler] = []
         self._forward_filters: list[Callable[[ForwardedRoomKey], bool]] = []
+        self._on_close: list[Callable[[], None]] = []
         self._looking_for: set[tuple[str, str, str]] = set()
         self._spawn: Callable[[Coroutine[Any, Any, Any], str], object] | None = None
         self._show_late: (
@@ -145,6 +146,8 @@ class Encryption:
 
     def close(self) -> None:
         self.store.close()
+        for closed in self._on_close:
+            closed()
 
     # -- the sync batch, before its timeline -------------------------------------
 
@@ -203,6 +206,11 @@ class Encryption:
         return late
 
     # -- what part 2 (verification, backup, key requests) plugs in ----------------
+
+    def on_close(self, closed: Callable[[], None]) -> None:
+        """``closed`` is called once the store closed (logout): background
+        work waiting for something to do ends then, not at its next turn."""
+        self._on_close.append(closed)
 
     def on_room_keys(self, handler: RoomKeysHandler) -> None:
         """``handler`` gets the (room id, sender key, session id) of the

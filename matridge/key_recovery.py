@@ -65,6 +65,7 @@ def install(
         recovery.nudge.set()  # uploaded off the sync batch's path
 
     encryption.on_room_keys(arrived)
+    encryption.on_close(recovery.nudge.set)  # the uploader sees it and ends
     spawn(_keep_backed_up(encryption, recovery), "key backup upload")
     return recovery
 

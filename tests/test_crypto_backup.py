@@ -6,6 +6,7 @@ go up to the backup, and a backup its user did not sign is not used."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from pathlib import Path
@@ -403,3 +404,23 @@ async def test_backup_session_data_opens_only_with_its_key() -> None:
     with pytest.raises(KeyFormatError):
         BackupKey(random_bytes(31))
     assert repr(key) == f"<BackupKey {key.public_key}>"
+
+
+async def test_the_uploader_ends_when_the_session_closes(
+    synapse: Synapse, tmp_path: Path
+) -> None:
+    async with element_user(synapse, tmp_path) as me:
+        (uploader,) = [t for t in me.tasks if t.get_name() == "key backup upload"]
+
+        def waiting_for_work() -> bool:
+            awaiting = getattr(uploader.get_coro(), "cr_await", None)
+            return getattr(awaiting, "__qualname__", "") == "Event.wait"
+
+        for _ in range(300):  # its first upload done, it waits for a nudge
+            if waiting_for_work():
+                break
+            await asyncio.sleep(0.1)
+        assert waiting_for_work()
+        me.encryption.close()
+        # At logout, not at its next turn ten minutes later.
+        await asyncio.wait_for(uploader, 30)
