@@ -26,8 +26,10 @@ from matridge.crypto import cross_signing
 from matridge.crypto.cross_signing import (
     MASTER,
     MEGOLM_BACKUP,
+    PUBLIC_IDENTITY,
     SELF_SIGNING,
     USER_SIGNING,
+    master_key_of,
 )
 from matridge.crypto.device import Device, ToDeviceMessage
 from matridge.crypto.primitives import SigningKey, b64encode, random_bytes
@@ -517,6 +519,28 @@ async def test_after_success_the_secrets_come_and_the_device_signs_itself(
     assert SELF_SIGNING in kept and signed is not None
 
 
+async def test_a_sas_after_an_identity_reset_is_the_users_latest_word(
+    account: Account,
+) -> None:
+    """The recovery key once unlocked an identity the user has reset since;
+    the master key they now confirm in a SAS is the one trusted."""
+    ours = account.ours
+    store = ours.device.store
+    with store.transaction():
+        store.put_json(PUBLIC_IDENTITY, {"master": "the master key of before"})
+    await ours.verifications.refresh_own()
+    assert cross_signing.own_identity(ours.device) == {}
+
+    txn, v = await both_show_emoji(account, peer_starts=False)
+    await confirm_both(account, txn, v)
+
+    assert store.get_json(PUBLIC_IDENTITY) is None
+    trusted = cross_signing.own_identity(ours.device)
+    assert master_key_of(ours.device.user_id, trusted) == (
+        account.identity.master.public_key
+    )
+
+
 async def test_the_other_verified_devices_are_told_once_a_secret_came(
     account: Account, synapse: Synapse
 ) -> None:
@@ -633,6 +657,8 @@ async def test_keys_of_another_identity_than_the_one_verified_are_refused(
     await asyncio.to_thread(peer.cross_sign_device, new, peer.device_id)
     # Still asked: the SAS verified the device itself.
     assert await ours.secrets.request([SELF_SIGNING]) == [peer.device_id]
+    # Nor do the key backup and key requests take the new identity's word.
+    assert cross_signing.own_identity(ours.device) == {}
     await asyncio.to_thread(
         peer.answer_secret_requests, {SELF_SIGNING: new.self_signing.seed}, 1
     )

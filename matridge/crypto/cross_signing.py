@@ -48,6 +48,8 @@ USER_SIGNING = "m.cross_signing.user_signing"
 MEGOLM_BACKUP = "m.megolm_backup.v1"
 # The key store keeps the public identity its secrets belong to.
 PUBLIC_IDENTITY = "cross_signing_identity"
+# The key store's record of the master key a SAS confirmed (crypto/sas.py).
+SAS_CONFIRMED_MASTER = "sas_confirmed_master"
 # Prefix of the keys of an identity we uploaded but whose upload is not
 # confirmed yet; overwritten by the next attempt.
 PENDING = "pending\0"
@@ -173,17 +175,38 @@ def master_key_of(user_id: str, identity: Mapping[str, Any]) -> str | None:
         return None
 
 
+def vouched_master(store: KeyStore) -> str | None:
+    """The master key the user vouched for: the one their recovery key
+    unlocked (or their secrets matched), else the one they confirmed in a
+    SAS with another of their devices; None when they did neither."""
+    kept = store.get_json(PUBLIC_IDENTITY)
+    if isinstance(kept, Mapping):
+        master = kept.get("master")
+        return master if isinstance(master, str) else ""  # matches none
+    confirmed = store.get_json(SAS_CONFIRMED_MASTER)
+    return confirmed if isinstance(confirmed, str) else None
+
+
+def confirmed_in_sas(store: KeyStore, master: str) -> None:
+    """The user confirmed ``master`` in a SAS (inside the caller's
+    transaction). An identity their recovery key unlocked before that is
+    another one is forgotten: they reset their identity since, and the
+    latest word is theirs."""
+    store.put_json(SAS_CONFIRMED_MASTER, master)
+    kept = store.get_json(PUBLIC_IDENTITY)
+    if isinstance(kept, Mapping) and kept.get("master") != master:
+        store.put_json(PUBLIC_IDENTITY, None)
+
+
 def own_identity(device: Device) -> dict[str, Any]:
     """The user's own cross-signing keys as ``/keys/query`` last listed
-    them, if their master key is the one the user's recovery key unlocked
-    (when they gave it); otherwise none: the homeserver could list an
-    identity of its own, and devices it signed."""
+    them, if their master key is the one the user vouched for (when they
+    did, see :func:`vouched_master`); otherwise none: the homeserver could
+    list an identity of its own, and devices it signed."""
     user_id = device.user_id
     identity = device.cross_signing_keys(user_id)
-    kept = device.store.get_json(PUBLIC_IDENTITY)
-    if isinstance(kept, Mapping) and kept.get("master") != master_key_of(
-        user_id, identity
-    ):
+    vouched = vouched_master(device.store)
+    if vouched is not None and vouched != master_key_of(user_id, identity):
         log.warning("%s: the homeserver lists another master key", user_id)
         return {}
     return identity

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .cross_signing import master_key_of
+from .cross_signing import SAS_CONFIRMED_MASTER, confirmed_in_sas, master_key_of
 from .device import Device, ToDeviceMessage
 from .device_keys import ed25519_of
 from .primitives import CryptoError, SasKeys, SasSecret, sas_commitment
@@ -44,8 +44,6 @@ HASH = "sha256"
 MAC_METHOD = "hkdf-hmac-sha256.v2"
 SHORT_STRINGS = ("decimal", "emoji")
 
-# The key store's record of the master key a SAS confirmed.
-CONFIRMED_MASTER = "sas_confirmed_master"
 # The spec's time limit of a verification (and of a request's age).
 DEFAULT_TIMEOUT_S = 600.0
 # A request stamped this far in the future is refused (the spec: 5 minutes).
@@ -538,7 +536,7 @@ class Verifications:
                 )
             if master is not None and f"ed25519:{master}" in macs:
                 # The identity the user confirmed: secrets must belong to it.
-                self.device.store.put_json(CONFIRMED_MASTER, master)
+                confirmed_in_sas(self.device.store, master)
         v.done_sent = True
         if v.early_start is None:
             await self._send(v, DONE, {})
@@ -606,7 +604,7 @@ class Verifications:
 
 def confirmed_master(device: Device) -> str | None:
     """The master key a device of the user vouched for in a SAS, if any."""
-    kept = device.store.get_json(CONFIRMED_MASTER)
+    kept = device.store.get_json(SAS_CONFIRMED_MASTER)
     return kept if isinstance(kept, str) else None
 
 

@@ -25,7 +25,7 @@ from .cross_signing import (
     CrossSigningApi,
     Status,
     device_cross_signed,
-    master_key_of,
+    own_identity,
     published,
     sign_with_kept_key,
 )
@@ -72,11 +72,8 @@ class SecretRequests:
         """The user's other devices that are cross-signed or confirmed by
         SAS: device id -> Ed25519 key."""
         own = self.device.user_id
-        identity = self.device.cross_signing_keys(own)
-        pinned = confirmed_master(self.device)
-        if pinned is not None and master_key_of(own, identity) != pinned:
-            # Not the identity a SAS confirmed: its signatures vouch for nothing.
-            identity = {}
+        # Not the identity the user vouched for: its signatures count for nothing.
+        identity = own_identity(self.device)
         return {
             device_id: ed25519_of(keys)
             for device_id, keys in self.device.devices(own).items()
