@@ -7,6 +7,7 @@ session installs it. Shared by the key backup and key request tests."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -14,7 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from matridge.crypto.device import Device
-from matridge.crypto.primitives import SigningKey, random_bytes, sign_json
+from matridge.crypto.primitives import (
+    MegolmOutbound,
+    SigningKey,
+    random_bytes,
+    sign_json,
+)
 from matridge.crypto.store import KeyStore
 from matridge.encryption import Encryption
 from matridge.key_recovery import KeyRecovery, install
@@ -87,6 +93,18 @@ class Account:
         raise AssertionError(f"not seen after {batches} sync batches: {what}")
 
 
+def element_like(user: MatrixUser) -> tuple[Identity, bytes, SecretStorage]:
+    """The account as Element leaves it: a cross-signing identity, and
+    secret storage holding it and a key backup key (no backup version)."""
+    identity = Identity.generate(user.user_id)
+    publish(user, identity)
+    backup_key = random_bytes(32)
+    storage = set_up_secret_storage(
+        user, identity_secrets(identity) | {MEGOLM_BACKUP: backup_key}
+    )
+    return identity, backup_key, storage
+
+
 @asynccontextmanager
 async def element_user(
     synapse: Synapse, tmp_path: Path, *, verify: bool = True
@@ -97,12 +115,7 @@ async def element_user(
     name = unique("me")
     info = synapse.register_user(name, "pw")
     raw = MatrixUser(synapse.base_url, info["access_token"], info["user_id"])
-    identity = Identity.generate(raw.user_id)
-    publish(raw, identity)
-    backup_key = random_bytes(32)
-    storage = set_up_secret_storage(
-        raw, identity_secrets(identity) | {MEGOLM_BACKUP: backup_key}
-    )
+    identity, backup_key, storage = element_like(raw)
     client = MatrixClient(synapse.base_url)
     login = await client.login_password(name, "pw", "gateway")
     tasks: list[asyncio.Task[Any]] = []
@@ -151,6 +164,40 @@ async def element_user(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         encryption.close()
+
+
+def encrypted_room(account: Account) -> str:
+    """A new encrypted room of the user's."""
+    room = account.raw.create_room(name="secret")
+    account.raw.send_state(room, "m.room.encryption", {"algorithm": MEGOLM})
+    return room
+
+
+def send_megolm(
+    sender: MatrixUser,
+    room: str,
+    session: MegolmOutbound,
+    sender_key: str,
+    body: str,
+) -> str:
+    """A text encrypted with ``session``, as a device whose Curve25519 key
+    is ``sender_key`` sends it; returns the event id."""
+    plain = {
+        "type": "m.room.message",
+        "content": {"msgtype": "m.text", "body": body},
+        "room_id": room,
+    }
+    return sender.send_event(
+        room,
+        "m.room.encrypted",
+        {
+            "algorithm": MEGOLM,
+            "sender_key": sender_key,
+            "ciphertext": session.encrypt(json.dumps(plain).encode()),
+            "session_id": session.session_id,
+            "device_id": "ELEMENT",
+        },
+    )
 
 
 def cross_sign(account: Account, device_id: str, key: SigningKey | None = None) -> None:

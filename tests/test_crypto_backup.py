@@ -26,7 +26,13 @@ from matridge.crypto.primitives import (
     random_bytes,
 )
 from matridge.crypto.store import InboundGroupRecord
-from tests.e2ee_account import MEGOLM, Account, element_user
+from tests.e2ee_account import (
+    MEGOLM,
+    Account,
+    element_user,
+    encrypted_room,
+    send_megolm,
+)
 from tests.harness import backup_peer
 from tests.harness.matrix_user import MatrixUser
 from tests.harness.synapse import Synapse
@@ -37,34 +43,6 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 # Another device's keys, as the sender of the test's Megolm sessions.
 SENDER_KEY = "c2VuZGVyIGN1cnZlMjU1MTkga2V5IG9mIHRoZSB0ZXN0cw"
 SENDER_ED25519 = "c2VuZGVyIGVkMjU1MTkga2V5IG9mIHRoZSB0ZXN0cyEh"
-
-
-def encrypted_room(account: Account) -> str:
-    room = account.raw.create_room(name="secret")
-    account.raw.send_state(room, "m.room.encryption", {"algorithm": MEGOLM})
-    return room
-
-
-def send_encrypted(
-    account: Account, room: str, session: MegolmOutbound, body: str
-) -> str:
-    """An m.room.encrypted event of ``session`` sent by the user's Element."""
-    plain = {
-        "type": "m.room.message",
-        "content": {"msgtype": "m.text", "body": body},
-        "room_id": room,
-    }
-    return account.raw.send_event(
-        room,
-        "m.room.encrypted",
-        {
-            "algorithm": MEGOLM,
-            "sender_key": SENDER_KEY,
-            "ciphertext": session.encrypt(json.dumps(plain).encode()),
-            "session_id": session.session_id,
-            "device_id": "ELEMENT",
-        },
-    )
 
 
 # The Curve25519 key of a device that forwarded a session (any base64 will do).
@@ -97,8 +75,8 @@ async def test_history_only_the_backup_holds_is_readable_at_once(
         room = encrypted_room(me)
         session = MegolmOutbound()
         inbound = MegolmInbound.from_session_key(session.session_key)
-        first = send_encrypted(me, room, session, "only the backup knows")
-        second = send_encrypted(me, room, session, "and this too")
+        first = send_megolm(me.raw, room, session, SENDER_KEY, "only the backup knows")
+        second = send_megolm(me.raw, room, session, SENDER_KEY, "and this too")
         back_up(me, version, room, inbound)
         events = [await me.client.get_event(room, e) for e in (first, second)]
         assert all(e.encrypted for e in events)
@@ -117,7 +95,7 @@ async def test_history_only_the_backup_holds_is_readable_at_once(
         assert status.usable and status.version == version
         # A session the backup lacks stays a placeholder.
         other = MegolmOutbound()
-        missing = send_encrypted(me, room, other, "nowhere")
+        missing = send_megolm(me.raw, room, other, SENDER_KEY, "nowhere")
         (still,) = await me.encryption.readable_now(
             room, [await me.client.get_event(room, missing)]
         )
@@ -134,7 +112,7 @@ async def test_a_session_from_the_backup_that_is_not_the_one_asked_for_is_refuse
         version = backup_peer.create_version(me.raw, me.backup_key, me.identity.master)
         room = encrypted_room(me)
         session, decoy = MegolmOutbound(), MegolmOutbound()
-        event_id = send_encrypted(me, room, session, "the real one")
+        event_id = send_megolm(me.raw, room, session, SENDER_KEY, "the real one")
         # The backup's entry for the session holds another session's key.
         exported = MegolmInbound.from_session_key(decoy.session_key).export_at(0)
         assert exported is not None
@@ -293,7 +271,9 @@ async def test_a_backup_its_user_did_not_sign_is_not_used(
         room = encrypted_room(me)
         session = MegolmOutbound()
         inbound = MegolmInbound.from_session_key(session.session_key)
-        event_id = send_encrypted(me, room, session, "not from that backup")
+        event_id = send_megolm(
+            me.raw, room, session, SENDER_KEY, "not from that backup"
+        )
         back_up(me, version, room, inbound)
         mine = InboundGroupRecord(
             room,

@@ -27,7 +27,9 @@ from tests.e2ee_account import (
     Account,
     cross_sign,
     element_user,
+    encrypted_room,
     other_device,
+    send_megolm,
 )
 from tests.harness.cross_signing_peer import Identity, publish
 from tests.harness.matrix_user import MatrixUser
@@ -64,33 +66,6 @@ async def nio_device_of(
 
 # The Curve25519 key of a device that once forwarded a session to the gateway.
 FIRST_FORWARDER = "Zmlyc3QgZm9yd2FyZGVyIGN1cnZlMjU1MTkga2V5"
-
-
-def encrypted_room(me: Account) -> str:
-    room = me.raw.create_room(name="secret")
-    me.raw.send_state(room, "m.room.encryption", {"algorithm": MEGOLM})
-    return room
-
-
-def send_encrypted(
-    me: Account, room: str, session: MegolmOutbound, sender_key: str, body: str
-) -> str:
-    plain = {
-        "type": "m.room.message",
-        "content": {"msgtype": "m.text", "body": body},
-        "room_id": room,
-    }
-    return me.raw.send_event(
-        room,
-        "m.room.encrypted",
-        {
-            "algorithm": MEGOLM,
-            "sender_key": sender_key,
-            "ciphertext": session.encrypt(json.dumps(plain).encode()),
-            "session_id": session.session_id,
-            "device_id": "ELEMENT",
-        },
-    )
 
 
 def new_session() -> tuple[MegolmOutbound, MegolmInbound]:
@@ -153,7 +128,7 @@ async def test_a_key_request_answered_by_the_users_other_device_shows_the_messag
             peer_key = peer.olm.account.identity_keys["curve25519"]
             room = encrypted_room(me)
             session, inbound = new_session()
-            event_id = send_encrypted(me, room, session, peer_key, "sent from Element")
+            event_id = send_megolm(me.raw, room, session, peer_key, "sent from Element")
             event = await me.client.get_event(room, event_id)
 
             shown = me.encryption.readable_one(room, event)
@@ -240,7 +215,7 @@ async def test_forwarded_keys_nobody_asked_for_or_from_unverified_devices_are_ig
 
             # Asked for, but answered by a device the user has not verified.
             asked, asked_inbound = new_session()
-            event_id = send_encrypted(me, room, asked, unasked_key, "secret")
+            event_id = send_megolm(me.raw, room, asked, unasked_key, "secret")
             event = await me.client.get_event(room, event_id)
             assert me.encryption.readable_one(room, event).encrypted
             await me.settle()
@@ -389,7 +364,7 @@ async def test_a_requested_key_forwarded_by_another_user_is_ignored(
             room = encrypted_room(me)
             session, inbound = new_session()
             sender_key = mine.olm.account.identity_keys["curve25519"]
-            event_id = send_encrypted(me, room, session, sender_key, "secret")
+            event_id = send_megolm(me.raw, room, session, sender_key, "secret")
             event = await me.client.get_event(room, event_id)
             assert me.encryption.readable_one(room, event).encrypted
             await me.settle()  # asked the user's device

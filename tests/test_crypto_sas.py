@@ -178,6 +178,12 @@ async def account(synapse: Synapse, tmp_path: Path) -> AsyncIterator[Account]:
         store.close()
 
 
+async def another_device(a: Account, synapse: Synapse) -> SasPeer:
+    """One more login of the user's, beside the peer (not cross-signed)."""
+    name = a.peer.user_id.split(":")[0][1:]
+    return await asyncio.to_thread(SasPeer.login, synapse.base_url, name, "pw")
+
+
 def our_expected_keys(a: Account) -> dict[str, str]:
     master = a.identity.master.public_key
     return {
@@ -391,9 +397,7 @@ async def test_a_request_to_several_devices_goes_on_with_the_first_ready(
     account: Account, synapse: Synapse
 ) -> None:
     ours, peer = account.ours, account.peer
-    other = await asyncio.to_thread(
-        SasPeer.login, synapse.base_url, peer.user_id.split(":")[0][1:], "pw"
-    )
+    other = await another_device(account, synapse)
     v = await ours.verifications.request([peer.device_id, other.device_id])
     for device in (peer, other):
         request = await asyncio.to_thread(device.wait_for, V + "request")
@@ -545,9 +549,7 @@ async def test_the_other_verified_devices_are_told_once_a_secret_came(
     account: Account, synapse: Synapse
 ) -> None:
     ours, peer = account.ours, account.peer
-    other = await asyncio.to_thread(
-        SasPeer.login, synapse.base_url, peer.user_id.split(":")[0][1:], "pw"
-    )
+    other = await another_device(account, synapse)
     await asyncio.to_thread(other.cross_sign_device, account.identity, other.device_id)
     asked = await ours.secrets.request([MEGOLM_BACKUP])
     assert asked == sorted([peer.device_id, other.device_id])
@@ -574,9 +576,7 @@ async def test_secrets_from_the_wrong_place_are_ignored(
 ) -> None:
     ours, peer = account.ours, account.peer
     # A device of the user that nobody verified.
-    stranger = await asyncio.to_thread(
-        SasPeer.login, synapse.base_url, peer.user_id.split(":")[0][1:], "pw"
-    )
+    stranger = await another_device(account, synapse)
     assert await ours.secrets.request([SELF_SIGNING, MEGOLM_BACKUP]) == [peer.device_id]
     requests = [
         await asyncio.to_thread(peer.wait_for, "m.secret.request") for _ in range(2)

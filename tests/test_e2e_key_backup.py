@@ -7,70 +7,49 @@ chat's archive readable once the user gave their recovery key with
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 
 import pytest
 
-from matridge.crypto.primitives import MegolmInbound, MegolmOutbound, random_bytes
+from matridge.crypto.primitives import MegolmInbound, MegolmOutbound
 from tests.conftest import Person, new_matrix_user
+from tests.e2ee_account import MEGOLM, element_like, send_megolm
 from tests.harness import backup_peer
-from tests.harness.cross_signing_peer import (
-    MEGOLM_BACKUP,
-    Identity,
-    identity_secrets,
-    publish,
-    set_up_secret_storage,
-)
 from tests.harness.gateway import Gateway
+from tests.harness.matrix_user import MatrixUser
 from tests.harness.synapse import Synapse
 from tests.scenarios import groupchat_from, register
 from tests.test_e2e_verify import assert_not_in_log, chat, from_gateway
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-MEGOLM = "m.megolm.v1.aes-sha2"
 SENDER_KEY = "c2VuZGVyIGN1cnZlMjU1MTkga2V5IG9mIHRoZSB0ZXN0cw"
 SENDER_ED25519 = "c2VuZGVyIGVkMjU1MTkga2V5IG9mIHRoZSB0ZXN0cyEh"
+
+
+def friends_encrypted_room(synapse: Synapse, person: Person) -> tuple[MatrixUser, str]:
+    """An encrypted room of a friend's that the user joined."""
+    friend = new_matrix_user(synapse, "friend", "Fran Friend")
+    room_id = friend.create_room(name="Vault", invite=[person.matrix.user_id])
+    friend.send_state(room_id, "m.room.encryption", {"algorithm": MEGOLM})
+    person.matrix.join(room_id)
+    return friend, room_id
 
 
 async def test_history_only_the_key_backup_can_read_is_backfilled_readable(
     person: Person, synapse: Synapse, gateway: Gateway
 ) -> None:
     # The user's account as Element leaves it, with a key backup.
-    identity = Identity.generate(person.matrix.user_id)
-    publish(person.matrix, identity)
-    backup_key = random_bytes(32)
-    storage = set_up_secret_storage(
-        person.matrix, identity_secrets(identity) | {MEGOLM_BACKUP: backup_key}
-    )
+    identity, backup_key, storage = element_like(person.matrix)
     version = backup_peer.create_version(person.matrix, backup_key, identity.master)
     # A friend's encrypted messages, from before the gateway's device existed:
     # the user's Element put their key in the backup.
-    friend = new_matrix_user(synapse, "friend", "Fran Friend")
-    room_id = friend.create_room(name="Vault", invite=[person.matrix.user_id])
-    friend.send_state(room_id, "m.room.encryption", {"algorithm": MEGOLM})
-    person.matrix.join(room_id)
+    friend, room_id = friends_encrypted_room(synapse, person)
     session = MegolmOutbound()
     inbound = MegolmInbound.from_session_key(session.session_key)
     secrets = [f"kept in the backup {i}" for i in range(3)]
     for body in secrets:
-        plain = {
-            "type": "m.room.message",
-            "content": {"msgtype": "m.text", "body": body},
-            "room_id": room_id,
-        }
-        friend.send_event(
-            room_id,
-            "m.room.encrypted",
-            {
-                "algorithm": MEGOLM,
-                "sender_key": SENDER_KEY,
-                "ciphertext": session.encrypt(json.dumps(plain).encode()),
-                "session_id": session.session_id,
-                "device_id": "FRIENDDEVICE",
-            },
-        )
+        send_megolm(friend, room_id, session, SENDER_KEY, body)
     exported = inbound.export_at(0)
     assert exported is not None
     backup_peer.put_session(
@@ -113,12 +92,7 @@ async def test_history_only_the_key_backup_can_read_is_backfilled_readable(
 async def test_the_user_is_told_when_their_key_backup_is_not_signed_by_them(
     person: Person, synapse: Synapse, gateway: Gateway
 ) -> None:
-    identity = Identity.generate(person.matrix.user_id)
-    publish(person.matrix, identity)
-    backup_key = random_bytes(32)
-    storage = set_up_secret_storage(
-        person.matrix, identity_secrets(identity) | {MEGOLM_BACKUP: backup_key}
-    )
+    _, backup_key, storage = element_like(person.matrix)
     # Made by someone who knows the public key, not by the user's devices.
     backup_peer.create_version(person.matrix, backup_key, None)
 
@@ -127,23 +101,8 @@ async def test_the_user_is_told_when_their_key_backup_is_not_signed_by_them(
     await chat(person, f"verify {storage.recovery_key}", "is verified")
     # The backup is looked at when a session is missing or new ones come:
     # an encrypted room with a message whose key the gateway lacks.
-    friend = new_matrix_user(synapse, "friend")
-    room_id = friend.create_room(name="Vault", invite=[person.matrix.user_id])
-    friend.send_state(room_id, "m.room.encryption", {"algorithm": MEGOLM})
-    person.matrix.join(room_id)
-    session = MegolmOutbound()
-    plain = {"type": "m.room.message", "content": {"body": "?"}, "room_id": room_id}
-    friend.send_event(
-        room_id,
-        "m.room.encrypted",
-        {
-            "algorithm": MEGOLM,
-            "sender_key": SENDER_KEY,
-            "ciphertext": session.encrypt(json.dumps(plain).encode()),
-            "session_id": session.session_id,
-            "device_id": "FRIENDDEVICE",
-        },
-    )
+    friend, room_id = friends_encrypted_room(synapse, person)
+    send_megolm(friend, room_id, MegolmOutbound(), SENDER_KEY, "?")
 
     told = await person.xmpp.wait_message(
         from_gateway(person, "key backup", "not signed by your"), timeout=60
