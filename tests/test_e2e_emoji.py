@@ -13,7 +13,7 @@ import pytest
 from matridge.crypto.cross_signing import MEGOLM_BACKUP
 from matridge.crypto.primitives import random_bytes
 from matridge.crypto.sas import EMOJI
-from matridge.emoji_commands import Emoji, EmojiVerify
+from matridge.emoji_commands import Emoji
 from tests.conftest import Person
 from tests.harness.cross_signing_peer import (
     Identity,
@@ -29,7 +29,6 @@ from tests.scenarios import from_gateway, register
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 V = "m.key.verification."
-NS_COMMANDS = "http://jabber.org/protocol/commands"
 
 
 def gateway_device(person: Person) -> str:
@@ -119,9 +118,6 @@ async def test_the_emoji_commands_answer_when_nothing_is_going_on(
     person: Person, synapse: Synapse
 ) -> None:
     await register(person, synapse)
-    iq = await person.xmpp.disco_items(person.gateway_jid, node=NS_COMMANDS)
-    nodes = {item[1] for item in iq["disco_items"]["items"]}
-    assert {Emoji.NODE, EmojiVerify.NODE} <= nodes
     # Ad-hoc: the form's answer, with no verification going on.
     with pytest.raises(XmppError) as err:
         await person.xmpp.run_command(

@@ -23,6 +23,7 @@ from matridge.commands import (
     Verify,
 )
 from matridge.crypto.store import store_path
+from matridge.emoji_commands import Emoji, EmojiVerify
 from tests.conftest import Person, new_matrix_user, new_person
 from tests.harness.faultproxy import Fault, FaultProxy
 from tests.harness.gateway import Gateway as GatewayProcess
@@ -57,7 +58,16 @@ async def test_the_gateway_lists_matridges_commands(
     await register(person, synapse)
     iq = await person.xmpp.disco_items(person.gateway_jid, node=NS_COMMANDS)
     nodes = {item[1] for item in iq["disco_items"]["items"]}
-    for command in (ListRooms, JoinRoom, LeaveRoom, CreateRoom, SyncStatus, Verify):
+    for command in (
+        ListRooms,
+        JoinRoom,
+        LeaveRoom,
+        CreateRoom,
+        SyncStatus,
+        Verify,
+        Emoji,
+        EmojiVerify,
+    ):
         assert command.NODE in nodes
     # And as chat commands: 'help' names them.
     person.xmpp.send_chat(person.gateway_jid, "help")
@@ -65,7 +75,7 @@ async def test_the_gateway_lists_matridges_commands(
         lambda m: m["from"].bare == person.gateway_jid and "sync-status" in m["body"],
         timeout=30,
     )
-    for word in ("rooms", "join", "leave", "create-room", "logout", "verify"):
+    for word in ("rooms", "join", "leave", "create-room", "logout", "verify", "emoji"):
         assert word in helped["body"]
 
 
