@@ -232,7 +232,7 @@ class EmojiVerification:
         'all') to verify the gateway's device."""
         own = self.device.user_id
         with matrix_errors("list your devices"):
-            await self.verifications.refresh_own()
+            await self.device.refresh_own_devices()
         others = [d for d in self.device.devices(own) if d != self.device.device_id]
         wanted = [d for d in which if d.lower() != "all"] or others
         unknown = [d for d in wanted if d not in others]

@@ -532,7 +532,7 @@ async def test_a_sas_after_an_identity_reset_is_the_users_latest_word(
     store = ours.device.store
     with store.transaction():
         store.put_json(PUBLIC_IDENTITY, {"master": "the master key of before"})
-    await ours.verifications.refresh_own()
+    await ours.device.refresh_own_devices()
     assert cross_signing.own_identity(ours.device) == {}
 
     txn, v = await both_show_emoji(account, peer_starts=False)

@@ -177,11 +177,9 @@ class KeyBackup:
         if not isinstance(mine, Mapping) or not mine:
             return None
         # The user's own keys, fresh: the backup is trusted on their word.
-        self._device.track([me])
-        self._device.devices_changed([me], [])
-        await self._device.refresh_devices()
-        # Another identity than the one the recovery key unlocked vouches
-        # for nothing: neither its master key nor the devices it signed.
+        await self._device.refresh_own_devices()
+        # Another identity than the one the user vouched for vouches for
+        # nothing: neither its master key nor the devices it signed.
         identity = cross_signing.own_identity(self._device)
         master = cross_signing.master_key_of(me, identity)
         devices = self._device.devices(me)

@@ -277,6 +277,14 @@ class Device:
             self.store.untrack_users(left)
         self.lists_version += 1
 
+    async def refresh_own_devices(self) -> None:
+        """Queries the user's own devices and identity now (verification,
+        secrets and the key backup are judged on them, fresh)."""
+        own = [self.user_id]
+        self.track(own)
+        self.devices_changed(own, [])
+        await self.refresh_devices()
+
     async def refresh_devices(self) -> set[str]:
         """Queries the outdated tracked users' devices; keeps only devices
         whose keys check out, and the user's cross-signing keys for later.

@@ -84,9 +84,7 @@ class KeyRequests:
         if recent and not outdated:
             return  # a sync's device_lists would have marked a change
         self._refreshed_at = now
-        self._device.track([me])
-        self._device.devices_changed([me], [])
-        await self._device.refresh_devices()
+        await self._device.refresh_own_devices()
 
     # -- asking ----------------------------------------------------------------
 

@@ -168,21 +168,21 @@ class Verifications:
         """Asks these devices of the user to verify ours (the first one to
         answer does it; the others are told it was accepted elsewhere)."""
         own = self.device.user_id
-        await self.refresh_own()
+        await self.device.refresh_own_devices()
         known = self.device.devices(own)
         targets = [d for d in device_ids if d in known and d != self.device.device_id]
         if not targets:
             raise CryptoError("none of these devices is known to the homeserver")
         v = Verification(uuid.uuid4().hex, own, targets, True, Phase.REQUESTED)
         self._add(v)
-        content = {
-            "from_device": self.device.device_id,
-            "methods": [METHOD],
-            "timestamp": int(time.time() * 1000),
-            "transaction_id": v.txn,
-        }
-        await self.device.send_to_device(
-            REQUEST, {own: dict.fromkeys(targets, content)}, uuid.uuid4().hex
+        await self._send(
+            v,
+            REQUEST,
+            {
+                "from_device": self.device.device_id,
+                "methods": [METHOD],
+                "timestamp": int(time.time() * 1000),
+            },
         )
         return v
 
@@ -192,7 +192,7 @@ class Verifications:
         if v.phase is not Phase.INCOMING:
             raise CryptoError("this verification is not waiting to be accepted")
         # The MACs need the device's and the identity's keys as published.
-        await self.refresh_own()
+        await self.device.refresh_own_devices()
         v.phase = Phase.READY
         if v.early_start is not None:
             await self._guarded(v, self._on_start(v, v.early_start))
@@ -312,8 +312,8 @@ class Verifications:
         """A request, or a start without one (which carries no timestamp:
         it is taken as it comes)."""
         early = "method" in content
-        stamp = int(time.time() * 1000) if early else content.get("timestamp")
         now = int(time.time() * 1000)
+        stamp = now if early else content.get("timestamp")
         if (
             device is None
             or device == self.device.device_id
@@ -353,13 +353,11 @@ class Verifications:
         others = [d for d in v.devices if d != device]
         if others:
             # The spec: the other devices learn it was answered elsewhere.
-            cancel = {
-                "transaction_id": v.txn,
-                "code": "m.accepted",
-                "reason": "Verified by another device",
-            }
-            await self.device.send_to_device(
-                CANCEL, {v.user_id: dict.fromkeys(others, cancel)}, uuid.uuid4().hex
+            await self._send(
+                v,
+                CANCEL,
+                {"code": "m.accepted", "reason": "Verified by another device"},
+                to=others,
             )
         v.devices = [device]
         # We asked, so we start the SAS.
@@ -440,9 +438,8 @@ class Verifications:
                 raise _Cancel("m.unexpected_message", "A key before the accept")
             if sas_commitment(key, v.start) != v.commitment:
                 raise _Cancel("m.mismatched_commitment", "The commitment did not match")
-            our_key = v.keys.public_key
-        else:
-            our_key = v.keys.public_key
+        our_key = v.keys.public_key
+        if not v.we_started:
             await self._send(v, KEY, {"key": our_key})
         v.their_key = key
         try:
@@ -515,7 +512,7 @@ class Verifications:
         )
         if not v.secret.mac_matches(",".join(sorted(macs)), base + "KEY_IDS", keys_mac):
             raise _Cancel("m.key_mismatch", "The MAC of the key list did not match")
-        await self.refresh_own()
+        await self.device.refresh_own_devices()
         device_keys = self.device.devices(v.user_id).get(str(v.device_id))
         known: dict[str, str] = {}
         if device_keys is not None:
@@ -571,8 +568,7 @@ class Verifications:
     async def _cancel_late(self, v: Verification) -> None:
         try:
             await self.cancel(v, "m.timeout", "The verification timed out")
-        except Exception as e:
-            # The session may be gone (logged out) by then.
+        except Exception as e:  # the homeserver did not take it: ended all the same
             log.info("the timed-out verification's cancel failed: %s", e)
 
     def _ended(self, v: Verification, code: str | None) -> None:
@@ -588,18 +584,23 @@ class Verifications:
             log.info("verification %s cancelled: %s", v.txn, e.code)
             await self.cancel(v, e.code, e.reason)
 
-    async def _send(self, v: Verification, kind: str, content: dict[str, Any]) -> None:
+    async def _send(
+        self,
+        v: Verification,
+        kind: str,
+        content: dict[str, Any],
+        to: list[str] | None = None,
+    ) -> None:
+        """To the verifying device (or, until one answered, every device
+        asked), or to the devices ``to``."""
         body = {**content, "transaction_id": v.txn}
-        targets = [v.device_id] if v.device_id is not None else v.devices
+        if to is not None:
+            targets = to
+        else:
+            targets = [v.device_id] if v.device_id is not None else v.devices
         await self.device.send_to_device(
             kind, {v.user_id: dict.fromkeys(targets, body)}, uuid.uuid4().hex
         )
-
-    async def refresh_own(self) -> None:
-        own = self.device.user_id
-        self.device.track([own])
-        self.device.devices_changed([own], [])
-        await self.device.refresh_devices()
 
 
 def confirmed_master(device: Device) -> str | None:

@@ -88,9 +88,7 @@ class SecretRequests:
         """Sends an ``m.secret.request`` per secret to the user's verified
         devices. Returns the devices asked (none: nothing was sent)."""
         own = self.device.user_id
-        self.device.track([own])
-        self.device.devices_changed([own], [])
-        await self.device.refresh_devices()
+        await self.device.refresh_own_devices()
         devices = self.verified_devices()
         if not devices:
             log.info("no verified device of %s to ask for secrets", own)
