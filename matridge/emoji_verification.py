@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 from slixmpp.exceptions import XMPPError
 
 from . import config, logsafety
-from .crypto.cross_signing import Status
+from .crypto.cross_signing import (
+    MASTER,
+    MEGOLM_BACKUP,
+    SELF_SIGNING,
+    USER_SIGNING,
+    Status,
+)
 from .crypto.primitives import CryptoError
 from .crypto.sas import Phase, Verification, Verifications
 from .crypto.secret_sharing import SecretRequests
@@ -52,10 +58,10 @@ _OF_SESSION: weakref.WeakKeyDictionary[Session, EmojiVerification] = (
 )
 
 _SECRET_WORDS = {
-    "m.cross_signing.master": "master key",
-    "m.cross_signing.self_signing": "self-signing key",
-    "m.cross_signing.user_signing": "user-signing key",
-    "m.megolm_backup.v1": "key backup key",
+    MASTER: "master key",
+    SELF_SIGNING: "self-signing key",
+    USER_SIGNING: "user-signing key",
+    MEGOLM_BACKUP: "key backup key",
 }
 
 

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .cross_signing import SAS_CONFIRMED_MASTER, confirmed_in_sas, master_key_of
+from .cross_signing import confirmed_in_sas, master_key_of
 from .device import Device, ToDeviceMessage
 from .device_keys import ed25519_of
 from .primitives import CryptoError, SasKeys, SasSecret, sas_commitment
@@ -601,12 +601,6 @@ class Verifications:
         await self.device.send_to_device(
             kind, {v.user_id: dict.fromkeys(targets, body)}, uuid.uuid4().hex
         )
-
-
-def confirmed_master(device: Device) -> str | None:
-    """The master key a device of the user vouched for in a SAS, if any."""
-    kept = device.store.get_json(SAS_CONFIRMED_MASTER)
-    return kept if isinstance(kept, str) else None
 
 
 def verified_name(device_id: str) -> str:

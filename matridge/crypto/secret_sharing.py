@@ -28,11 +28,12 @@ from .cross_signing import (
     own_identity,
     published,
     sign_with_kept_key,
+    vouched_master,
 )
 from .device import Device, ToDeviceMessage
 from .device_keys import ed25519_of
 from .primitives import KeyFormatError, SigningKey, b64decode
-from .sas import confirmed_master, sas_verified
+from .sas import sas_verified
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +168,7 @@ class SecretRequests:
                 log.warning("a malformed %s secret ignored", name)
                 return False
             pub = await published(self.api, self.device)
-            pinned = confirmed_master(self.device)
+            pinned = vouched_master(self.device.store)
             if pinned is not None and pub.master != pinned:
                 log.warning("the published identity is not the one verified")
                 return False
