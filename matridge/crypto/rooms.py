@@ -330,10 +330,14 @@ class RoomCrypto:
         # Told once per session; a device verified later is not in
         # shared_with, so it gets the key with the next message.
         told_name = _told_name(room_id, session.session_id)
-        told_before = {(u, d) for u, d in self.store.get_json(told_name) or []}
+        told_before: set[tuple[str, str]] = set()
+        if untrusted - record.shared_with:  # the store is read only then
+            told_before = {(u, d) for u, d in self.store.get_json(told_name) or []}
         told = untrusted - record.shared_with - told_before
         if told:
             await self._send_withheld(room_id, session.session_id, told)
+        if not reached and not told:
+            return record  # nothing new to keep: the send path writes once
         record = OutboundGroupRecord(
             room_id, session, record.created_ms, record.shared_with | reached
         )
