@@ -281,8 +281,11 @@ class Device:
         """Queries the user's own devices and identity now (verification,
         secrets and the key backup are judged on them, fresh)."""
         own = [self.user_id]
-        self.track(own)
-        self.devices_changed(own, [])
+        # One commit; what was judged from the lists stays good until the
+        # fetch changes them (refresh_devices moves lists_version then).
+        with self.store.transaction():
+            self.store.track_users(own)
+            self.store.mark_outdated(own)
         await self.refresh_devices()
 
     async def refresh_devices(self) -> set[str]:
